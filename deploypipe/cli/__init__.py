@@ -1,0 +1,90 @@
+"""The ``deploypipe`` command line: a thin layer over the public API.
+
+Each sub-command lives in its own module with ``add_parser(subparsers)``; modules import
+heavy libraries (torch, onnxruntime, tensorrt) only inside the function that runs the
+command, so ``deploypipe --help`` works on any machine.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+import warnings
+
+from .. import __version__
+from ..errors import DeploypipeError
+
+# Sub-command modules, in the order ``--help`` lists them.
+COMMANDS = (
+    "build",
+    "train",
+    "export",
+    "inspect",
+    "shrink",
+    "profile",
+    "lut",
+    "compare",
+    "bench",
+    "report",
+    "list_cmd",
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="deploypipe",
+        description="Prune a trained CNN on exact channel groups, export it to ONNX, "
+        "build an engine and measure it on the target hardware.",
+    )
+    parser.add_argument("--version", action="version", version=f"deploypipe {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks and library warnings")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more output")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMANDS:
+        try:
+            module = importlib.import_module(f"{__name__}.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name == f"{__name__}.{name}":
+                continue  # command not built yet
+            raise
+        module.add_parser(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    from ..utils import log
+
+    log.configure(args.verbose)
+    if not args.debug:
+        warnings.filterwarnings("ignore")
+        os.environ.setdefault("PYTHONWARNINGS", "ignore")
+    try:
+        return int(args.func(args) or 0)
+    except DeploypipeError as exc:
+        if args.debug:
+            raise
+        print(f"deploypipe: error: {exc.sentence()}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("deploypipe: interrupted; finished stages are kept and a re-run resumes them.",
+              file=sys.stderr)
+        return 130
+    except MemoryError:
+        print("deploypipe: error: out of memory; use a smaller batch or model.", file=sys.stderr)
+        return 2
+    except Exception as exc:  # our bug, not the user's
+        if args.debug:
+            raise
+        print(f"deploypipe: internal error: {type(exc).__name__}: {exc}; "
+              "rerun with --debug for the traceback and please report it.", file=sys.stderr)
+        return 3
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

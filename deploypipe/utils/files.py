@@ -1,0 +1,143 @@
+"""Atomic writes, content hashes and output-path checks.
+
+Every artifact deploypipe writes goes to a temporary file in the destination folder and
+is renamed into place, so a crash or a full disk never leaves a half-written file and
+never touches an input.
+"""
+from __future__ import annotations
+
+import contextlib
+import errno
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+from ..errors import InputError
+
+
+@contextlib.contextmanager
+def atomic_path(dest: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path beside ``dest``; rename it onto ``dest`` if the block succeeds."""
+    dest = Path(dest)
+    ensure_writable_dir(dest.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        _fsync(tmp_path)
+        os.replace(tmp_path, dest)
+    except OSError as exc:
+        _unlink_quiet(tmp_path)
+        raise _os_error(exc, dest) from None
+    except BaseException:
+        _unlink_quiet(tmp_path)
+        raise
+
+
+def write_bytes(dest: str | os.PathLike, data: bytes) -> Path:
+    with atomic_path(dest) as tmp:
+        tmp.write_bytes(data)
+    return Path(dest)
+
+
+def write_text(dest: str | os.PathLike, text: str) -> Path:
+    return write_bytes(dest, text.encode("utf-8"))
+
+
+def write_json(dest: str | os.PathLike, obj: Any) -> Path:
+    return write_text(dest, json.dumps(obj, indent=2, sort_keys=False, default=_json_default) + "\n")
+
+
+def write_with(dest: str | os.PathLike, writer: Callable[[Path], None]) -> Path:
+    """Atomically write ``dest`` with ``writer(tmp_path)`` (e.g. ``torch.save``, ``onnx.save``)."""
+    with atomic_path(dest) as tmp:
+        writer(tmp)
+    return Path(dest)
+
+
+def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def sha256_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def ensure_writable_dir(folder: str | os.PathLike) -> Path:
+    """Create ``folder`` if needed and check that files can be created in it."""
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise _os_error(exc, folder) from None
+    if not folder.is_dir():
+        raise InputError(f"output location {str(folder)!r} exists and is not a folder",
+                         hint="choose another output path")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise InputError(f"cannot write into folder {str(folder)!r} (permission denied)",
+                         hint="choose an output path in a folder you can write to")
+    return folder
+
+
+def check_output_path(out: str | os.PathLike, *inputs: str | os.PathLike | None) -> Path:
+    """Refuse an output path that would overwrite an input."""
+    out = Path(out)
+    for inp in inputs:
+        if inp is None:
+            continue
+        inp = Path(inp)
+        same = out.resolve() == inp.resolve() or (out.exists() and inp.exists() and _same_file(out, inp))
+        if same:
+            raise InputError(f"output path {str(out)!r} is the input file",
+                             hint="write the result to a new path so that the input is kept")
+    if out.exists() and out.is_dir() and out.suffix:
+        raise InputError(f"output path {str(out)!r} is a folder", hint="give a file name")
+    return out
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def _fsync(path: Path) -> None:
+    with open(path, "rb") as f:
+        os.fsync(f.fileno())
+
+
+def _unlink_quiet(path: Path) -> None:
+    with contextlib.suppress(OSError):
+        path.unlink()
+
+
+def _os_error(exc: OSError, path: Path) -> InputError:
+    if exc.errno == errno.ENOSPC:
+        return InputError(f"no space left on the device while writing {str(path)!r}",
+                          hint="free some disk space or write to another disk; nothing was overwritten")
+    if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return InputError(f"cannot write {str(path)!r} ({exc.strerror.lower()})",
+                          hint="choose an output path in a folder you can write to")
+    return InputError(f"cannot write {str(path)!r} ({exc.strerror or exc})",
+                      hint="check the output path")
+
+
+def _json_default(obj: Any) -> Any:
+    import numpy as np
+
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError(f"cannot serialise {type(obj).__name__} to JSON")
