@@ -1,0 +1,87 @@
+"""Summary statistics of repeated latency measurements.
+
+Percentiles use linear interpolation between order statistics (numpy's default); the
+standard deviation is the population one, as trtexec's "coefficient of variance" uses.
+``to_dict`` spells fields as trtexec's JSON exports do where they overlap
+(``count``, ``averageMs``, ``medianMs``) and keeps the same ``...Ms`` style elsewhere.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Sequence
+
+from ..errors import InputError
+
+STATISTICS = ("mean", "median", "p90", "p95", "p99")
+
+
+@dataclass(frozen=True)
+class LatencyStats:
+    """Latency of ``n`` timed iterations in milliseconds; ``throughput`` in inferences/s."""
+
+    n: int
+    batch: int
+    mean: float
+    median: float
+    min: float
+    max: float
+    p90: float
+    p95: float
+    p99: float
+    std: float
+    cv: float  # std / mean, a fraction (0.02 = 2 %)
+    throughput: float  # batch * 1000 / median
+
+    @classmethod
+    def from_samples(cls, samples_ms: Sequence[float], *, batch: int = 1) -> "LatencyStats":
+        """Summarise per-iteration times (ms) of runs that each processed ``batch`` inputs."""
+        xs = sorted(float(x) for x in samples_ms)
+        if not xs:
+            raise InputError("no latency samples to summarise", hint="run at least one iteration")
+        if batch <= 0:
+            raise InputError(f"batch must be positive, got {batch}")
+        n = len(xs)
+        mean = math.fsum(xs) / n
+        std = math.sqrt(math.fsum((x - mean) ** 2 for x in xs) / n)
+        median = percentile(xs, 50.0)
+        return cls(
+            n=n, batch=batch, mean=mean, median=median, min=xs[0], max=xs[-1],
+            p90=percentile(xs, 90.0), p95=percentile(xs, 95.0), p99=percentile(xs, 99.0),
+            std=std, cv=std / mean if mean > 0 else 0.0,
+            throughput=batch * 1000.0 / median if median > 0 else math.inf,
+        )
+
+    def statistic(self, name: str) -> float:
+        """The value a target profile asks for: ``median``, ``p90``, ``p99``, ..."""
+        if name not in STATISTICS:
+            raise InputError(f"unknown latency statistic {name!r}",
+                             hint=f"choose one of: {', '.join(STATISTICS)}")
+        return float(getattr(self, name))
+
+    def to_dict(self) -> dict[str, float | int]:
+        return {
+            "count": self.n,
+            "batch": self.batch,
+            "averageMs": self.mean,
+            "medianMs": self.median,
+            "minMs": self.min,
+            "maxMs": self.max,
+            "percentile90Ms": self.p90,
+            "percentile95Ms": self.p95,
+            "percentile99Ms": self.p99,
+            "stdMs": self.std,
+            "cv": self.cv,
+            "throughput": self.throughput,
+        }
+
+
+def percentile(sorted_xs: Sequence[float], q: float) -> float:
+    """The ``q``-th percentile (0..100) of already sorted values, linearly interpolated."""
+    if not sorted_xs:
+        raise InputError("no values to take a percentile of")
+    pos = (len(sorted_xs) - 1) * q / 100.0
+    lo = math.floor(pos)
+    hi = min(lo + 1, len(sorted_xs) - 1)
+    frac = pos - lo
+    return sorted_xs[lo] + (sorted_xs[hi] - sorted_xs[lo]) * frac
