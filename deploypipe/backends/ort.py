@@ -1,0 +1,151 @@
+"""ONNX Runtime backend: CPU now; the CUDA and TensorRT execution providers ride on the
+same session code (with onnxruntime-gpu installed) and never fall back to the CPU."""
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import numpy as np
+
+from ..errors import DeviceError, InputError, UnsupportedError
+from ..targets import GPU_PROVIDERS, TargetProfile
+from ..utils.log import get_logger
+from ._gpu import gpu_missing_reason
+from .base import Backend, Engine, LayerTime
+from .feeds import TensorSpec
+from .ort_profile import layer_times
+
+log = get_logger("backends.ort")
+
+_LEVELS = {"disable": "ORT_DISABLE_ALL", "basic": "ORT_ENABLE_BASIC",
+           "extended": "ORT_ENABLE_EXTENDED", "all": "ORT_ENABLE_ALL"}
+_NUMPY_TYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16,
+                "tensor(double)": np.float64, "tensor(int64)": np.int64,
+                "tensor(int32)": np.int32, "tensor(int8)": np.int8, "tensor(uint8)": np.uint8,
+                "tensor(bool)": np.bool_}
+
+
+def session_options(target: TargetProfile, *, profile_prefix: str | None = None):
+    """ONNX Runtime session options for ``target``: threads, optimisation level, and no CPU
+    fallback when GPU providers are requested (a GPU run must never silently use the CPU)."""
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = target.threads
+    so.inter_op_num_threads = target.inter_op_threads
+    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    so.graph_optimization_level = getattr(ort.GraphOptimizationLevel, _LEVELS[target.optimization])
+    so.log_severity_level = 3  # errors only: warnings would break the CLI's one-line contract
+    if any(p in GPU_PROVIDERS for p in target.providers):
+        so.add_session_config_entry("session.disable_cpu_ep_fallback", "1")
+    if profile_prefix is not None:
+        so.enable_profiling = True
+        so.profile_file_prefix = profile_prefix
+    return so
+
+
+def check_providers(target: TargetProfile) -> None:
+    """Fail in one sentence when ``target`` asks for a provider this install cannot give."""
+    import onnxruntime as ort
+
+    have = set(ort.get_available_providers())
+    missing = [p for p in target.providers if p not in have]
+    if not missing:
+        return
+    if any(p in GPU_PROVIDERS for p in missing) and (reason := gpu_missing_reason()):
+        raise DeviceError(f"target {target.name!r} asks for {', '.join(missing)} but {reason}",
+                          hint="use --target cpu to run on the CPU")
+    raise DeviceError(f"target {target.name!r} asks for {', '.join(missing)}, which this "
+                      f"onnxruntime {ort.__version__} does not provide (it has "
+                      f"{', '.join(sorted(have))})",
+                      hint="install deploypipe[gpu] (onnxruntime-gpu) for the GPU providers")
+
+
+class OrtBackend(Backend):
+    name = "onnxruntime"
+    description = "ONNX Runtime"
+
+    def build(self, onnx_path: str | Path, target: TargetProfile, *,
+              cache_dir: str | Path | None = None) -> "OrtEngine":
+        # cache_dir: a hook for the TensorRT provider's engine cache (trt_engine_cache_path);
+        # CPU sessions build in well under a second and cache nothing.
+        if target.backend not in (None, self.name):
+            raise InputError(f"target {target.name!r} is for backend {target.backend!r}, "
+                             f"not {self.name!r}", hint="pick an onnxruntime target")
+        check_providers(target)
+        return OrtEngine(Path(onnx_path), target)
+
+
+class OrtEngine(Engine):
+    """An ONNX Runtime inference session for one model on one target."""
+
+    backend_name = "onnxruntime"
+
+    def __init__(self, onnx_path: Path, target: TargetProfile):
+        self.path, self.target = onnx_path, target
+        self.session = _session(onnx_path, target, session_options(target))
+        self._inputs = [_spec(a) for a in self.session.get_inputs()]
+
+    @property
+    def inputs(self) -> Sequence[TensorSpec]:
+        return self._inputs
+
+    @property
+    def providers(self) -> list[str]:
+        return self.session.get_providers()
+
+    def run(self, feeds: Mapping[str, np.ndarray]) -> list[np.ndarray]:
+        self._check_open()
+        return self.session.run(None, dict(feeds))
+
+    def _timed_call(self, feeds: dict[str, np.ndarray]):
+        self._check_open()
+        run, none = self.session.run, None
+        return lambda: run(none, feeds)
+
+    def profile_layers(self, batch: int, iterations: int, *, warmup: int = 2,
+                       sample_shape: tuple[int, ...] | None = None) -> list[LayerTime]:
+        """Per-node kernel times from ONNX Runtime's profiler, in a separate profiling
+        session (profiling slows every run, so the timed session never profiles)."""
+        self._check_open()
+        feeds = self.feeds(batch, sample_shape=sample_shape)
+        with tempfile.TemporaryDirectory(prefix="deploypipe-ort-prof-") as tmp:
+            so = session_options(self.target, profile_prefix=os.path.join(tmp, "profile"))
+            session = _session(self.path, self.target, so)
+            for _ in range(warmup + iterations):
+                session.run(None, feeds)
+            trace = Path(session.end_profiling())
+            return layer_times(trace, self.path, skip_runs=warmup)
+
+    def close(self) -> None:
+        self.session = None
+
+    def _check_open(self) -> None:
+        if self.session is None:
+            raise InputError("this engine was closed", hint="build a new one")
+
+
+def _session(path: Path, target: TargetProfile, so):
+    import onnxruntime as ort
+
+    try:
+        return ort.InferenceSession(str(path), so, providers=list(target.providers))
+    except Exception as exc:  # onnxruntime raises its own exception types, all with text
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+    if target.requires_gpu:
+        raise UnsupportedError(f"ONNX Runtime cannot run {str(path)!r} on "
+                               f"{', '.join(target.providers)} alone: {reason}",
+                               hint="some op has no GPU kernel; try another GPU target")
+    raise InputError(f"ONNX Runtime cannot load {str(path)!r}: {reason}",
+                     hint="check that it is a valid ONNX model")
+
+
+def _spec(arg) -> TensorSpec:
+    dtype = _NUMPY_TYPES.get(arg.type)
+    if dtype is None:
+        raise InputError(f"input {arg.name!r} has type {arg.type}, which deploypipe cannot feed",
+                         hint="use float or integer inputs")
+    shape = tuple(d if isinstance(d, int) else (d or None) for d in arg.shape)
+    return TensorSpec(arg.name, shape, np.dtype(dtype))
