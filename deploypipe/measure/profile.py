@@ -1,0 +1,111 @@
+"""Profile an ONNX model on a target: latency statistics, per-layer times, the machine.
+
+This is the step behind ``deploypipe profile``: build an engine with the target's backend,
+time it (warm-up excluded), profile its layers in a separate session, and record the
+hardware fingerprint so that the numbers can be compared and cached honestly.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..errors import InputError
+from ..targets import TargetProfile, load_target
+from ..utils.log import get_logger
+from .fingerprint import Fingerprint, hardware_fingerprint
+from .stats import LatencyStats
+
+log = get_logger("measure")
+
+MAX_LAYER_ITERATIONS = 50  # profiling slows each run; 50 runs give steady medians
+
+
+@dataclass(frozen=True)
+class ProfileResult:
+    model: str
+    target: TargetProfile
+    backend: str
+    providers: tuple[str, ...]
+    batch: int
+    input_shapes: dict[str, tuple[int, ...]]
+    stats: LatencyStats
+    fingerprint: Fingerprint
+    layers: list = field(default_factory=list)  # list[LayerTime], in execution order
+
+    @property
+    def latency_ms(self) -> float:
+        """The latency by the target's statistic (median, p90 or p99)."""
+        return self.stats.statistic(self.target.statistic)
+
+    def top_layers(self, n: int = 10) -> list:
+        return sorted(self.layers, key=lambda l: l.timeMs, reverse=True)[:n]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "model": self.model,
+            "target": self.target.to_dict(),
+            "backend": self.backend,
+            "providers": list(self.providers),
+            "batch": self.batch,
+            "inputShapes": {k: list(v) for k, v in self.input_shapes.items()},
+            "latency": self.stats.to_dict(),
+            "statistic": self.target.statistic,
+            "latencyMs": self.latency_ms,
+            "layers": [layer.to_dict() for layer in self.layers],
+            "fingerprint": self.fingerprint.to_dict(),
+        }
+
+
+def profile_onnx(path: str | Path, target: str | Path | TargetProfile = "cpu", *,
+                 batch: int | None = None, threads: int | None = None, per_layer: bool = True,
+                 warmup: int | None = None, iterations: int | None = None) -> ProfileResult:
+    """Time ``path`` on ``target`` (a profile, its name or TOML path); keyword arguments
+    override the profile's batch, threads, warm-up and iteration counts."""
+    from ..backends import backend_for_target
+
+    path = check_onnx_file(path)
+    target = _override(load_target(target), batch=batch, threads=threads, warmup=warmup,
+                       iterations=iterations)
+    backend = backend_for_target(target)
+    with backend.build(path, target) as engine:
+        feeds = engine.feeds(target.batch, sample_shape=target.input_shape)
+        log.debug("timing %s on %s: %d warm-up + %d iterations at batch %d", path, target.name,
+                  target.warmup, target.iterations, target.batch)
+        stats = engine.time(target.batch, target.warmup, target.iterations,
+                            sample_shape=target.input_shape)
+        layers = engine.profile_layers(target.batch, min(target.iterations, MAX_LAYER_ITERATIONS),
+                                       sample_shape=target.input_shape) if per_layer else []
+        providers = tuple(getattr(engine, "providers", target.providers))
+    return ProfileResult(model=str(path), target=target, backend=backend.name,
+                         providers=providers, batch=target.batch,
+                         input_shapes={k: tuple(v.shape) for k, v in feeds.items()},
+                         stats=stats, fingerprint=hardware_fingerprint(), layers=layers)
+
+
+def check_onnx_file(path: str | Path) -> Path:
+    """Refuse a missing file or one that is not an ONNX model, in one sentence."""
+    import onnx
+
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"ONNX file {str(path)!r} does not exist",
+                         hint="check the path" if not path.exists() else "give a file, not a folder")
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception:  # protobuf's DecodeError and friends
+        model = None
+    if model is None or not model.graph.node:
+        raise InputError(f"{str(path)!r} is not an ONNX model",
+                         hint="export a PyTorch checkpoint first with `deploypipe export`")
+    return path
+
+
+def _override(target: TargetProfile, **values: int | None) -> TargetProfile:
+    changes = {k: v for k, v in values.items() if v is not None}
+    for key, value in changes.items():
+        minimum = 0 if key in ("threads", "warmup") else 1
+        if value < minimum:
+            raise InputError(f"{key} must be at least {minimum}, got {value}")
+    return dataclasses.replace(target, **changes) if changes else target
