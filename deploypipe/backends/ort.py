@@ -15,7 +15,7 @@ from ..utils.log import get_logger
 from ._gpu import gpu_missing_reason
 from .base import Backend, Engine, LayerTime
 from .feeds import TensorSpec
-from .ort_profile import layer_times
+from .ort_profile import layers_from_events, node_index, read_trace
 
 log = get_logger("backends.ort")
 
@@ -107,8 +107,14 @@ class OrtEngine(Engine):
 
     def profile_layers(self, batch: int, iterations: int, *, warmup: int = 2,
                        sample_shape: tuple[int, ...] | None = None) -> list[LayerTime]:
-        """Per-node kernel times from ONNX Runtime's profiler, in a separate profiling
-        session (profiling slows every run, so the timed session never profiles)."""
+        """Per-node kernel times from ONNX Runtime's profiler, mapped to ONNX nodes."""
+        events = self.trace_events(batch, iterations, warmup=warmup, sample_shape=sample_shape)
+        return layers_from_events(events, node_index(self.path), skip_runs=warmup)
+
+    def trace_events(self, batch: int, iterations: int, *, warmup: int = 2,
+                     sample_shape: tuple[int, ...] | None = None) -> list[dict]:
+        """The profiler's raw trace of ``warmup + iterations`` runs, from a separate session:
+        profiling slows every run, so the timed session never profiles."""
         self._check_open()
         feeds = self.feeds(batch, sample_shape=sample_shape)
         with tempfile.TemporaryDirectory(prefix="deploypipe-ort-prof-") as tmp:
@@ -116,8 +122,7 @@ class OrtEngine(Engine):
             session = _session(self.path, self.target, so)
             for _ in range(warmup + iterations):
                 session.run(None, feeds)
-            trace = Path(session.end_profiling())
-            return layer_times(trace, self.path, skip_runs=warmup)
+            return read_trace(Path(session.end_profiling()))
 
     def close(self) -> None:
         self.session = None

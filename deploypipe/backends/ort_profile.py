@@ -21,13 +21,6 @@ _KERNEL = "_kernel_time"
 _SUFFIXES = ("_nchwc",)
 
 
-def layer_times(trace: Path, onnx_path: Path | None = None, *, skip_runs: int = 0) -> list[LayerTime]:
-    """Layer times from a trace file, skipping each node's first ``skip_runs`` runs."""
-    events = read_trace(trace)
-    names = node_index(onnx_path) if onnx_path is not None else None
-    return layers_from_events(events, names, skip_runs=skip_runs)
-
-
 def read_trace(trace: Path) -> list[dict[str, Any]]:
     try:
         events = json.loads(Path(trace).read_text())

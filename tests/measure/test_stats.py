@@ -1,0 +1,62 @@
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from deploypipe.errors import InputError
+from deploypipe.measure.stats import LatencyStats, percentile
+
+
+def test_one_to_ten_hand_computed():
+    s = LatencyStats.from_samples([float(x) for x in range(10, 0, -1)], batch=4)
+    assert (s.n, s.batch, s.min, s.max) == (10, 4, 1.0, 10.0)
+    assert s.mean == pytest.approx(5.5)
+    assert s.median == pytest.approx(5.5)
+    # linear interpolation: position (n - 1) * q / 100 in the sorted samples
+    assert s.p90 == pytest.approx(9.1)  # 9 + 0.1 * (10 - 9)
+    assert s.p95 == pytest.approx(9.55)
+    assert s.p99 == pytest.approx(9.91)
+    assert s.std == pytest.approx(math.sqrt(8.25))  # population std of 1..10
+    assert s.cv == pytest.approx(math.sqrt(8.25) / 5.5)
+    assert s.throughput == pytest.approx(4 * 1000 / 5.5)
+
+
+def test_three_unsorted_samples():
+    s = LatencyStats.from_samples([5.0, 1.0, 3.0])
+    assert s.median == 3.0
+    assert s.p90 == pytest.approx(4.6)  # position 1.8: 3 + 0.8 * 2
+    assert s.throughput == pytest.approx(1000 / 3)
+
+
+def test_single_sample_has_no_spread():
+    s = LatencyStats.from_samples([2.0])
+    assert (s.median, s.p99, s.std, s.cv) == (2.0, 2.0, 0.0, 0.0)
+
+
+def test_to_dict_uses_trtexec_names():
+    d = LatencyStats.from_samples([1.0, 2.0, 3.0], batch=2).to_dict()
+    assert d["count"] == 3 and d["batch"] == 2
+    assert d["averageMs"] == pytest.approx(2.0) and d["medianMs"] == 2.0
+    assert {"minMs", "maxMs", "percentile90Ms", "percentile95Ms", "percentile99Ms", "stdMs",
+            "cv", "throughput"} <= d.keys()
+
+
+def test_statistic_by_name():
+    s = LatencyStats.from_samples(range(1, 11))
+    assert s.statistic("median") == s.median and s.statistic("p90") == s.p90
+    with pytest.raises(InputError, match="p42"):
+        s.statistic("p42")
+
+
+def test_empty_samples_refused():
+    with pytest.raises(InputError):
+        LatencyStats.from_samples([])
+    with pytest.raises(InputError):
+        percentile([], 50)
+
+
+def test_frozen():
+    s = LatencyStats.from_samples([1.0])
+    with pytest.raises(AttributeError):
+        s.median = 3.0  # type: ignore[misc]
