@@ -24,12 +24,18 @@ def model_info(name: str) -> ModelInfo:
 def _bind(info: ModelInfo, kwargs: dict[str, Any]) -> dict[str, Any]:
     """All of the factory's arguments, defaults filled in, so the record is complete."""
     sig = inspect.signature(info.factory)
-    unknown = sorted(set(kwargs) - set(sig.parameters))
-    if unknown:
-        extra = sorted(set(sig.parameters) - {"num_classes", "in_channels", "input_size"})
-        takes = f"it also takes {', '.join(extra)}" if extra else "it takes no other arguments"
-        raise InputError(f"model {info.name!r} has no argument {unknown[0]!r}", hint=takes)
-    bound = sig.bind(**kwargs)
+    params = sig.parameters
+    open_ended = any(p.kind is p.VAR_KEYWORD for p in params.values())
+    unknown = sorted(set(kwargs) - set(params))
+    if unknown and not open_ended:
+        extra = ", ".join(sorted(set(params) - {"num_classes", "in_channels", "input_size"}))
+        raise InputError(f"model {info.name!r} has no argument {unknown[0]!r}",
+                         hint=f"it also takes {extra}" if extra else
+                         "it takes only num_classes, in_channels and input_size")
+    try:
+        bound = sig.bind(**kwargs)
+    except TypeError as err:  # a required factory argument left out
+        raise InputError(f"model {info.name!r} cannot be built: {err}") from err
     bound.apply_defaults()
     return dict(bound.arguments)
 

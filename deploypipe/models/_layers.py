@@ -1,6 +1,8 @@
 """Small helpers shared by the model families: argument checks, output sizes, init."""
 from __future__ import annotations
 
+import math
+import numbers
 from typing import Iterable, Sequence
 
 from torch import nn
@@ -11,16 +13,25 @@ Size2d = tuple[int, int]
 
 
 def positive_int(what: str, value: object) -> int:
-    """``value`` as an int >= 1, or an InputError naming ``what``."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+    """``value`` as an int >= 1 (numpy integers too), or an InputError naming ``what``."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
         raise InputError(f"{what} must be a positive integer, got {value!r}",
                          hint=f"pass {what}=N with N >= 1")
-    return value
+    return int(value)
+
+
+def positive_float(what: str, value: object) -> float:
+    """``value`` as a finite float > 0, or an InputError naming ``what``."""
+    ok = isinstance(value, numbers.Real) and not isinstance(value, bool)
+    if not ok or not math.isfinite(value) or value <= 0:
+        raise InputError(f"{what} must be a positive number, got {value!r}",
+                         hint=f"pass for example {what}=0.5")
+    return float(value)
 
 
 def size2d(value: int | Sequence[int]) -> Size2d:
     """An input size given as N, (H, W) or (C, H, W) normalised to (H, W)."""
-    if isinstance(value, int) and not isinstance(value, bool):
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool):
         value = (value, value)
     if isinstance(value, (tuple, list)) and len(value) == 3:
         value = value[1:]
@@ -40,13 +51,15 @@ def choice(what: str, value: str, choices: Iterable[str]) -> str:
     return value
 
 
-def require_input(input_size: Size2d, min_side: int, why: str) -> None:
-    """Refuse an input smaller than ``min_side`` on either side (``why`` says what needs it)."""
+def require_input(input_size: Size2d, total_stride: int, alternative: str = "") -> None:
+    """Refuse an input smaller than the network's total stride on either side: its last
+    feature map would be made of padding alone. ``alternative`` names another fix."""
     h, w = input_size
-    if min(h, w) < min_side:
+    if min(h, w) < total_stride:
+        fix = f"use input_size >= {total_stride}" + (f" or {alternative}" if alternative else "")
         raise InputError(
-            f"input {h}x{w} is smaller than the {min_side}x{min_side} that {why} needs",
-            hint=f"use input_size >= {min_side}")
+            f"input {h}x{w} is smaller than the network's total stride of {total_stride}",
+            hint=fix)
 
 
 def conv_out(size: int, kernel: int, stride: int = 1, padding: int = 0) -> int:

@@ -17,8 +17,8 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from ..errors import InputError
-from ._layers import Size2d, choice, init_conv_bn, init_linear_normal, require_input
+from ._layers import (Size2d, choice, init_conv_bn, init_linear_normal, positive_float,
+                      require_input)
 from ._registry import register_model
 
 SMALL_INPUT = 64
@@ -110,15 +110,11 @@ def total_stride(setting: Setting, small_input: bool) -> int:
 def build_mobilenet_v2(setting: Setting, *, input_size: Size2d, stem: str,
                        width_mult: float, **kw) -> MobileNetV2:
     """Check the arguments, resolve ``stem="auto"`` and build."""
-    if isinstance(width_mult, bool) or not isinstance(width_mult, (int, float)) or width_mult <= 0:
-        raise InputError(f"width_mult must be a positive number, got {width_mult!r}",
-                         hint="pass for example width_mult=0.5")
+    width_mult = positive_float("width_mult", width_mult)
     stem = choice("stem", stem, ("auto", "imagenet", "cifar"))
     small = min(input_size) < SMALL_INPUT if stem == "auto" else stem == "cifar"
-    stride = total_stride(setting, small)
-    layout = "cifar" if small else "imagenet"
-    require_input(input_size, stride, f"the {layout} layout's total stride of {stride}")
-    return MobileNetV2(setting, width_mult=float(width_mult), small_input=small, **kw)
+    require_input(input_size, total_stride(setting, small), "" if small else "stem='cifar'")
+    return MobileNetV2(setting, width_mult=width_mult, small_input=small, **kw)
 
 
 @register_model(family="mobilenet", default_input=(3, 224, 224), default_classes=1000)

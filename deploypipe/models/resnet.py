@@ -119,7 +119,7 @@ def build_resnet(block: Block, layers: Sequence[int], widths: Sequence[int], *,
     if stem == "auto":
         stem = "cifar" if min(input_size) < SMALL_INPUT else "imagenet"
     total_stride = (4 if stem == "imagenet" else 1) * 2 ** (len(layers) - 1)
-    require_input(input_size, total_stride, f"the {stem} stem's total stride of {total_stride}")
+    require_input(input_size, total_stride, "stem='cifar'" if stem == "imagenet" else "")
     return ResNet(block, layers, widths, num_classes=num_classes, in_channels=in_channels,
                   stem_width=stem_width, stem=stem)
 

@@ -128,6 +128,20 @@ def test_vgg_imagenet_classifier_can_be_forced_on_small_inputs():
     assert tuple(model(torch.empty(2, 3, 64, 64, device="meta")).shape) == (2, 10)
 
 
+@pytest.mark.parametrize("name,size,kwargs", [("test_resnet", 64, {}),
+                                               ("test_resnet_bottleneck", 64, {}),
+                                               ("test_mobilenet_v2", 64, {}),
+                                               ("test_vgg", 112, {}),
+                                               ("test_vgg", 64, {"classifier": "imagenet"})])
+def test_imagenet_layouts_compute_on_tiny_variants(name, size, kwargs):
+    model = create_model(name, input_size=size, **kwargs).eval()
+    with torch.no_grad():
+        y = model(torch.randn(2, 3, size, size))
+    assert y.shape == (2, 10) and torch.isfinite(y).all()
+    first_conv = next(m for m in model.modules() if isinstance(m, nn.Conv2d))
+    assert first_conv.stride == (2, 2) or len(model.classifier) == 7
+
+
 def test_he_initialisation():
     model = create_model("vgg11_bn", input_size=32)
     conv = model.features[8]  # 256 -> 256, fan_out = 256 * 9

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -132,8 +133,13 @@ def test_family_arguments_are_recorded_and_honoured():
 
 def test_input_size_accepts_n_hw_and_chw():
     sizes = [on_meta("test_vgg", input_size=s).deploypipe_arch["kwargs"]["input_size"]
-             for s in (16, (16, 16), [3, 16, 16])]
-    assert sizes == [[16, 16]] * 3
+             for s in (16, (16, 16), [3, 16, 16], np.int64(16))]
+    assert sizes == [[16, 16]] * 4
+
+
+def test_numpy_integers_are_recorded_as_plain_ints():
+    kwargs = on_meta("test_vgg", num_classes=np.int64(5)).deploypipe_arch["kwargs"]
+    assert kwargs["num_classes"] == 5 and type(kwargs["num_classes"]) is int
 
 
 BAD_KWARGS = [
@@ -147,6 +153,7 @@ BAD_KWARGS = [
     ("resnet18", dict(input_size=16, stem="imagenet"), "16x16"),
     ("resnet18", dict(stem="tiny"), "stem"),
     ("mobilenet_v2", dict(width_mult=0), "width_mult"),
+    ("mobilenet_v2", dict(width_mult=float("nan")), "width_mult"),
     ("mobilenet_v2", dict(input_size=4), "4x4"),
     ("vgg11_bn", dict(classifier="big"), "classifier"),
 ]
