@@ -1,4 +1,4 @@
-"""Small helpers shared by the model families: argument checks, output sizes, init."""
+"""Small helpers shared by the model families: argument checks and initialisation."""
 from __future__ import annotations
 
 import math
@@ -60,11 +60,6 @@ def require_input(input_size: Size2d, total_stride: int, alternative: str = "") 
         raise InputError(
             f"input {h}x{w} is smaller than the network's total stride of {total_stride}",
             hint=fix)
-
-
-def conv_out(size: int, kernel: int, stride: int = 1, padding: int = 0) -> int:
-    """Output length of a convolution or pooling window along one axis."""
-    return (size + 2 * padding - kernel) // stride + 1
 
 
 def init_conv_bn(model: nn.Module) -> None:

@@ -12,6 +12,7 @@ the first 24-channel block) run at stride 1. The total stride drops from 32 to 8
 """
 from __future__ import annotations
 
+import math
 from typing import Sequence
 
 import torch
@@ -99,12 +100,7 @@ class MobileNetV2(nn.Module):
 def total_stride(setting: Setting, small_input: bool) -> int:
     """The product of all strides: how much the network shrinks its input."""
     strides = [2] + [s for _, _, _, s in setting if s > 1]
-    if small_input:
-        strides = strides[2:]
-    prod = 1
-    for s in strides:
-        prod *= s
-    return prod
+    return math.prod(strides[2:] if small_input else strides)
 
 
 def build_mobilenet_v2(setting: Setting, *, input_size: Size2d, stem: str,
