@@ -1,0 +1,221 @@
+"""Bring an ONNX graph from any exporter into the one form the analysis reads.
+
+* constants stored as ``Constant`` nodes (Paddle, TF exports) become initializers;
+* ``ConstantOfShape`` nodes with a constant shape (old Caffe2 exports use them as weight
+  placeholders) become initializers;
+* initializers listed again as graph inputs (IR version < 4) stop being inputs;
+* nodes whose inputs are all constants are folded (Caffe2's ``Unsqueeze(bn_scale)``, a
+  weight ``Reshape``), so per-channel parameters are visible as initializers;
+* ``Identity`` chains are removed and unused nodes and initializers dropped;
+* shapes are inferred (on a weight-less skeleton, so a 500 MB model costs no more than a
+  small one), so every handler knows ranks and channel counts.
+
+Each step returns a new model; the input is never modified.
+"""
+from __future__ import annotations
+
+import numpy as np
+import onnx
+from onnx import helper, numpy_helper
+
+from ..errors import InputError
+
+
+def normalize(model: onnx.ModelProto, *, infer_shapes: bool = True) -> onnx.ModelProto:
+    out = onnx.ModelProto()
+    out.CopyFrom(model)
+    g = out.graph
+    _inputs_with_initializers_become_constants(out)
+    _constants_to_initializers(g)
+    _fold_constant_nodes(g, _opset(out))
+    _remove_identities(g)
+    _remove_dead_code(g)
+    if infer_shapes:
+        infer_inplace(out)
+    return out
+
+
+SKELETON_MIN_ELEMENTS = 4096  # initializers this large are weights, never shape data
+
+
+def infer(model: onnx.ModelProto) -> onnx.ModelProto:
+    """A copy of ``model`` with inferred shapes."""
+    out = onnx.ModelProto()
+    out.CopyFrom(model)
+    infer_inplace(out)
+    return out
+
+
+def infer_inplace(model: onnx.ModelProto) -> None:
+    """Shape inference with data propagation (so Reshape targets computed from Shape ops
+    resolve), run on a skeleton whose large initializers are typed graph inputs; the
+    inferred value_info is written into ``model``."""
+    skeleton = without_weights(model)
+    try:
+        inferred = onnx.shape_inference.infer_shapes(skeleton, check_type=False, strict_mode=False,
+                                                     data_prop=True)
+    except (onnx.shape_inference.InferenceError, RuntimeError) as exc:
+        raise InputError(f"ONNX shape inference failed: {str(exc).splitlines()[0][:200]}",
+                         hint="fix or re-export the model so that every tensor has a shape") from None
+    del model.graph.value_info[:]
+    model.graph.value_info.extend(inferred.graph.value_info)
+    for real, inf in zip(model.graph.output, inferred.graph.output):
+        if not real.type.tensor_type.HasField("shape") and inf.type.tensor_type.HasField("shape"):
+            real.CopyFrom(inf)
+
+
+def without_weights(model: onnx.ModelProto) -> onnx.ModelProto:
+    """A copy whose large initializers are typed graph inputs: cheap to check and infer."""
+    skeleton = onnx.ModelProto()
+    g = model.graph
+    big = [t for t in g.initializer if int(np.prod(t.dims)) >= SKELETON_MIN_ELEMENTS]
+    big_names = {t.name for t in big}
+    # everything but the large initializers (no 500 MB round trip)
+    skeleton.ir_version = max(model.ir_version, 4)
+    skeleton.opset_import.extend(model.opset_import)
+    sg = skeleton.graph
+    sg.name = g.name
+    sg.value_info.extend(g.value_info)
+    sg.node.extend(g.node)
+    sg.input.extend(g.input)
+    sg.output.extend(g.output)
+    sg.initializer.extend(t for t in g.initializer if t.name not in big_names)
+    for t in big:
+        sg.input.append(helper.make_tensor_value_info(t.name, t.data_type, list(t.dims)))
+    for f in model.functions:
+        skeleton.functions.append(f)
+    return skeleton
+
+
+def _inputs_with_initializers_become_constants(model: onnx.ModelProto) -> None:
+    g = model.graph
+    init_names = {t.name for t in g.initializer}
+    keep = [i for i in g.input if i.name not in init_names]
+    if len(keep) != len(g.input):
+        del g.input[:]
+        g.input.extend(keep)
+        if model.ir_version < 4:
+            model.ir_version = 4
+
+
+def _constants_to_initializers(g: onnx.GraphProto) -> None:
+    inits = {t.name: t for t in g.initializer}
+    kept = []
+    for node in g.node:
+        tensor = None
+        if node.op_type == "Constant" and not node.domain:
+            tensor = _constant_value(node)
+        elif node.op_type == "ConstantOfShape" and node.input and node.input[0] in inits:
+            shape = numpy_helper.to_array(inits[node.input[0]]).astype(np.int64)
+            fill = np.zeros(1, np.float32)
+            for a in node.attribute:
+                if a.name == "value":
+                    fill = numpy_helper.to_array(a.t)
+            tensor = numpy_helper.from_array(np.full(tuple(shape), fill.reshape(-1)[0], dtype=fill.dtype))
+        if tensor is None:
+            kept.append(node)
+            continue
+        tensor.name = node.output[0]
+        g.initializer.append(tensor)
+        inits[tensor.name] = tensor
+    if len(kept) != len(g.node):
+        del g.node[:]
+        g.node.extend(kept)
+
+
+def _constant_value(node: onnx.NodeProto) -> onnx.TensorProto | None:
+    for a in node.attribute:
+        if a.name == "value":
+            t = onnx.TensorProto()
+            t.CopyFrom(a.t)
+            return t
+        if a.name in ("value_float", "value_int", "value_floats", "value_ints"):
+            dtype = np.float32 if "float" in a.name else np.int64
+            return numpy_helper.from_array(np.array(helper.get_attribute_value(a), dtype=dtype))
+    return None  # sparse or string constants: leave the node
+
+
+_NOT_FOLDED = {"RandomNormal", "RandomUniform", "RandomNormalLike", "RandomUniformLike",
+               "Multinomial", "Bernoulli", "Loop", "If", "Scan"}
+
+
+def _opset(model: onnx.ModelProto) -> int:
+    return next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 13)
+
+
+def _fold_constant_nodes(g: onnx.GraphProto, opset: int) -> None:
+    """Evaluate the nodes that only read constants, in one pass of onnx's reference runtime."""
+    consts = {t.name for t in g.initializer}
+    foldable = []
+    for node in g.node:
+        if (node.input and node.domain in ("", "ai.onnx") and node.op_type not in _NOT_FOLDED
+                and all(i in consts for i in node.input if i)):
+            foldable.append(node)
+            consts.update(o for o in node.output if o)
+    if not foldable:
+        return
+    from onnx.reference import ReferenceEvaluator
+
+    needed = {i for n in foldable for i in n.input if i}
+    inits = [t for t in g.initializer if t.name in needed]
+    outputs = [o for n in foldable for o in n.output if o]
+    sub = helper.make_graph(foldable, "fold", [], [helper.make_value_info(o, onnx.TypeProto()) for o in outputs],
+                            initializer=inits)
+    opsets = [helper.make_opsetid("", max(opset, 7))]
+    try:
+        values = ReferenceEvaluator(helper.make_model(sub, opset_imports=opsets)).run(None, {})
+    except Exception:  # an op the reference runtime lacks: leave the graph as it is
+        return
+    folded = set(id(n) for n in foldable)
+    kept = [n for n in g.node if id(n) not in folded]
+    del g.node[:]
+    g.node.extend(kept)
+    for name, value in zip(outputs, values):
+        g.initializer.append(numpy_helper.from_array(np.asarray(value), name))
+
+
+def _remove_identities(g: onnx.GraphProto) -> None:
+    outputs = {o.name for o in g.output}
+    rename: dict[str, str] = {}
+    kept = []
+    for node in g.node:
+        if node.op_type == "Identity" and not node.domain and node.output[0] not in outputs:
+            src = node.input[0]
+            rename[node.output[0]] = rename.get(src, src)
+            continue
+        kept.append(node)
+    if not rename:
+        return
+    for node in kept:
+        for i, name in enumerate(node.input):
+            if name in rename:
+                node.input[i] = rename[name]
+    del g.node[:]
+    g.node.extend(kept)
+
+
+def _remove_dead_code(g: onnx.GraphProto) -> None:
+    needed = {o.name for o in g.output}
+    kept_rev = []
+    for node in reversed(g.node):
+        if any(o in needed for o in node.output if o):
+            kept_rev.append(node)
+            needed.update(i for i in node.input if i)
+            needed.update(_subgraph_inputs(node))
+    if len(kept_rev) != len(g.node):
+        del g.node[:]
+        g.node.extend(reversed(kept_rev))
+    unused = [t for t in g.initializer if t.name not in needed]
+    if unused:
+        keep = [t for t in g.initializer if t.name in needed]
+        del g.initializer[:]
+        g.initializer.extend(keep)
+
+
+def _subgraph_inputs(node: onnx.NodeProto) -> set[str]:
+    names: set[str] = set()
+    for a in node.attribute:
+        for sub in ([a.g] if a.type == onnx.AttributeProto.GRAPH else list(a.graphs)):
+            for n in sub.node:
+                names.update(n.input)
+    return names

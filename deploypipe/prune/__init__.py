@@ -1,0 +1,1 @@
+"""Pruning: importance criteria, allocation of kept channels, and the methods."""

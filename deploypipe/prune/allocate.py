@@ -1,0 +1,82 @@
+"""Turn scores and a budget into the channels each group keeps.
+
+All allocators are pure functions of per-group widths, per-channel scores and (for cost
+budgets) a cost model; they return the number of channels each group keeps, which
+``select_drop`` turns into the channel indices to remove (lowest scores first).
+Every allocator keeps at least one channel (one ``round_to`` block) per group.
+"""
+from __future__ import annotations
+
+import math
+from typing import Callable, Sequence
+
+import numpy as np
+
+from ..errors import BudgetError, InputError
+
+
+def round_keep(keep: int, width: int, round_to: int) -> int:
+    """Round a kept width to the hardware's preferred multiple, within [min(width, N), width]."""
+    if round_to <= 1 or width <= round_to:
+        return max(1, min(keep, width))
+    rounded = int(round(keep / round_to)) * round_to
+    return max(round_to, min(rounded, width))
+
+
+def uniform(widths: Sequence[int], ratio: float, *, prunable: Sequence[bool], round_to: int = 1) -> np.ndarray:
+    """Remove the fraction ``ratio`` of every prunable group's channels."""
+    if not 0.0 < ratio < 1.0:
+        raise InputError(f"pruning ratio {ratio:g} is outside (0, 1)",
+                         hint="give the fraction of channels to remove, e.g. --ratio 0.3")
+    keep = np.array(widths, dtype=np.int64)
+    for g, (w, p) in enumerate(zip(widths, prunable)):
+        if p:
+            keep[g] = round_keep(max(1, int(math.floor(w * (1.0 - ratio) + 0.5))), w, round_to)
+    return keep
+
+
+def select_drop(scores: Sequence[np.ndarray], keep: Sequence[int]) -> dict[int, np.ndarray]:
+    """The lowest-scoring ``width - keep`` channels of each group (ties: lower index first)."""
+    drop = {}
+    for g, (s, k) in enumerate(zip(scores, keep)):
+        s = np.asarray(s)
+        n = len(s) - int(k)
+        if n > 0:
+            drop[g] = np.sort(np.argsort(s, kind="stable")[:n])
+    return drop
+
+
+def global_ranking(widths: Sequence[int], scores: Sequence[np.ndarray], *, prunable: Sequence[bool],
+                   cost: Callable[[np.ndarray], float], target: float, unit_cost: np.ndarray | None = None,
+                   max_ratio: float = 0.9, round_to: int = 1) -> np.ndarray:
+    """Remove the globally least important channels (scores normalised per group by their
+    mean, so criteria of different scale compare) until ``cost(keep) <= target``; no group
+    loses more than ``max_ratio`` of its channels. Removal goes one round_to block at a time."""
+    widths = np.asarray(widths, dtype=np.int64)
+    keep = widths.copy()
+    if cost(keep) <= target:
+        return keep
+    step = max(1, round_to)
+    floor = np.array([max(step if w > step else w, int(math.ceil(w * (1 - max_ratio))))
+                      for w in widths])
+    order = {g: np.sort(np.asarray(s, dtype=np.float64)) for g, s in enumerate(scores)}
+    norm = {g: (s / (np.mean(s) + 1e-12)) for g, s in order.items()}
+    while cost(keep) > target:
+        best, best_value = -1, math.inf
+        for g in range(len(widths)):
+            if not prunable[g] or keep[g] - step < floor[g]:
+                continue
+            removed = widths[g] - keep[g]
+            value = float(np.sum(norm[g][removed:removed + step]))
+            if unit_cost is not None:
+                value /= max(float(unit_cost[g]), 1e-12)
+            if value < best_value:
+                best, best_value = g, value
+        if best < 0:
+            raise BudgetError(f"the budget cannot be met: at most {1 - cost(keep) / cost(widths):.1%} "
+                              "of the cost can be removed with the prunable channels",
+                              hint="ask for a smaller reduction or allow more pruning per group")
+        keep[best] -= step
+    if round_to > 1:
+        keep = np.array([round_keep(k, w, round_to) for k, w in zip(keep, widths)])
+    return keep

@@ -1,0 +1,1 @@
+"""Helpers for deploypipe's tests and fuzzers (random graphs, weight materialisation)."""
