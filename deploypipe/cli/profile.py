@@ -66,7 +66,8 @@ def _layer_lines(result, top: int) -> list[str]:
     if not result.layers:
         return []
     rows = result.top_layers(top)
-    lines = [f"top {len(rows)} of {len(result.layers)} layers (ONNX Runtime profiler):",
+    lines = [f"top {len(rows)} of {len(result.layers)} layers by share of layer time "
+             f"({result.backend} profiler):",
              f"  {'median ms':>9}  {'avg ms':>8}  {'%':>5}  {'op':<18} name"]
     for r in rows:
         lines.append(f"  {r.medianMs:9.3f}  {r.averageMs:8.3f}  {r.percentage:5.1f}  "

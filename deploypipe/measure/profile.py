@@ -9,13 +9,16 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import InputError
 from ..targets import TargetProfile, load_target
 from ..utils.log import get_logger
 from .fingerprint import Fingerprint, hardware_fingerprint
 from .stats import LatencyStats
+
+if TYPE_CHECKING:
+    from ..backends import LayerTime
 
 log = get_logger("measure")
 
@@ -24,6 +27,8 @@ MAX_LAYER_ITERATIONS = 50  # profiling slows each run; 50 runs give steady media
 
 @dataclass(frozen=True)
 class ProfileResult:
+    """One profiling run: latency statistics, per-layer times and where it ran."""
+
     model: str
     target: TargetProfile
     backend: str
@@ -32,14 +37,15 @@ class ProfileResult:
     input_shapes: dict[str, tuple[int, ...]]
     stats: LatencyStats
     fingerprint: Fingerprint
-    layers: list = field(default_factory=list)  # list[LayerTime], in execution order
+    layers: list["LayerTime"] = field(default_factory=list)  # in execution order
 
     @property
     def latency_ms(self) -> float:
         """The latency by the target's statistic (median, p90 or p99)."""
         return self.stats.statistic(self.target.statistic)
 
-    def top_layers(self, n: int = 10) -> list:
+    def top_layers(self, n: int = 10) -> list["LayerTime"]:
+        """The ``n`` layers with the largest total time."""
         return sorted(self.layers, key=lambda l: l.timeMs, reverse=True)[:n]
 
     def to_dict(self) -> dict[str, Any]:
