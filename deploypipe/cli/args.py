@@ -71,3 +71,70 @@ def fraction(text: str) -> float:
     if not 0.0 < v < 1.0:
         raise argparse.ArgumentTypeError(f"{text!r} must be strictly between 0 and 1")
     return v
+
+
+def non_negative_float(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not v >= 0.0 or v == float("inf"):
+        raise argparse.ArgumentTypeError(f"{text!r} must be a finite number >= 0")
+    return v
+
+
+def positive_float(text: str) -> float:
+    v = non_negative_float(text)
+    if v == 0.0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be positive")
+    return v
+
+
+def image_size(text: str) -> tuple[int, int]:
+    """``28`` or ``28x32`` (height x width)."""
+    parts = re.split(r"[x,]", text.strip())
+    if len(parts) not in (1, 2):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a size; write N or HxW")
+    h, w = (positive_int(p) for p in (parts * 2)[:2])
+    return h, w
+
+
+def add_dataset(parser: argparse.ArgumentParser, *, default: str | None = None) -> None:
+    """--dataset, --input-size, --limit: what ``deploypipe.data.load_dataset`` takes."""
+    g = parser.add_argument_group("data")
+    g.add_argument("--dataset", required=default is None, default=default, metavar="SPEC",
+                   help="digits, mnist, mnist:DIR, folder:DIR, npz:FILE or synthetic[:k=v,...] "
+                   f"(see `deploypipe list datasets`){f'; default: {default}' if default else ''}")
+    g.add_argument("--input-size", type=image_size, metavar="N|HxW",
+                   help="resize the images (bilinear) to N x N or H x W (default: as stored)")
+    g.add_argument("--limit", type=positive_int, metavar="N",
+                   help="use at most N images per split, stratified (for quick runs)")
+
+
+def add_training(parser: argparse.ArgumentParser, *, epochs: int | None = None) -> None:
+    """SGD training options, spelled once for every command that trains or fine-tunes."""
+    g = parser.add_argument_group("training")
+    g.add_argument("--epochs", type=positive_int, required=epochs is None, default=epochs,
+                   help="training epochs" + (f" (default: {epochs})" if epochs else ""))
+    g.add_argument("--lr", type=positive_float, default=0.1, help="peak learning rate (default: 0.1)")
+    g.add_argument("--batch-size", type=positive_int, default=128, help="batch size (default: 128)")
+    g.add_argument("--schedule", choices=("cosine", "step", "constant"), default="cosine",
+                   help="learning-rate schedule per step (default: cosine)")
+    g.add_argument("--warmup-epochs", type=non_negative_float, default=0.0,
+                   help="linear warm-up epochs (default: 0)")
+    g.add_argument("--weight-decay", type=non_negative_float, default=5e-4, help="default: 5e-4")
+    g.add_argument("--label-smoothing", type=non_negative_float, default=0.0, help="default: 0")
+    g.add_argument("--max-steps-per-epoch", type=positive_int, metavar="N",
+                   help="cap the optimizer steps of each epoch (for quick runs)")
+    g.add_argument("--seed", type=int, default=0, help="seed of data split, order and init (default: 0)")
+
+
+def train_config(args: argparse.Namespace, **overrides):
+    """The ``TrainConfig`` that ``add_training``'s options describe."""
+    from ..train import TrainConfig
+
+    values = dict(epochs=args.epochs, lr=args.lr, batch_size=args.batch_size, schedule=args.schedule,
+                  warmup_epochs=args.warmup_epochs, weight_decay=args.weight_decay,
+                  label_smoothing=args.label_smoothing, max_steps_per_epoch=args.max_steps_per_epoch,
+                  seed=args.seed)
+    return TrainConfig(**{**values, **overrides})
