@@ -133,7 +133,7 @@ def verify_onnx(model: "torch.nn.Module", onnx_path: str | Path, *, batch: int =
         device = _device(model)
         for _ in range(trials):
             x = rng.standard_normal(shape).astype(np.float32)
-            ref = _flat_outputs(model(torch.from_numpy(x).to(device)))
+            ref = _flat_outputs(_forward(model, torch.from_numpy(x).to(device)))
             got = session.run(None, {inp.name: x})
             if len(ref) != len(got):
                 raise VerificationError(f"PyTorch gives {len(ref)} outputs but the ONNX model "
@@ -146,9 +146,13 @@ def verify_onnx(model: "torch.nn.Module", onnx_path: str | Path, *, batch: int =
 
 @contextlib.contextmanager
 def _eval_mode(model: "torch.nn.Module") -> Iterator[None]:
-    """Eval mode for the block, then every submodule's own mode back."""
+    """Eval mode for the block, then every submodule's own mode back. A ``torch.export``
+    program's module has its mode baked in and refuses ``eval()``; it is left as it is."""
     modes = {m: m.training for m in model.modules()}
-    model.eval()
+    try:
+        model.eval()
+    except NotImplementedError:
+        modes = {}
     try:
         yield
     finally:
@@ -189,6 +193,16 @@ def _output_names(model: "torch.nn.Module", example: "torch.Tensor", first: str)
         raise InputError(f"the model fails on an input of shape {tuple(example.shape)}: "
                          f"{_first_line(exc)}", hint="check --input-shape") from None
     return [first] + [f"{first}_{i}" for i in range(1, len(outputs))]
+
+
+def _forward(model: "torch.nn.Module", x: "torch.Tensor") -> object:
+    try:
+        return model(x)
+    except Exception as exc:  # e.g. a torch.export program whose batch is fixed
+        raise UnsupportedError(f"PyTorch fails on a check input of shape {tuple(x.shape)}: "
+                               f"{_first_line(exc)}",
+                               hint="if the model has a fixed batch, export with "
+                               "--no-dynamic-batch") from None
 
 
 def _flat_outputs(out: object) -> list[np.ndarray]:

@@ -184,3 +184,16 @@ def test_bad_shapes(tiny, tmp_path):
     with pytest.raises(InputError, match="fails on an input of shape"):
         export_onnx(tiny, tmp_path / "m.onnx", input_shape=(1, 5, 32, 32))
     assert not (tmp_path / "m.onnx").exists()
+
+
+def test_torch_export_program(tiny, tmp_path):
+    """A torch.export program's module refuses eval() and has a fixed batch."""
+    program = torch.export.export(tiny.eval(), (torch.randn(1, 3, 32, 32),)).module()
+    with pytest.raises(UnsupportedError, match="--no-dynamic-batch"):
+        export_and_verify(program, tmp_path / "m.onnx", input_shape=(1, 3, 32, 32))
+    assert not (tmp_path / "m.onnx").exists()
+    info, report = export_and_verify(program, tmp_path / "m.onnx", input_shape=(1, 3, 32, 32),
+                                     dynamic_batch=False)
+    assert report.passed and info.input_shapes["input"] == (1, 3, 32, 32)
+    names = {i.name for i in onnx.load(str(info.path)).graph.initializer}
+    assert {"conv1.weight", "bn1.running_mean"} <= names
