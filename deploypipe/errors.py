@@ -41,7 +41,9 @@ class DeviceError(DeploypipeError):
 
 
 class VerificationError(DeploypipeError):
-    """Two computations that should agree do not."""
+    """Two computations that should agree do not (exit code 1: the result is not trusted)."""
+
+    exit_code = 1
 
 
 class InternalError(RuntimeError):

@@ -82,12 +82,12 @@ class ChannelGroup:
 class Analysis:
     """The channel groups of one (normalised) model, and what surgery needs to edit it."""
 
-    model: onnx.ModelProto
-    groups: list[ChannelGroup]
-    dims: list[Dim]
-    decls: list[MemberDecl]
-    rewrites: list[Rewrite]
-    mac_nodes: list[MacNode]
+    model: onnx.ModelProto = field(repr=False)
+    groups: list[ChannelGroup] = field(repr=False)
+    dims: list[Dim] = field(repr=False)
+    decls: list[MemberDecl] = field(repr=False)
+    rewrites: list[Rewrite] = field(repr=False)
+    mac_nodes: list[MacNode] = field(repr=False)
     macs: int
     params: int
 

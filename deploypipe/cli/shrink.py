@@ -1,0 +1,89 @@
+"""``deploypipe shrink model.onnx -o out.onnx``: remove channels from any ONNX graph."""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from ..errors import InputError
+from .args import add_json_out, fraction, positive_int
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("shrink", help="physically remove channels from an ONNX model",
+                       description="Remove channels from an ONNX graph, exactly: every member tensor "
+                       "and shape constant follows. Choose channels with --ratio (uniform, by weight "
+                       "importance) or list them with --drop.")
+    p.add_argument("model", help="ONNX file (never modified)")
+    p.add_argument("-o", "--output", required=True, help="where to write the smaller ONNX model")
+    how = p.add_mutually_exclusive_group(required=True)
+    how.add_argument("--ratio", type=fraction, help="fraction of each prunable group's channels to remove")
+    how.add_argument("--drop", metavar="FILE", help='JSON {"<group id>": [channel indices]}')
+    p.add_argument("--importance", default="l1", choices=("l1", "l2", "random"),
+                   help="weight-only criterion for --ratio (default l1)")
+    p.add_argument("--round-to", type=positive_int, default=1, metavar="N",
+                   help="keep a multiple of N channels per group (hardware-friendly widths)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--verify", action="store_true",
+                   help="run the oracle: compare with the original whose dropped channels are dead")
+    add_json_out(p)
+    p.set_defaults(func=run)
+
+
+def read_drop_file(path: str) -> dict[int, list[int]]:
+    try:
+        raw = json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise InputError(f"drop file {path!r} does not exist", hint="check the path") from None
+    except (json.JSONDecodeError, UnicodeDecodeError, IsADirectoryError) as exc:
+        raise InputError(f"drop file {path!r} is not JSON ({str(exc)[:80]})",
+                         hint='write it as {"<group id>": [channel indices]}') from None
+    if not isinstance(raw, dict):
+        raise InputError(f"drop file {path!r} is not a JSON object", hint='write {"3": [0, 5]}')
+    try:
+        return {int(k): [int(c) for c in v] for k, v in raw.items()}
+    except (TypeError, ValueError):
+        raise InputError(f"drop file {path!r} must map group ids to lists of channel indices",
+                         hint='write {"3": [0, 5]}') from None
+
+
+def run(args: argparse.Namespace) -> int:
+    import time
+
+    from ..errors import VerificationError
+    from ..graph import analyse, load_onnx, plan_drop, save_onnx, shrink, verify_shrink
+    from ..utils.files import check_output_path, write_json
+
+    check_output_path(args.output, args.model)
+    start = time.perf_counter()
+    analysis = analyse(load_onnx(args.model))
+    if args.drop:
+        drop = read_drop_file(args.drop)
+    else:
+        drop = plan_drop(analysis, ratio=args.ratio, importance=args.importance,
+                         round_to=args.round_to, seed=args.seed)
+    small = shrink(analysis, drop)
+    seconds = time.perf_counter() - start
+    after = analyse(small, normalized=True)
+    removed = sum(len(v) for v in drop.values())
+    result = {"input": args.model, "output": args.output, "groups_pruned": len(drop),
+              "channels_removed": removed, "macs_before": analysis.macs, "macs_after": after.macs,
+              "params_before": analysis.params, "params_after": after.params,
+              "seconds": round(seconds, 3),
+              "drop": {str(k): [int(c) for c in v] for k, v in drop.items()}}
+    if args.verify:
+        report = verify_shrink(analysis, small, drop)
+        result["oracle"] = report.to_dict()
+        print(report.sentence())
+        if not report.passed:
+            raise VerificationError(f"the shrunk model does not match the original ({report.sentence()})",
+                                    hint="nothing was written; please report this model")
+    save_onnx(small, args.output)
+    if args.json:
+        check_output_path(args.json, args.model)
+        write_json(args.json, result)
+    print(f"removed {removed} channels from {len(drop)} groups: "
+          f"MACs {analysis.macs / 1e6:.1f}M -> {after.macs / 1e6:.1f}M "
+          f"({analysis.macs / max(after.macs, 1):.2f}x fewer), params {analysis.params / 1e6:.2f}M -> "
+          f"{after.params / 1e6:.2f}M; wrote {args.output}")
+    return 0
