@@ -186,6 +186,7 @@ def test_bad_shapes(tiny, tmp_path):
     assert not (tmp_path / "m.onnx").exists()
 
 
+@pytest.mark.filterwarnings("ignore::torch.jit.TracerWarning")  # tracing the program's batch guard
 def test_torch_export_program(tiny, tmp_path):
     """A torch.export program's module refuses eval() and has a fixed batch."""
     program = torch.export.export(tiny.eval(), (torch.randn(1, 3, 32, 32),)).module()
