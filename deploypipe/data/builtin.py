@@ -111,6 +111,9 @@ def mnist_idx(folder: Path) -> RawData:
         if xi.ndim != 3 or yi.ndim != 1 or len(xi) != len(yi):
             raise InputError(f"MNIST {name} files in {str(folder)!r} hold images {xi.shape} and "
                              f"labels {yi.shape}", hint="images must be (N,H,W) with N labels")
+    if len(xs) > 1 and xs[0].shape[1:] != xs[1].shape[1:]:
+        raise InputError(f"MNIST train images in {str(folder)!r} are {xs[0].shape[1:]} but t10k images are "
+                         f"{xs[1].shape[1:]}", hint="use train and t10k files of the same dataset")
     n_train = len(ys[0])
     test_index = np.arange(n_train, n_train + len(ys[1])) if len(ys) > 1 else None
     return RawData(np.concatenate(xs)[:, None], np.concatenate(ys),

@@ -146,3 +146,12 @@ def test_resize_and_grey_to_three_channels():
 def test_three_channels_to_one_is_refused_with_the_fix():
     with pytest.raises(InputError, match=r"3-channel images but 1 input.*--in-channels 3"):
         load_dataset("synthetic:channels=3,n=60,size=8", in_channels=1)
+
+
+def test_idx_train_and_test_of_different_sizes_are_refused(tmp_path):
+    _write_idx(tmp_path / "train-images-idx3-ubyte", np.zeros((6, 4, 4)), False)
+    _write_idx(tmp_path / "train-labels-idx1-ubyte", np.arange(6) % 2, False)
+    _write_idx(tmp_path / "t10k-images-idx3-ubyte", np.zeros((2, 5, 5)), False)
+    _write_idx(tmp_path / "t10k-labels-idx1-ubyte", np.arange(2) % 2, False)
+    with pytest.raises(InputError, match=r"train images .* are \(4, 4\) but t10k images are \(5, 5\)"):
+        load_dataset(f"mnist:{tmp_path}")
