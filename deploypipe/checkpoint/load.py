@@ -114,7 +114,8 @@ def _check_forward(model: nn.Module, shape: tuple[int, int, int], path: Path) ->
     except RuntimeError as exc:
         raise InputError(f"the layer widths saved in {str(path)!r} do not fit together "
                          f"({str(exc).strip().splitlines()[0][:200]})",
-                         hint="check that the file belongs to this architecture") from None
+                         hint="check that the file belongs to this architecture and its input size "
+                         "(--input-shape)") from None
 
 
 def _torchscript(path: Path) -> LoadedModel:
