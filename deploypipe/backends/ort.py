@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import tempfile
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import TYPE_CHECKING, Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -17,6 +17,9 @@ from .base import Backend, Engine, LayerTime
 from .feeds import TensorSpec
 from .ort_profile import layers_from_events, node_index, read_trace
 
+if TYPE_CHECKING:  # onnxruntime loads when an engine is built, not when deploypipe is imported
+    import onnxruntime
+
 log = get_logger("backends.ort")
 
 _LEVELS = {"disable": "ORT_DISABLE_ALL", "basic": "ORT_ENABLE_BASIC",
@@ -27,7 +30,8 @@ _NUMPY_TYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16,
                 "tensor(bool)": np.bool_}
 
 
-def session_options(target: TargetProfile, *, profile_prefix: str | None = None):
+def session_options(target: TargetProfile, *,
+                    profile_prefix: str | None = None) -> "onnxruntime.SessionOptions":
     """ONNX Runtime session options for ``target``: threads, optimisation level, and no CPU
     fallback when GPU providers are requested (a GPU run must never silently use the CPU)."""
     import onnxruntime as ort
@@ -100,7 +104,7 @@ class OrtEngine(Engine):
         self._check_open()
         return self.session.run(None, dict(feeds))
 
-    def _timed_call(self, feeds: dict[str, np.ndarray]):
+    def _timed_call(self, feeds: dict[str, np.ndarray]) -> Callable[[], object]:
         self._check_open()
         run, none = self.session.run, None
         return lambda: run(none, feeds)
@@ -132,7 +136,8 @@ class OrtEngine(Engine):
             raise InputError("this engine was closed", hint="build a new one")
 
 
-def _session(path: Path, target: TargetProfile, so):
+def _session(path: Path, target: TargetProfile,
+             so: "onnxruntime.SessionOptions") -> "onnxruntime.InferenceSession":
     import onnxruntime as ort
 
     try:
@@ -147,7 +152,7 @@ def _session(path: Path, target: TargetProfile, so):
                      hint="check that it is a valid ONNX model")
 
 
-def _spec(arg) -> TensorSpec:
+def _spec(arg: "onnxruntime.NodeArg") -> TensorSpec:
     dtype = _NUMPY_TYPES.get(arg.type)
     if dtype is None:
         raise InputError(f"input {arg.name!r} has type {arg.type}, which deploypipe cannot feed",
