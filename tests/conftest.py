@@ -38,5 +38,5 @@ def _torch_determinism():
         yield
         return
     torch.manual_seed(0)
-    torch.set_num_threads(min(2, os.cpu_count() or 1))
+    torch.set_num_threads(1)  # tiny models are overhead-bound; OpenMP spin-waits hurt on shared cores
     yield

@@ -1,0 +1,234 @@
+"""``deploypipe build``: load, (train,) prune, fine-tune, export, verify, profile, report.
+
+Every stage is a call into the public API; the run directory receives ``dense.onnx``,
+``pruned.onnx``, ``pruned.pt`` and ``report.json``, each written atomically.
+"""
+from __future__ import annotations
+
+import copy
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .. import __version__
+from ..errors import InputError, VerificationError
+from ..utils.files import check_output_path, write_json
+from ..utils.log import get_logger
+from .config import BuildConfig
+from .report import dense_vs_pruned, group_rows, now
+from .run import Run
+
+log = get_logger("build")
+
+
+def build(config: BuildConfig) -> dict[str, Any]:
+    """Run the whole pipeline; returns the report (also written as ``report.json``)."""
+    from ..backends import backend_for_target
+    from ..targets import load_target
+
+    target = load_target(config.target)
+    backend_for_target(target)  # no GPU for a GPU target: fail now, before any training
+    check_output_path(config.out_dir, None if config.from_zoo else config.model)
+    if config.onnx_input:
+        from .build_onnx import build_onnx
+
+        return build_onnx(config, target)
+    return _TorchBuild(config, target).run()
+
+
+class _TorchBuild:
+    def __init__(self, config: BuildConfig, target):
+        self.config = config
+        self.target = target
+        self.run_dir = Run(Path(config.out_dir))
+        self.round_to = config.round_to or target.round_to
+        self.report: dict[str, Any] = {}
+
+    # -- stages ----------------------------------------------------------------------
+    def run(self) -> dict[str, Any]:
+        cfg = self.config
+        run = self.run_dir
+        if cfg.from_zoo:
+            with run.stage("data"):
+                data = self._data(self._zoo_input())
+            with run.stage("load"):
+                model, arch, input_shape = self._zoo_model(data)
+        else:
+            with run.stage("load", f"loading {cfg.model}"):
+                model, arch, input_shape = self._load()
+            with run.stage("data"):
+                data = self._data(input_shape)
+            input_shape = input_shape or (data.input_shape if data else None)
+            if input_shape is None:
+                raise InputError(f"the input shape of {cfg.model} is unknown",
+                                 hint="pass --dataset or --input-size and --in-channels")
+        if cfg.from_zoo:
+            with run.stage("train", f"training {arch['name']} on {data.name} for {cfg.pretrain_epochs} epochs"):
+                self._fit(model, data, cfg.pretrain_epochs, cfg.pretrain_lr)
+        dense_acc = self._accuracy(model, data)
+        with run.stage("export_dense"):
+            dense_parity = self._export(model, "dense.onnx", input_shape)
+        teacher = copy.deepcopy(model).eval() if cfg.distill else None
+        with run.stage("prune", f"pruning with {cfg.method} ({cfg.importance}) to {cfg.budget.describe()}"):
+            ctx, method = self._prune(model, data, input_shape, teacher)
+        if not method.finetunes and cfg.epochs > 0 and data is not None:
+            with run.stage("finetune", f"fine-tuning {cfg.epochs} epochs"
+                           + (" with distillation" if teacher is not None else "")):
+                self._fit(model, data, cfg.epochs, cfg.lr, teacher=teacher)
+        pruned_acc = self._accuracy(model, data)
+        with run.stage("export_pruned"):
+            pruned_parity = self._export(model, "pruned.onnx", input_shape)
+            self._save_checkpoint(model, arch, input_shape, data)
+        with run.stage("profile", f"profiling dense and pruned models on {self.target.name}"):
+            dense_prof, pruned_prof = self._profile()
+        return self._write_report(ctx, method, dense_acc, pruned_acc, dense_parity, pruned_parity,
+                                  dense_prof, pruned_prof)
+
+    def _zoo_input(self):
+        """The input a zoo model is trained on: the dataset's, unless overridden."""
+        cfg = self.config
+        if cfg.in_channels is None and cfg.input_size is None:
+            return None
+        from ..models import model_info
+
+        info = model_info(self.config.model[4:])
+        size = cfg.input_size or info.default_input[1]
+        return (cfg.in_channels or info.default_input[0], size, size)
+
+    def _zoo_model(self, data):
+        from ..models import create_model
+
+        model = create_model(self.config.model[4:], num_classes=self.config.num_classes or data.num_classes,
+                             in_channels=data.in_channels, input_size=data.image_size)
+        return model, dict(model.deploypipe_arch), data.input_shape
+
+    def _load(self):
+        from ..checkpoint import load_model
+
+        cfg = self.config
+        kwargs = {k: v for k, v in (("num_classes", cfg.num_classes), ("in_channels", cfg.in_channels))
+                  if v is not None}
+        loaded = load_model(cfg.model, arch=cfg.arch, arch_kwargs=kwargs or None, trust_model=cfg.trust_model)
+        arch = {"name": loaded.arch, "kwargs": loaded.arch_kwargs} if loaded.arch else None
+        shape = loaded.input_shape
+        if cfg.input_size and shape:
+            shape = (shape[0], cfg.input_size, cfg.input_size)
+        return loaded.model, arch, shape
+
+    def _data(self, input_shape):
+        from ..data import load_dataset
+
+        cfg = self.config
+        if cfg.dataset is None:
+            if cfg.from_zoo:
+                raise InputError("building from the zoo trains the model first, so it needs a dataset",
+                                 hint="pass --dataset, e.g. --dataset digits")
+            log.info("no --dataset: pruning by weights only, no fine-tuning, no accuracy")
+            return None
+        size = input_shape[1:] if input_shape else None
+        channels = input_shape[0] if input_shape else None
+        return load_dataset(cfg.dataset, seed=cfg.seed, image_size=size, in_channels=channels, limit=cfg.limit)
+
+    def _fit(self, model, data, epochs: int, lr: float, teacher=None):
+        from ..train import DistillConfig, TrainConfig, fit
+
+        cfg = self.config
+        config = TrainConfig(epochs=epochs, batch_size=cfg.batch_size, lr=lr, seed=cfg.seed,
+                             progress=cfg.progress, distill=DistillConfig() if teacher is not None else None)
+        return fit(model, data, config, teacher=teacher)
+
+    def _train_config(self):
+        from ..train import DistillConfig, TrainConfig
+
+        cfg = self.config
+        return TrainConfig(epochs=max(1, cfg.epochs), batch_size=cfg.batch_size, lr=cfg.lr, seed=cfg.seed,
+                           progress=cfg.progress, distill=DistillConfig() if cfg.distill else None)
+
+    def _accuracy(self, model, data) -> float | None:
+        from ..train import evaluate
+
+        return None if data is None else float(evaluate(model, data.test))
+
+    def _export(self, model, name: str, input_shape) -> dict:
+        from ..export import export_onnx, verify_onnx
+
+        path = self.run_dir.path(name)
+        export_onnx(model, path, input_shape=(1, *input_shape))
+        tol = self.target.tolerances
+        parity = verify_onnx(model, path, atol=tol.atol, rtol=tol.rtol)
+        if self.config.verify:
+            parity.check()
+        return parity.to_dict()
+
+    def _prune(self, model, data, input_shape, teacher):
+        from ..prune.methods import PruneContext, PruneRequest, create_method
+        from ..prune.torch_groups import TorchPruner
+
+        cfg = self.config
+        method = create_method(cfg.method, cfg.method_params)
+        request = PruneRequest(budget=cfg.budget, importance=cfg.importance, allocation=cfg.allocation,
+                               round_to=self.round_to, max_ratio=cfg.max_ratio,
+                               calibration_batches=cfg.calibration_batches, seed=cfg.seed,
+                               params=dict(cfg.method_params))
+        pruner = TorchPruner(model, (1, *input_shape))
+        ctx = PruneContext(pruner, request, data=data, train_config=self._train_config(), teacher=teacher,
+                           verify=cfg.verify)
+        method.run(ctx)
+        if cfg.verify and ctx.oracle is not None and not ctx.oracle["passed"]:
+            raise VerificationError(f"the PyTorch-pruned model differs from the ONNX-shrunk original by "
+                                    f"{ctx.oracle['max_abs']:.3g}", hint="please report this model")
+        return ctx, method
+
+    def _save_checkpoint(self, model, arch, input_shape, data) -> None:
+        from ..checkpoint import save_checkpoint
+
+        meta = {"input_shape": list(input_shape), "pruned_by": "deploypipe build",
+                "dataset": data.name if data is not None else None}
+        if arch:
+            save_checkpoint(self.run_dir.path("pruned.pt"), model, arch=arch["name"], arch_kwargs=arch["kwargs"],
+                            metadata=meta)
+        else:
+            save_checkpoint(self.run_dir.path("pruned.pt"), model, arch=None, arch_kwargs={}, metadata=meta)
+
+    def _profile(self):
+        from ..measure.profile import profile_onnx
+
+        it = self.config.profile_iterations
+        dense = profile_onnx(self.run_dir.path("dense.onnx"), self.target, iterations=it)
+        pruned = profile_onnx(self.run_dir.path("pruned.onnx"), self.target, iterations=it)
+        return dense, pruned
+
+    def _write_report(self, ctx, method, dense_acc, pruned_acc, dense_parity, pruned_parity,
+                      dense_prof, pruned_prof) -> dict[str, Any]:
+        from ..graph import analyse, load_onnx
+        from ..measure.fingerprint import hardware_fingerprint
+
+        cfg = self.config
+        dense_a = analyse(load_onnx(self.run_dir.path("dense.onnx")))
+        pruned_a = analyse(load_onnx(self.run_dir.path("pruned.onnx")))
+        report = {
+            "deploypipe_version": __version__, "created": now(), "command": cfg.command,
+            "target": {"name": self.target.name, "backend": dense_prof.backend,
+                       "providers": list(dense_prof.providers), "batch": dense_prof.batch,
+                       "fingerprint": hardware_fingerprint().to_dict()},
+            "method": {"name": cfg.method, "importance": cfg.importance,
+                       "params": {k: v for k, v in method.values.items()}, "allocation": cfg.allocation,
+                       "round_to": self.round_to, "distill": cfg.distill},
+            "budget": cfg.budget.to_dict(),
+            "dataset": cfg.dataset,
+            **dense_vs_pruned(dense_a, pruned_a, dense_acc, pruned_acc, dense_prof, pruned_prof),
+            "groups": group_rows(ctx.pruner, ctx.dense_widths, ctx.dense_reasons),
+            "rounds": ctx.rounds,
+            "verification": {"torch_vs_onnx_max_abs": max(dense_parity["max_abs"], pruned_parity["max_abs"]),
+                             "oracle_max_abs": ctx.oracle["max_abs"] if ctx.oracle else None,
+                             "passed": bool(dense_parity["passed"] and pruned_parity["passed"]
+                                            and (ctx.oracle is None or ctx.oracle["passed"]))},
+            "layers": {"dense": [l.to_dict() for l in dense_prof.layers],
+                       "pruned": [l.to_dict() for l in pruned_prof.layers]},
+            "stages": self.run_dir.stages,
+            "artifacts": ["dense.onnx", "pruned.onnx", "pruned.pt", "report.json"],
+        }
+        write_json(self.run_dir.path("report.json"), report)
+        return report

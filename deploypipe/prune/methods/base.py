@@ -1,0 +1,225 @@
+"""The pruning-method contract: a method receives a :class:`PruneContext` and removes
+channels through ``ctx.prune(drop)``, training on ``ctx.data`` if it prunes while it
+trains. ``build`` then fine-tunes (unless the method says it already did), exports and
+verifies. Each method declares its hyperparameters with defaults and descriptions.
+"""
+from __future__ import annotations
+
+import copy
+import itertools
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterator
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..._registry import Registry
+from ...errors import InputError
+from ...utils.log import get_logger
+from ..allocate import select_drop
+from ..budget import Budget, allocate
+from ..importance import ImportanceContext, create_importance
+from ..torch_groups import TorchPruner
+
+log = get_logger("prune")
+METHODS: Registry[type["PruneMethod"]] = Registry("pruning method")
+
+
+@dataclass(frozen=True)
+class Param:
+    default: Any
+    help: str
+
+
+@dataclass(frozen=True)
+class PruneRequest:
+    budget: Budget
+    importance: str = "l1"
+    allocation: str = "uniform"
+    round_to: int = 1
+    max_ratio: float = 0.9
+    calibration_batches: int = 8
+    seed: int = 0
+    params: dict[str, Any] = field(default_factory=dict)  # method hyperparameters (--method-arg k=v)
+
+
+@dataclass
+class PruneContext:
+    """Everything a method may use, and the record of what it removed."""
+
+    pruner: TorchPruner
+    request: PruneRequest
+    data: Any = None  # DataSplits
+    train_config: Any = None  # TrainConfig of the fine-tuning phase
+    teacher: nn.Module | None = None
+    kept: dict[int, np.ndarray] = field(default_factory=dict)  # dense channel indices still alive
+    rounds: list[dict] = field(default_factory=list)
+    on_round: Callable[["PruneContext", dict], None] | None = None
+    verify: bool = False  # check each removal against ONNX surgery of the same model (oracle)
+    oracle: dict | None = None  # worst oracle result over the rounds
+
+    def __post_init__(self) -> None:
+        self.dense_widths = self.pruner.widths().copy()
+        self.dense_reasons = {g.id: self.pruner.reasons(g) for g in self.pruner.groups}
+        self.dense_cost = self.pruner.analysis.cost
+        self.dense_macs = float(self.pruner.analysis.macs)
+        self.dense_params = float(self.pruner.analysis.params)
+        if not self.kept:
+            self.kept = {g.id: np.arange(g.width) for g in self.pruner.groups}
+
+    @property
+    def model(self) -> nn.Module:
+        return self.pruner.model
+
+    def dense_value(self, kind: str) -> float:
+        return self.dense_macs if kind == "macs" else self.dense_params
+
+    # -- scoring and allocation ----------------------------------------------------
+    def scores(self, importance: str | None = None) -> dict[int, np.ndarray]:
+        criterion = create_importance(importance or self.request.importance)
+        batches = self.calibration() if criterion.needs_data else ()
+        ctx = ImportanceContext(batches=batches, rng=np.random.default_rng(self.request.seed + len(self.rounds)))
+        return criterion.scores(self.pruner, ctx)
+
+    def calibration(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        if self.data is None:
+            raise InputError(f"importance {self.request.importance!r} needs data",
+                             hint="pass --dataset, or use a weight-only criterion (l1, l2, bn_scale)")
+        from torch.utils.data import DataLoader
+
+        gen = torch.Generator().manual_seed(self.request.seed)
+        loader = DataLoader(self.data.train, batch_size=64, shuffle=True, generator=gen)
+        return list(itertools.islice(loader, self.request.calibration_batches))
+
+    def keep_for(self, budget: Budget, scores: dict[int, np.ndarray]) -> np.ndarray:
+        """Kept widths (current groups) that meet ``budget`` measured on the dense model's scale."""
+        groups = self.pruner.groups
+        full = [scores.get(g.id, np.zeros(g.width)) for g in groups]
+        prunable = [self.pruner.is_prunable(g) for g in groups]
+        req = self.request
+        return allocate(self.pruner.widths(), full, prunable, budget, self.pruner.analysis.cost,
+                        dense_value=self.dense_value(budget.kind), dense_widths=self.dense_widths,
+                        allocation=req.allocation, round_to=req.round_to, max_ratio=_cap(req.max_ratio, self))
+
+    def prune_to(self, budget: Budget, scores: dict[int, np.ndarray] | None = None) -> dict[int, np.ndarray]:
+        scores = self.scores() if scores is None else scores
+        keep = self.keep_for(budget, scores)
+        full = [scores.get(g.id, np.zeros(g.width)) for g in self.pruner.groups]
+        drop = select_drop(full, keep)
+        self.prune(drop)
+        return drop
+
+    # -- removal ----------------------------------------------------------------------
+    def prune(self, drop: dict[int, np.ndarray], **record: Any) -> None:
+        """Remove ``drop`` (current group ids and indices) and record the round."""
+        drop = {g: np.asarray(i) for g, i in drop.items() if len(i)}
+        before = len(self.pruner.groups)
+        reference = self._surgery_reference(drop) if self.verify else None
+        for gid, idx in drop.items():
+            self.kept[gid] = np.delete(self.kept[gid], idx)
+        self.pruner.apply(drop)
+        if reference is not None:
+            self._check_oracle(reference)
+        if len(self.pruner.groups) != before:  # group ids must stay stable across rounds
+            raise InputError("pruning changed the model's group structure",
+                             hint="this model cannot be pruned iteratively; use one-shot pruning")
+        a = self.pruner.analysis
+        entry = {"round": len(self.rounds) + 1, "channels_removed": int(sum(len(v) for v in drop.values())),
+                 "macs": a.macs, "params": a.params, **record}
+        self.rounds.append(entry)
+        if self.on_round:
+            self.on_round(self, entry)
+
+    def _surgery_reference(self, drop: dict[int, np.ndarray]):
+        """The ONNX graph of the current model (fresh weights) shrunk by ``drop``."""
+        from ...graph import analyse, shrink
+        from ..torch_groups import export_model
+
+        current = analyse(export_model(self.model, self.pruner.input_shape))
+        return shrink(current, drop)
+
+    def _check_oracle(self, reference) -> None:
+        """Torch-pruned model == ONNX-shrunk model, on random inputs."""
+        from ...graph.oracle import compare, random_feeds, run_onnx
+        from ..torch_groups import evaluation
+
+        feeds = random_feeds(reference, batch=2, seed=len(self.rounds))
+        with evaluation(self.model), torch.no_grad():
+            ours = self.model(torch.from_numpy(next(iter(feeds.values()))))
+        report = compare(run_onnx(reference, feeds), [ours.numpy()], atol=1e-4, rtol=1e-4)
+        if self.oracle is None or report.max_abs >= self.oracle["max_abs"]:
+            self.oracle = {**report.to_dict(), "passed": report.passed and (self.oracle or {}).get("passed", True)}
+        elif not report.passed:
+            self.oracle["passed"] = False
+
+    def finetune(self, epochs: int, *, callbacks=()) -> Any:
+        """Train the current model ``epochs`` epochs with the build's fine-tuning config."""
+        import dataclasses
+
+        from ...train import fit
+
+        if epochs <= 0 or self.data is None:
+            return None
+        config = dataclasses.replace(self.train_config, epochs=epochs)
+        return fit(self.model, self.data, config, teacher=self.teacher, callbacks=callbacks)
+
+
+def _cap(max_ratio: float, ctx: PruneContext) -> float:
+    """Per-group cap relative to the *dense* widths, expressed for the current widths."""
+    current = ctx.pruner.widths().astype(float)
+    floor = np.ceil(ctx.dense_widths * (1 - max_ratio))
+    ratios = 1 - floor / np.maximum(current, 1)
+    return float(np.clip(ratios.min(initial=max_ratio), 0.0, 0.99)) if len(ratios) else max_ratio
+
+
+class PruneMethod:
+    name = ""
+    description = ""
+    params: dict[str, Param] = {}
+    finetunes = False  # True: the method's own training replaces build's fine-tuning
+
+    def __init__(self, **values: Any):
+        unknown = set(values) - set(self.params)
+        if unknown:
+            raise InputError(f"method {self.name!r} has no parameter {sorted(unknown)[0]!r}",
+                             hint=f"its parameters are: {', '.join(self.params) or 'none'}")
+        self.values = {k: _coerce(v, p.default) for k, v in values.items() for p in [self.params[k]]}
+
+    def param(self, name: str) -> Any:
+        return self.values.get(name, self.params[name].default)
+
+    def run(self, ctx: PruneContext) -> None:
+        raise NotImplementedError
+
+
+def _coerce(value: Any, default: Any) -> Any:
+    if isinstance(value, str) and default is not None and not isinstance(default, str):
+        try:
+            return type(default)(value) if not isinstance(default, bool) else value.lower() in ("1", "true", "yes")
+        except ValueError:
+            raise InputError(f"cannot read {value!r} as {type(default).__name__}", hint="check --method-arg") from None
+    return value
+
+
+def create_method(name: str, params: dict[str, Any] | None = None) -> PruneMethod:
+    return METHODS.get(name)(**(params or {}))
+
+
+def parse_method_args(items: list[str] | None) -> dict[str, str]:
+    out = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise InputError(f"cannot read method argument {item!r}", hint="write KEY=VALUE, e.g. steps=3")
+        out[key.strip().replace("-", "_")] = value.strip()
+    return out
+
+
+def copy_model(model: nn.Module) -> nn.Module:
+    return copy.deepcopy(model)
+
+
+def geometric_steps(dense: float, target: float, steps: int) -> Iterator[float]:
+    for i in range(1, steps + 1):
+        yield dense * (target / dense) ** (i / steps)
