@@ -157,7 +157,8 @@ class ConsumerMasks:
         self._handles: list = []
 
     def set(self, gid: int, values: torch.Tensor | np.ndarray) -> None:
-        self.values[gid] = torch.as_tensor(values, dtype=torch.float32).clone()
+        values = torch.as_tensor(values)
+        self.values[gid] = (values if values.is_floating_point() else values.float()).clone()
 
     def begin(self, batch: int | None = None) -> None:
         """Fresh leaf mask tensors for the next forward (gradients land in ``live[g].grad``)."""

@@ -1,0 +1,88 @@
+"""Allocation under budgets: uniform, global ranking, rounding, impossible budgets."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from deploypipe.errors import BudgetError, InputError
+from deploypipe.prune.allocate import global_ranking, round_keep, select_drop, uniform
+from deploypipe.prune.budget import Budget, allocate
+
+
+def test_round_keep_respects_multiple_and_bounds():
+    assert round_keep(13, 64, 8) == 16
+    assert round_keep(3, 64, 8) == 8  # never below one block
+    assert round_keep(70, 64, 8) == 64
+    assert round_keep(3, 6, 8) == 3  # narrower than a block: left as asked
+    assert round_keep(0, 10, 1) == 1  # never zero
+
+
+def test_uniform_keeps_prunable_share_and_leaves_frozen_alone():
+    keep = uniform([16, 32, 10], 0.5, prunable=[True, True, False], round_to=8)
+    assert keep.tolist() == [8, 16, 10]
+    with pytest.raises(InputError):
+        uniform([8], 1.5, prunable=[True])
+
+
+def test_select_drop_removes_lowest_scores():
+    drop = select_drop([np.array([5.0, 1.0, 3.0, 0.5])], [2])
+    assert drop[0].tolist() == [1, 3]
+
+
+def test_global_ranking_prefers_unimportant_groups_and_caps_each_group():
+    scores = [np.linspace(1, 2, 10), np.linspace(0.001, 0.002, 10) * 1000]  # normalised by mean: same scale
+    widths = [10, 10]
+    keep = global_ranking(widths, scores, prunable=[True, True], cost=lambda k: float(sum(k)), target=10,
+                          max_ratio=0.8)
+    assert keep.sum() <= 10 and keep.min() >= 2
+
+
+def test_global_ranking_raises_when_budget_unreachable():
+    with pytest.raises(BudgetError):
+        global_ranking([4, 4], [np.ones(4), np.ones(4)], prunable=[True, False], cost=lambda k: float(sum(k)),
+                       target=2, max_ratio=0.5)
+
+
+@pytest.mark.parametrize("text,mode,value", [("0.5", "fraction", 0.5), ("2x", "reduction", 2.0),
+                                              ("20M", "absolute", 20e6), ("1500", "absolute", 1500.0)])
+def test_budget_parse_forms(text, mode, value):
+    b = Budget.parse("macs", text)
+    assert (b.mode, b.value) == (mode, value)
+    assert b.target(100e6) == pytest.approx({"fraction": 50e6, "reduction": 50e6}.get(mode, value))
+
+
+@pytest.mark.parametrize("kind,text", [("macs", "1"), ("macs", "0.5x"), ("macs", "-3"), ("ratio", "1.2"),
+                                       ("macs", "lots"), ("volume", "0.5")])
+def test_budget_parse_rejects_nonsense_in_one_sentence(kind, text):
+    with pytest.raises(InputError) as e:
+        Budget.parse(kind, text)
+    assert "\n" not in str(e.value)
+
+
+def _toy_cost():
+    """Two groups feeding one another: MACs = 100 * w0 * w1 + 10 * w1."""
+    class Cost:
+        def macs(self, w):
+            return 100.0 * w[0] * w[1] + 10.0 * w[1]
+
+        params = macs
+    return Cost()
+
+
+def test_macs_budget_uniform_and_global_meet_the_target():
+    cost = _toy_cost()
+    widths, scores = [16, 16], [np.arange(16.0), np.arange(16.0)]
+    dense = cost.macs(widths)
+    for allocation in ("uniform", "global"):
+        keep = allocate(widths, scores, [True, True], Budget.parse("macs", "2x"), cost, dense_value=dense,
+                        allocation=allocation)
+        assert cost.macs(keep) <= dense / 2
+        assert cost.macs(keep) > dense / 4, "no more than needed"
+
+
+def test_impossible_macs_budget_says_how_far_it_can_go():
+    cost = _toy_cost()
+    with pytest.raises(BudgetError) as e:
+        allocate([16, 16], [np.ones(16)] * 2, [True, False], Budget.parse("macs", "100x"), cost,
+                 dense_value=cost.macs([16, 16]), max_ratio=0.9)
+    assert "at most" in str(e.value)
