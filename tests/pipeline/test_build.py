@@ -1,0 +1,99 @@
+"""`deploypipe build` end to end on tiny models and real data (digits), through the CLI."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import onnx
+import pytest
+import torch
+
+from deploypipe.cli import main
+from deploypipe.graph import analyse, load_onnx
+from deploypipe.utils.files import sha256_file
+
+QUICK = ["--dataset", "digits", "--limit", "300", "--epochs", "1", "--profile-iterations", "5",
+         "--target", "cpu"]
+
+
+def run(capsys, *argv):
+    code = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A small CIFAR-style resnet trained briefly on digits, as a deploypipe checkpoint."""
+    path = tmp_path_factory.mktemp("ckpt") / "model.pt"
+    code = main(["train", "--arch", "test_resnet_cifar", "--dataset", "digits", "--epochs", "2",
+                 "--limit", "300", "-o", str(path)])
+    assert code == 0
+    return path
+
+
+def test_build_checkpoint_writes_the_run_directory(trained, tmp_path, capsys):
+    before = sha256_file(trained)
+    out = tmp_path / "run"
+    code, stdout, _ = run(capsys, "build", trained, "-o", out, "--macs-budget", "2x", *QUICK)
+    assert code == 0, stdout
+    assert sha256_file(trained) == before
+    assert {"dense.onnx", "pruned.onnx", "pruned.pt", "report.json"} <= {p.name for p in out.iterdir()}
+    report = json.loads((out / "report.json").read_text())
+    for key in ("deploypipe_version", "created", "command", "target", "method", "budget", "dense", "pruned",
+                "groups", "verification", "stages"):
+        assert key in report
+    assert set(report["target"]) >= {"name", "backend", "fingerprint"}
+    assert set(report["pruned"]["latency_ms"]) >= {"median", "p90", "p99", "cv"}
+    assert report["pruned"]["macs"] <= report["dense"]["macs"] / 2
+    assert 0 <= report["pruned"]["accuracy"] <= 1 and report["verification"]["passed"]
+    assert report["verification"]["oracle_max_abs"] < 1e-4
+    assert all(g["width_after"] <= g["width_before"] and g["width_after"] >= 1 for g in report["groups"])
+    assert [s["name"] for s in report["stages"]][:3] == ["load", "data", "export_dense"]
+    # the ONNX file counts the same MACs the report does; the checkpoint reloads weights-only
+    assert analyse(load_onnx(out / "pruned.onnx")).macs == report["pruned"]["macs"]
+    state = torch.load(out / "pruned.pt", weights_only=True)
+    assert state["format"].startswith("deploypipe.checkpoint")
+    assert "accuracy" in stdout and "x fewer" in stdout
+
+
+def test_build_from_zoo_global_taylor_iterative(tmp_path, capsys):
+    out = tmp_path / "run"
+    code, stdout, _ = run(capsys, "build", "zoo:test_mobilenet_v2", "-o", out, "--pretrain-epochs", "1",
+                          "--method", "iterative", "--method-arg", "steps=2", "--importance", "taylor",
+                          "--allocation", "global", "--ratio", "0.4", "--round-to", "2", *QUICK)
+    assert code == 0, stdout
+    report = json.loads((out / "report.json").read_text())
+    assert len(report["rounds"]) == 2 and report["method"]["params"] == {"steps": 2}
+    widths = [g["width_after"] for g in report["groups"] if not g["frozen"]]
+    assert all(w % 2 == 0 or w < 2 for w in widths)
+
+
+def test_build_onnx_input_prunes_by_weights_and_verifies(tmp_path, capsys):
+    from deploypipe.testing.graphs import build_cnn, random_spec
+
+    model = tmp_path / "m.onnx"
+    onnx.save(build_cnn(random_spec(7)), str(model))
+    code, stdout, _ = run(capsys, "build", model, "-o", tmp_path / "run", "--ratio", "0.5",
+                          "--profile-iterations", "5")
+    assert code == 0 and "oracle" in stdout
+    report = json.loads((tmp_path / "run" / "report.json").read_text())
+    assert report["pruned"]["macs"] < report["dense"]["macs"] and report["dense"]["accuracy"] is None
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["--ratio", "1.5"], "between 0 and 1"),
+    (["--macs-budget", "1000x"], "budget"),
+    (["--importance", "astrology"], "unknown importance criterion"),
+    (["--method", "magic"], "unknown pruning method"),
+    (["--target", "warp-drive"], "target"),
+    (["--dataset", "folder:/nonexistent/data"], "does not exist"),
+])
+def test_bad_build_requests_are_one_sentence(trained, tmp_path, capsys, args, needle):
+    base = [a for a in QUICK if a not in ("--target", "cpu")]
+    if "--dataset" in args:
+        base = base[2:]
+    code, _, err = run(capsys, "build", trained, "-o", tmp_path / "run", *base, *args)
+    assert code == 2
+    lines = err.strip().splitlines()
+    assert needle in lines[-1] and "Traceback" not in err
