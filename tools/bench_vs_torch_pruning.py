@@ -1,0 +1,190 @@
+#!/usr/bin/env python3
+"""deploypipe against Torch-Pruning (1.6.1, MetaPruner, group L2 magnitude), same budgets.
+
+For each architecture (resnet56, mobilenet_v2) trained once on MNIST, and each MACs
+budget (2x, 4x fewer), prune with
+  * torch-pruning uniform  (MetaPruner, GroupMagnitudeImportance(p=2), global_pruning=False)
+  * torch-pruning global   (the same, global_pruning=True)
+  * deploypipe uniform     (oneshot, l2, --allocation uniform)
+  * deploypipe global      (oneshot, l2, --allocation global)
+to the same MACs (torch-pruning's ratio is bisected until its MACs meet the budget), fine-tune
+every pruned model the same number of epochs, and record test accuracy, MACs, parameters,
+measured ONNX Runtime latency (median of repeated, interleaved runs in this process) and
+the wall time of the pruning step. Writes JSON to benchmarks/results/.
+
+    python tools/bench_vs_torch_pruning.py            # the full run (~1 h on 2 cores)
+    python tools/bench_vs_torch_pruning.py --smoke    # a minute, to check it works
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import platform
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+
+warnings.filterwarnings("ignore")
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def parse() -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--smoke", action="store_true")
+    p.add_argument("--archs", default="resnet56,mobilenet_v2")
+    p.add_argument("--budgets", default="2,4")
+    p.add_argument("--train-limit", type=int, default=6000, help="training images per split (subset of MNIST)")
+    p.add_argument("--pretrain-epochs", type=int, default=6)
+    p.add_argument("--finetune-epochs", type=int, default=2)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "vs_torch_pruning.json"))
+    return p.parse_args()
+
+
+def macs_of(model: torch.nn.Module, shape) -> float:
+    from deploypipe.graph import analyse
+    from deploypipe.prune.torch_groups import export_model
+
+    return float(analyse(export_model(model, shape)).macs)
+
+
+def tp_once(model, shape, ratio: float, global_pruning: bool):
+    import torch_pruning as tp
+
+    candidate = copy.deepcopy(model)
+    fc = [m for m in candidate.modules() if isinstance(m, torch.nn.Linear)][-1]
+    start = time.perf_counter()
+    pruner = tp.pruner.MetaPruner(candidate, torch.randn(*shape), importance=tp.importance.GroupMagnitudeImportance(p=2),
+                                  pruning_ratio=ratio, global_pruning=global_pruning, ignored_layers=[fc])
+    pruner.step()
+    return candidate, time.perf_counter() - start
+
+
+def tp_prune(model, shape, target_macs: float, global_pruning: bool):
+    """Torch-Pruning to ``target_macs`` as counted on the exported graph (the same counter as
+    deploypipe's, so both sides meet the same budget): bisect MetaPruner's ratio. The time
+    reported is one MetaPruner construction + step at the ratio found, not the search."""
+    lo, hi, best_ratio = 0.0, 0.95, None
+    for _ in range(12):
+        mid = (lo + hi) / 2
+        candidate, _ = tp_once(model, shape, mid, global_pruning)
+        if macs_of(candidate, shape) <= target_macs:
+            best_ratio, hi = mid, mid
+        else:
+            lo = mid
+    if best_ratio is None:
+        return None, 0.0
+    return tp_once(model, shape, best_ratio, global_pruning)
+
+
+def dp_prune(model, shape, budget_x: float, allocation: str):
+    from deploypipe.prune.budget import Budget
+    from deploypipe.prune.methods import PruneContext, PruneRequest, create_method
+    from deploypipe.prune.torch_groups import TorchPruner
+
+    candidate = copy.deepcopy(model)
+    start = time.perf_counter()
+    pruner = TorchPruner(candidate, shape)
+    request = PruneRequest(budget=Budget("macs", budget_x, "reduction"), importance="l2", allocation=allocation)
+    create_method("oneshot").run(PruneContext(pruner, request))
+    return candidate, time.perf_counter() - start
+
+
+def latency(models: dict[str, torch.nn.Module], shape, repeats: int, iterations: int) -> dict[str, dict]:
+    """Interleaved ORT timings: every model once per repeat, so drift hits all alike."""
+    from deploypipe.export import export_onnx
+    from deploypipe.measure.profile import profile_onnx
+
+    out: dict[str, dict] = {k: {"batch1": [], "batch32": []} for k in models}
+    with tempfile.TemporaryDirectory() as tmp:
+        paths = {}
+        for name, m in models.items():
+            paths[name] = Path(tmp) / f"{name}.onnx"
+            export_onnx(m, paths[name], input_shape=shape)
+        for _ in range(repeats):
+            for name, path in paths.items():
+                out[name]["batch1"].append(profile_onnx(path, "cpu", per_layer=False, iterations=iterations).stats.median)
+                out[name]["batch32"].append(
+                    profile_onnx(path, "cpu-batch32", per_layer=False, iterations=max(5, iterations // 4)).stats.median)
+    return {k: {b: float(np.median(v)) for b, v in d.items()} for k, d in out.items()}
+
+
+def main() -> int:
+    args = parse()
+    if args.smoke:
+        args.archs, args.budgets = "resnet20", "2"
+        args.train_limit, args.pretrain_epochs, args.finetune_epochs = 300, 1, 1
+    torch.set_num_threads(args.threads)
+    from deploypipe.data import load_dataset
+    from deploypipe.measure.fingerprint import hardware_fingerprint
+    from deploypipe.models import create_model
+    from deploypipe.train import TrainConfig, evaluate, fit
+
+    data = load_dataset("mnist", seed=0, limit=args.train_limit)
+    shape = (1, *data.input_shape)
+    results = []
+    for arch in args.archs.split(","):
+        torch.manual_seed(0)
+        dense = create_model(arch, num_classes=data.num_classes, in_channels=data.in_channels,
+                             input_size=data.image_size)
+        t0 = time.perf_counter()
+        fit(dense, data, TrainConfig(epochs=args.pretrain_epochs, lr=0.1, progress=False))
+        dense_acc = evaluate(dense, data.test)
+        dense_macs = macs_of(dense, shape)
+        print(f"{arch}: dense {dense_acc:.4f} in {time.perf_counter() - t0:.0f}s, {dense_macs / 1e6:.1f} MMACs",
+              flush=True)
+        for bx in (float(b) for b in args.budgets.split(",")):
+            variants = {}
+            timings = {}
+            variants["torch_pruning_uniform"], timings["torch_pruning_uniform"] = tp_prune(dense, shape, dense_macs / bx, False)
+            variants["torch_pruning_global"], timings["torch_pruning_global"] = tp_prune(dense, shape, dense_macs / bx, True)
+            variants["deploypipe_uniform"], timings["deploypipe_uniform"] = dp_prune(dense, shape, bx, "uniform")
+            variants["deploypipe_global"], timings["deploypipe_global"] = dp_prune(dense, shape, bx, "global")
+            rows = {}
+            for name, model in variants.items():
+                if model is None:
+                    rows[name] = {"error": "could not reach the budget"}
+                    continue
+                before = evaluate(model, data.test)
+                fit(model, data, TrainConfig(epochs=args.finetune_epochs, lr=0.01, progress=False))
+                rows[name] = {"accuracy_before_finetune": before, "accuracy": evaluate(model, data.test),
+                              "macs": macs_of(model, shape),
+                              "params": sum(p.numel() for p in model.parameters()),
+                              "prune_seconds": round(timings[name], 3)}
+                print(f"  {bx:g}x {name:24s} acc {rows[name]['accuracy']:.4f} macs {rows[name]['macs'] / 1e6:.2f}M "
+                      f"prune {timings[name]:.2f}s", flush=True)
+            live = {k: v for k, v in variants.items() if v is not None}
+            lat = latency({"dense": dense, **live}, shape, repeats=3 if args.smoke else 5,
+                          iterations=20 if args.smoke else 100)
+            for name in live:
+                rows[name]["latency_ms"] = lat[name]
+            results.append({"arch": arch, "budget_x": bx, "dense": {"accuracy": dense_acc, "macs": dense_macs,
+                            "params": sum(p.numel() for p in dense.parameters()), "latency_ms": lat["dense"]},
+                            "variants": rows})
+    doc = {
+        "benchmark": "deploypipe vs torch-pruning 1.6.1 (MetaPruner, GroupMagnitudeImportance p=2)",
+        "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
+        "conditions": {"dataset": f"MNIST ({data.source}), {args.train_limit} images per split at most",
+                       "pretrain_epochs": args.pretrain_epochs, "finetune_epochs": args.finetune_epochs,
+                       "finetune_lr": 0.01, "importance": "group L2 magnitude on both sides",
+                       "latency": "ONNX Runtime CPU, median of interleaved repeats; 'cpu' = batch 1, default "
+                                  "threads; 'cpu-batch32' = batch 32, 1 thread",
+                       "torch_threads": args.threads, "smoke": args.smoke},
+        "machine": hardware_fingerprint().to_dict(), "python": platform.python_version(),
+        "results": results,
+    }
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(doc, indent=2) + "\n")
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(ROOT))
+    sys.exit(main())
