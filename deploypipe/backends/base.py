@@ -63,8 +63,10 @@ class Engine(abc.ABC):
         """One inference; returns the outputs as host arrays, in the model's output order."""
 
     @abc.abstractmethod
-    def profile_layers(self, batch: int, iterations: int) -> list["LayerTime"]:
-        """Per-layer times over ``iterations`` runs at ``batch``, in execution order."""
+    def profile_layers(self, batch: int, iterations: int, *,
+                       sample_shape: tuple[int, ...] | None = None) -> list["LayerTime"]:
+        """Per-layer times over ``iterations`` runs at ``batch``, in execution order
+        (``sample_shape``: per-sample dims for inputs the model leaves dynamic)."""
 
     def close(self) -> None:
         """Release native resources; the engine cannot run afterwards."""
