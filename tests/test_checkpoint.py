@@ -274,16 +274,18 @@ def test_resize_follows_depthwise_groups_in_mobilenet():
 
 
 def test_resize_handles_linear_prelu_transposed_and_grouped():
-    model = nn.Sequential(nn.Conv2d(4, 8, 3, groups=2), nn.PReLU(8), nn.ConvTranspose2d(8, 6, 2, groups=2),
-                          nn.Flatten(), nn.Linear(6, 3))
-    sd = {"0.weight": torch.zeros(6, 2, 3, 3), "0.bias": torch.zeros(6), "1.weight": torch.zeros(6),
-          "2.weight": torch.zeros(6, 2, 2, 2), "2.bias": torch.zeros(4), "4.weight": torch.zeros(3, 4),
+    """Grouped convs lose whole groups, as channel surgery removes them: the channels per
+    group stay and ``groups`` follows (4 groups of 2 in / 3 out -> 3 groups)."""
+    model = nn.Sequential(nn.Conv2d(8, 12, 3, groups=4), nn.PReLU(12), nn.ConvTranspose2d(12, 8, 2, groups=4),
+                          nn.Flatten(), nn.Linear(8, 3))
+    sd = {"0.weight": torch.zeros(9, 2, 3, 3), "0.bias": torch.zeros(9), "1.weight": torch.zeros(9),
+          "2.weight": torch.zeros(9, 2, 2, 2), "2.bias": torch.zeros(6), "4.weight": torch.zeros(3, 6),
           "4.bias": torch.zeros(3)}
     assert resize_to_state_dict(model, sd) == ["0", "1", "2", "4"]
     model.load_state_dict(sd)
-    assert (model[0].in_channels, model[0].out_channels, model[0].groups) == (4, 6, 2)
-    assert (model[2].in_channels, model[2].out_channels, model[2].groups) == (6, 4, 2)
-    assert model[1].num_parameters == 6 and model[4].in_features == 4
+    assert (model[0].in_channels, model[0].out_channels, model[0].groups) == (6, 9, 3)
+    assert (model[2].in_channels, model[2].out_channels, model[2].groups) == (9, 6, 3)
+    assert model[1].num_parameters == 9 and model[4].in_features == 6
 
 
 def test_widths_that_do_not_fit_together_are_refused(tmp_path):

@@ -71,28 +71,31 @@ def _factory_kwargs(module: nn.Module) -> dict:
 
 
 def _conv(module: _ConvNd, saved: Shapes, name: str) -> nn.Module:
-    """Conv weight (out, in/groups, *k): depthwise convs keep groups == in_channels (their
-    channel multiplier fixed); other grouped convs keep their number of groups."""
+    """Conv weight (out, in/groups, *k). A grouped conv loses whole groups, as channel
+    surgery removes them (one convolution group is one channel of its channel group): the
+    output channels per group stay fixed and ``groups`` follows; for a depthwise conv that
+    keeps groups == in_channels with its channel multiplier."""
     out, per_group, *kernel = saved["weight"]
-    depthwise = module.groups > 1 and module.groups == module.in_channels
-    if depthwise:
-        mult = module.out_channels // module.in_channels
-        groups = out // mult
-        _need(per_group == 1 and out % mult == 0, name, saved["weight"], f"a depthwise conv with multiplier {mult}")
-    else:
-        groups = module.groups
-        _need(out % groups == 0, name, saved["weight"], f"{groups} groups")
+    groups = 1
+    if module.groups > 1:
+        out_per_group = module.out_channels // module.groups
+        _need(out % out_per_group == 0, name, saved["weight"], f"groups of {out_per_group} output channels")
+        groups = out // out_per_group
+        if module.groups == module.in_channels:
+            _need(per_group == 1, name, saved["weight"], f"a depthwise conv with multiplier {out_per_group}")
     return type(module)(per_group * groups, out, tuple(kernel), stride=module.stride, padding=module.padding,
                         dilation=module.dilation, groups=groups, bias=module.bias is not None,
                         padding_mode=module.padding_mode, **_factory_kwargs(module))
 
 
 def _conv_transpose(module: nn.modules.conv._ConvTransposeNd, saved: Shapes, name: str) -> nn.Module:
-    """ConvTranspose weight (in, out/groups, *k); groups follow the channels as for _conv."""
+    """ConvTranspose weight (in, out/groups, *k); whole groups go, as for _conv."""
     cin, per_group, *kernel = saved["weight"]
-    depthwise = module.groups > 1 and module.groups == module.in_channels
-    groups = cin if depthwise else module.groups
-    _need(cin % groups == 0, name, saved["weight"], f"{groups} groups")
+    groups = 1
+    if module.groups > 1:
+        in_per_group = module.in_channels // module.groups
+        _need(cin % in_per_group == 0, name, saved["weight"], f"groups of {in_per_group} input channels")
+        groups = cin // in_per_group
     return type(module)(cin, per_group * groups, tuple(kernel), stride=module.stride, padding=module.padding,
                         output_padding=module.output_padding, groups=groups, bias=module.bias is not None,
                         dilation=module.dilation, padding_mode=module.padding_mode, **_factory_kwargs(module))
