@@ -1,0 +1,164 @@
+"""What the methods that prune while they train share (Group Fisher, IncReg, GReg).
+
+* **Budget on live widths**: ``budget_met`` measures the widths that are still alive with
+  the dense model's cost model (group ids are stable across rounds, so the dense
+  ``CostModel`` is exact for any widths); ``floors`` are the fewest channels a group may
+  keep (``--max-ratio``, and one ``--round-to`` block).
+* **Removal in effect, slimming in batches** (:class:`LiveChannels`): a removed channel
+  gets a 0 mask at every consumer, which is exactly removal (the masks oracle), and is
+  sliced out physically through ``ctx.prune`` once ``slim_every`` channels are dead and at
+  the end. Slimming re-exports and re-analyses the model (about 0.5 s for ResNet-56, 1 s
+  more with the surgery oracle of ``--verify``), a few training steps on this CPU, so one
+  export per removed channel would cost more than the training between removals; masks
+  cost nothing and slimming every few dozen channels lets training speed up as it goes.
+* **The training phase** (:func:`train_phase`): the build's training config at a fixed,
+  scaled learning rate, run by ``fit`` until a callback sets ``state.stop``.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+from ...errors import BudgetError, InputError
+from ...train import Callback, TrainConfig, TrainResult, TrainState
+from ..torch_groups import ConsumerMasks
+from .base import PruneContext
+
+
+# -- budgets ----------------------------------------------------------------------------
+def budget_met(ctx: PruneContext, widths: np.ndarray) -> bool:
+    """Whether ``widths`` (all groups, dense group ids) meet the request's budget: the
+    fraction of prunable channels removed for a ratio, the cost for MACs and parameters."""
+    budget = ctx.request.budget
+    if budget.kind == "ratio":
+        ids = [g.id for g in ctx.pruner.groups if ctx.pruner.is_prunable(g)]
+        return float(np.sum(widths[ids])) <= float(np.sum(ctx.dense_widths[ids])) * (1 - budget.value) + 1e-9
+    if budget.kind in ("macs", "params"):
+        measure = ctx.dense_cost.macs if budget.kind == "macs" else ctx.dense_cost.params
+        return measure(widths) <= budget.target(ctx.dense_value(budget.kind)) * (1 + 1e-9)
+    raise InputError(f"methods that prune while they train cannot meet a {budget.kind} budget yet",
+                     hint="use --ratio, --macs-budget or --params-budget")
+
+
+def floors(ctx: PruneContext) -> np.ndarray:
+    """The fewest channels each group may keep: ``1 - max_ratio`` of its dense width,
+    rounded up to a ``round_to`` multiple (groups no wider than ``round_to`` keep >= 1)."""
+    step = max(1, ctx.request.round_to)
+    out = ctx.dense_widths.astype(np.int64).copy()
+    for g in ctx.pruner.groups:
+        if not ctx.pruner.is_prunable(g):
+            continue
+        w = int(ctx.dense_widths[g.id])
+        f = max(1, math.ceil(w * (1 - ctx.request.max_ratio)))
+        out[g.id] = min(w, math.ceil(f / step) * step) if w > step else f
+    return out
+
+
+def check_reachable(ctx: PruneContext, name: str) -> None:
+    """Refuse, before any training, a budget that even the floors cannot meet."""
+    if not budget_met(ctx, floors(ctx)):
+        raise BudgetError(f"{name} cannot meet {ctx.request.budget.describe()}: every prunable group "
+                          f"losing {ctx.request.max_ratio:.0%} of its channels is not enough",
+                          hint="ask for less, or allow more with --max-ratio")
+
+
+# -- training phase ---------------------------------------------------------------------
+def train_phase(ctx: PruneContext, callbacks: Sequence[Callback], *, lr_scale: float, iterations: int,
+                weight_decay: float | None = None, name: str = "this method") -> TrainResult:
+    """Train with ``callbacks`` at ``lr_scale`` times the fine-tuning rate (constant) for at
+    most about ``iterations`` steps; a callback ends it earlier with ``state.stop``."""
+    from ...train import fit, make_loader
+
+    if ctx.data is None or ctx.train_config is None:
+        raise InputError(f"{name} prunes while it trains, so it needs training data",
+                         hint="pass --dataset")
+    base: TrainConfig = ctx.train_config
+    steps = len(make_loader(ctx.data.train, base.batch_size, shuffle=True))
+    if base.max_steps_per_epoch:
+        steps = min(steps, base.max_steps_per_epoch)
+    config = dataclasses.replace(base, epochs=max(1, math.ceil(iterations / max(steps, 1))),
+                                 lr=base.lr * lr_scale, schedule="constant", warmup_epochs=0.0,
+                                 weight_decay=base.weight_decay if weight_decay is None else weight_decay)
+    return fit(ctx.model, ctx.data, config, teacher=ctx.teacher, callbacks=callbacks)
+
+
+# -- removal in effect, slimming in batches ---------------------------------------------
+class LiveChannels:
+    """Which channels of each prunable group are alive (current indexing), with 0 masks at
+    the consumers of the dead ones; ``slim`` removes the dead physically via ``ctx.prune``."""
+
+    def __init__(self, ctx: PruneContext, *, per_sample: bool = False):
+        self.ctx = ctx
+        self.per_sample = per_sample
+        self.alive: dict[int, np.ndarray] = {}
+        self.killed: dict[int, list[int]] = {}  # kill order since the last slim (for revival)
+        self.masks: ConsumerMasks | None = None
+        self._reset()
+
+    def _reset(self) -> None:
+        groups = [g for g in self.ctx.pruner.groups if self.ctx.pruner.is_prunable(g)]
+        self.alive = {g.id: np.ones(g.width, dtype=bool) for g in groups}
+        self.killed = {g.id: [] for g in groups}
+        self.masks = ConsumerMasks(self.ctx.pruner, groups, per_sample=self.per_sample).__enter__()
+
+    # -- queries ---------------------------------------------------------------------
+    def widths(self) -> np.ndarray:
+        """Alive channels per group (all groups; frozen ones at their width)."""
+        out = self.ctx.pruner.widths().astype(np.int64).copy()
+        for gid, alive in self.alive.items():
+            out[gid] = int(alive.sum())
+        return out
+
+    def dead_count(self) -> int:
+        return int(sum((~a).sum() for a in self.alive.values()))
+
+    # -- edits -----------------------------------------------------------------------
+    def kill(self, gid: int, idx: Sequence[int] | np.ndarray) -> None:
+        idx = [int(i) for i in np.atleast_1d(idx) if self.alive[gid][int(i)]]
+        self.alive[gid][idx] = False
+        self.killed[gid].extend(idx)
+        self._sync(gid)
+
+    def revive(self, gid: int, count: int) -> None:
+        """Bring back the ``count`` channels killed last in group ``gid`` (since the last slim)."""
+        for _ in range(count):
+            self.alive[gid][self.killed[gid].pop()] = True
+        self._sync(gid)
+
+    def _sync(self, gid: int) -> None:
+        assert self.masks is not None
+        self.masks.set(gid, torch.from_numpy(self.alive[gid].astype(np.float32)))
+        self.masks.begin()
+
+    # -- the masks' per-step protocol ------------------------------------------------
+    def begin(self, batch: int | None = None) -> None:
+        """Fresh mask leaves: per sample for a training batch, shared (any batch) otherwise."""
+        assert self.masks is not None
+        self.masks.begin(batch)
+
+    def grads(self) -> dict[int, torch.Tensor]:
+        assert self.masks is not None
+        return self.masks.grads()
+
+    # -- physical removal ------------------------------------------------------------
+    def slim(self, state: TrainState | None = None, **record: Any) -> dict[int, np.ndarray]:
+        """Slice the dead channels out (one ``ctx.prune`` round) and return, per group, the
+        boolean array of the channels that stayed, for callers that index by channel."""
+        stayed = {gid: a.copy() for gid, a in self.alive.items()}
+        drop = {gid: np.flatnonzero(~a) for gid, a in self.alive.items() if (~a).any()}
+        self.close()  # hooks must not be traced into the export
+        if drop:
+            self.ctx.prune(drop, **record)
+            if state is not None:
+                state.rebuild_optimizer()
+        self._reset()
+        return stayed
+
+    def close(self) -> None:
+        if self.masks is not None:
+            self.masks.__exit__(None, None, None)
+            self.masks = None
