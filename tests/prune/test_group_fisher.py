@@ -1,0 +1,167 @@
+"""Group Fisher: the accumulated score against brute-force finite differences, the
+normalised global choice, rounding to the channel multiple, and whole builds that meet
+their budget and pass build's verification."""
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from deploypipe.models import create_model
+from deploypipe.pipeline import BuildConfig, build
+from deploypipe.prune.budget import Budget
+from deploypipe.prune.methods import PruneContext, PruneRequest
+from deploypipe.prune.methods._live import LiveChannels
+from deploypipe.prune.methods.group_fisher import (FisherScores, allowed_below, lowest_channel,
+                                                   nearest_allowed, round_widths)
+from deploypipe.prune.torch_groups import TorchPruner
+
+
+def _fisher_setup(batch: int = 6):
+    """A tiny ResNet in float64 and eval mode (per-sample losses independent of each other)."""
+    torch.manual_seed(0)
+    model = create_model("test_resnet_cifar", num_classes=5, input_size=8)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.5, 0.5)
+                m.running_var.uniform_(0.5, 2.0)
+                m.bias.uniform_(-0.5, 0.5)
+    pruner = TorchPruner(model.eval(), (1, 3, 8, 8))
+    pruner.model.double()
+    ctx = PruneContext(pruner, PruneRequest(budget=Budget("ratio", 0.5)))
+    x = torch.randn(batch, 3, 8, 8, dtype=torch.float64)
+    y = torch.arange(batch) % 5
+    return ctx, x, y
+
+
+def _accumulate(scores: FisherScores, model, x, y) -> None:
+    """One training step's worth of the callback protocol, with the loop's batch-mean loss."""
+    state = SimpleNamespace(inputs=x)
+    scores.on_batch_begin(state)
+    model.zero_grad()
+    F.cross_entropy(model(x), y).backward()
+    scores.on_after_backward(state)
+    scores.on_step_end(state)
+
+
+def _per_sample_losses(live: LiveChannels, model, x, y, gid: int, c: int, value: float) -> np.ndarray:
+    mask = torch.ones(len(live.alive[gid]), dtype=torch.float64)
+    mask[c] = value
+    live.masks.set(gid, mask)
+    live.begin()
+    with torch.no_grad():
+        out = F.cross_entropy(model(x), y, reduction="none").numpy()
+    live.masks.set(gid, torch.ones(len(mask)))
+    return out
+
+
+def test_fisher_score_matches_finite_differences_of_per_sample_losses():
+    """s_c = sum_n (dL_n/dm_c)^2, with dL_n/dm_c by central differences of each sample's
+    loss when channel c's mask moves around 1 (float64)."""
+    ctx, x, y = _fisher_setup()
+    model = ctx.model
+    live = LiveChannels(ctx, per_sample=True)
+    try:
+        scores = FisherScores(live)
+        _accumulate(scores, model, x, y)
+        eps = 1e-5
+        for gid in live.alive:
+            for c in range(len(live.alive[gid])):
+                up = _per_sample_losses(live, model, x, y, gid, c, 1 + eps)
+                down = _per_sample_losses(live, model, x, y, gid, c, 1 - eps)
+                expected = float(np.sum(((up - down) / (2 * eps)) ** 2))
+                assert scores.sums[gid][c] == pytest.approx(expected, rel=1e-4, abs=1e-12), (gid, c)
+        assert any(s.max() > 0 for s in scores.sums.values())
+    finally:
+        live.close()
+
+
+def test_fisher_score_does_not_depend_on_the_batch_size():
+    """The batch-mean loss scales mask gradients by 1/N; the score undoes it, so two
+    half batches give the score of the whole batch."""
+    ctx, x, y = _fisher_setup(batch=6)
+    live = LiveChannels(ctx, per_sample=True)
+    try:
+        whole, halves = FisherScores(live), FisherScores(live)
+        _accumulate(whole, ctx.model, x, y)
+        _accumulate(halves, ctx.model, x[:3], y[:3])
+        _accumulate(halves, ctx.model, x[3:], y[3:])
+        for gid in whole.sums:
+            np.testing.assert_allclose(halves.sums[gid], whole.sums[gid], rtol=1e-6, atol=1e-15)
+    finally:
+        live.close()
+
+
+def test_lowest_channel_divides_by_cost_and_respects_floors():
+    sums = {0: np.array([4.0, 1.0, 9.0]), 1: np.array([2.0, 8.0])}
+    alive = {0: np.ones(3, bool), 1: np.ones(2, bool)}
+    cost = np.array([1.0, 4.0])
+    assert lowest_channel(sums, alive, cost, floor=np.array([1, 1])) == (1, 0)  # 2/4 < 1/1
+    assert lowest_channel(sums, alive, cost, floor=np.array([1, 2])) == (0, 1)  # group 1 at its floor
+    alive[0][1] = False
+    assert lowest_channel(sums, alive, cost, floor=np.array([1, 2])) == (0, 0)  # dead channels never chosen
+    assert lowest_channel(sums, alive, cost, floor=np.array([2, 2])) is None
+
+
+def test_allowed_widths_are_multiples_or_the_dense_width():
+    assert allowed_below(16, 16, 8) == 8
+    assert allowed_below(20, 20, 8) == 16  # the dense width need not be a multiple
+    assert allowed_below(3, 4, 8) == 2  # narrower than one block: one channel at a time
+    assert nearest_allowed(13, 16, 8, ceiling=13) == 8  # 16 is nearer but needs 3 revived channels
+    assert nearest_allowed(13, 16, 8, ceiling=16) == 16
+    assert nearest_allowed(19, 20, 8, ceiling=20) == 20
+    assert nearest_allowed(11, 16, 8, ceiling=16) == 8
+
+
+def test_round_widths_rounds_to_nearest_then_lowers_the_cheapest_block_until_met():
+    met = lambda w: w.sum() <= 17  # noqa: E731
+    price = lambda g, target, low: (1.0 if g == 0 else 2.0,)  # noqa: E731  group 0 is cheaper to lower
+    out = round_widths(np.array([7, 13, 3]), ceiling=np.array([8, 13, 3]), dense=np.array([8, 16, 3]),
+                       floor=np.array([4, 4, 3]), groups=[0, 1], step=4, met=met, price=price)
+    # nearest: 7 -> 8 (one revival), 13 -> 12; 23 > 17: group 0 to 4 (cheaper), 19 > 17: group 1 to 8
+    assert out.tolist() == [4, 8, 3]
+    with pytest.raises(Exception, match="cannot meet"):
+        round_widths(np.array([4, 4, 3]), np.array([4, 4, 3]), np.array([8, 16, 3]), np.array([4, 4, 3]),
+                     [0, 1], 4, lambda w: w.sum() < 5, price)
+
+
+# -- whole builds ---------------------------------------------------------------------------
+def _build(tmp_path, model: str, budget: Budget, round_to: int, **params):
+    cfg = BuildConfig(model=f"zoo:{model}", out_dir=tmp_path / "run", dataset="digits", method="group_fisher",
+                      method_params=params, budget=budget, round_to=round_to, epochs=1, pretrain_epochs=1,
+                      limit=200, profile_iterations=3, progress=False, batch_size=32)
+    return build(cfg)
+
+
+def _check(report, tmp_path, round_to: int) -> None:
+    assert report["verification"]["passed"]
+    assert report["pruned"]["params"] < report["dense"]["params"]
+    assert (tmp_path / "run" / "pruned.onnx").stat().st_size < (tmp_path / "run" / "dense.onnx").stat().st_size
+    assert report["rounds"] and all(r["method"] == "group_fisher" for r in report["rounds"])
+    assert not report["rounds"][-1]["forced"]
+    for g in report["groups"]:
+        before, after = g["width_before"], g["width_after"]
+        assert after == before or before <= round_to or after % round_to == 0, g
+
+
+@pytest.mark.parametrize("model,normalize", [("test_resnet_cifar", "memory"), ("test_mobilenet_v2", "macs")])
+def test_group_fisher_build_meets_a_macs_budget_and_verifies(tmp_path, model, normalize):
+    report = _build(tmp_path, model, Budget("macs", 2.0, "reduction"), 4, d=1, normalize=normalize, slim_every=4)
+    assert report["pruned"]["macs"] <= report["dense"]["macs"] / 2
+    _check(report, tmp_path, 4)
+    assert len(report["rounds"]) >= 2  # slimmed while pruning, not only at the end
+
+
+def test_group_fisher_build_meets_ratio_and_params_budgets(tmp_path):
+    report = _build(tmp_path, "test_resnet_cifar", Budget("ratio", 0.4), 1, d=1, per_step=2)
+    kept = sum(g["width_after"] for g in report["groups"] if not g["frozen"])
+    total = sum(g["width_before"] for g in report["groups"] if not g["frozen"])
+    assert kept <= 0.6 * total
+    _check(report, tmp_path, 1)
+    report = _build(tmp_path / "p", "test_resnet_cifar", Budget("params", 0.6, "fraction"), 2, d=1)
+    assert report["pruned"]["params"] <= 0.6 * report["dense"]["params"]
+    _check(report, tmp_path / "p", 2)
