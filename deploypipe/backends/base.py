@@ -26,7 +26,9 @@ class LayerTime:
     """Time of one executed layer (kernel) over the profiled iterations; the camelCase
     fields are those of trtexec's ``--exportProfile`` JSON. ``onnx_node`` is the ONNX node
     the layer comes from (``None`` for a layer the backend inserted, such as a layout
-    conversion); a fused layer names the node whose name or output it carries."""
+    conversion); a fused layer names the node whose name or output it carries first and
+    lists every node it covers in ``onnx_nodes``. ``groups`` holds the channel groups those
+    nodes touch, once :func:`deploypipe.backends.layer_map.with_groups` has filled it."""
 
     name: str
     op_type: str
@@ -35,6 +37,8 @@ class LayerTime:
     medianMs: float
     percentage: float  # of the summed layer times
     onnx_node: str | None = None
+    onnx_nodes: tuple[str, ...] = ()
+    groups: tuple[int, ...] = ()
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -80,9 +84,16 @@ class Engine(abc.ABC):
              sample_shape: tuple[int, ...] | None = None) -> LatencyStats:
         """Latency of one inference at ``batch`` (warm-up excluded)."""
         call = self._timed_call(self.feeds(batch, sample_shape=sample_shape))
-        samples = time_callable(call, warmup=warmup, iterations=iterations,
-                                min_seconds=min_seconds)
+        samples = self._time_samples(call, warmup=warmup, iterations=iterations,
+                                     min_seconds=min_seconds)
         return LatencyStats.from_samples(samples, batch=batch)
+
+    def _time_samples(self, call: Callable[[], object], *, warmup: int, iterations: int,
+                      min_seconds: float) -> list[float]:
+        """Milliseconds per timed call: the host clock here; GPU engines read CUDA events
+        recorded on their stream instead, so that a sample is the device's time."""
+        return time_callable(call, warmup=warmup, iterations=iterations,
+                             min_seconds=min_seconds)
 
     def _timed_call(self, feeds: dict[str, np.ndarray]) -> Callable[[], object]:
         """What one timed iteration calls. GPU engines override it to bind buffers once

@@ -54,10 +54,13 @@ def layers_from_events(events: list[dict[str, Any]], nodes: "NodeIndex | None" =
     per_node = {n: (op, ts[skip_runs:] if len(ts) > skip_runs else ts)
                 for n, (op, ts) in kernel_durations(events).items()}
     total = sum(sum(ts) for _, ts in per_node.values()) or 1.0
-    return [LayerTime(name=n, op_type=op, timeMs=sum(ts), averageMs=sum(ts) / len(ts),
-                      medianMs=statistics.median(ts), percentage=100.0 * sum(ts) / total,
-                      onnx_node=nodes.origin(n) if nodes else None)
-            for n, (op, ts) in per_node.items()]
+    layers = []
+    for n, (op, ts) in per_node.items():
+        origin = nodes.origin(n) if nodes else None
+        layers.append(LayerTime(name=n, op_type=op, timeMs=sum(ts), averageMs=sum(ts) / len(ts),
+                                medianMs=statistics.median(ts), percentage=100.0 * sum(ts) / total,
+                                onnx_node=origin, onnx_nodes=(origin,) if origin else ()))
+    return layers
 
 
 class NodeIndex:
