@@ -1,7 +1,9 @@
-"""ONNX Runtime backend: CPU now; the CUDA and TensorRT execution providers ride on the
-same session code (with onnxruntime-gpu installed) and never fall back to the CPU."""
+"""ONNX Runtime backend: the CPU, and the CUDA and TensorRT execution providers (with
+onnxruntime-gpu) on the same session code; a GPU session never falls back to the CPU
+(:mod:`.ort_gpu` has the GPU specifics: provider options, fp16 graphs, IO binding)."""
 from __future__ import annotations
 
+import dataclasses
 import os
 import tempfile
 from pathlib import Path
@@ -9,12 +11,14 @@ from typing import TYPE_CHECKING, Callable, Mapping, Sequence
 
 import numpy as np
 
-from ..errors import DeviceError, InputError, UnsupportedError
+from ..errors import DeviceError, InputError, InternalError, UnsupportedError
 from ..targets import GPU_PROVIDERS, TargetProfile
 from ..utils.log import get_logger
 from ._gpu import gpu_missing_reason
 from .base import Backend, Engine, LayerTime
 from .feeds import TensorSpec
+from .ort_gpu import (check_session_providers, device_bound_call, gpu_model_path, on_gpu,
+                      provider_entries)
 from .ort_profile import layers_from_events, node_index, read_trace
 
 if TYPE_CHECKING:  # onnxruntime loads when an engine is built, not when deploypipe is imported
@@ -68,18 +72,33 @@ def check_providers(target: TargetProfile) -> None:
 
 
 class OrtBackend(Backend):
+    """ONNX Runtime with the target's providers; ``providers`` overrides them for a target
+    that chooses its backend at run time (``--target gpu``), as the chooser decides."""
+
     name = "onnxruntime"
     description = "ONNX Runtime"
 
+    def __init__(self, providers: tuple[str, ...] | None = None):
+        self.providers = tuple(providers) if providers else None
+
     def build(self, onnx_path: str | Path, target: TargetProfile, *,
               cache_dir: str | Path | None = None) -> "OrtEngine":
-        # cache_dir: a hook for the TensorRT provider's engine cache (trt_engine_cache_path);
-        # CPU sessions build in well under a second and cache nothing.
+        """A session for ``onnx_path``; ``cache_dir`` holds the TensorRT provider's engine and
+        timing caches and fp16 graphs (CPU sessions build in well under a second)."""
+        target = self.resolve(target)
+        check_providers(target)
+        return OrtEngine(Path(onnx_path), target, cache_dir=cache_dir)
+
+    def resolve(self, target: TargetProfile) -> TargetProfile:
+        """``target`` with this backend's providers filled in for an ``auto`` target."""
         if target.backend not in (None, self.name):
             raise InputError(f"target {target.name!r} is for backend {target.backend!r}, "
                              f"not {self.name!r}", hint="pick an onnxruntime target")
-        check_providers(target)
-        return OrtEngine(Path(onnx_path), target)
+        if self.providers and (target.auto or not target.providers):
+            target = dataclasses.replace(target, backend=self.name, providers=self.providers)
+        if not target.providers:
+            raise InternalError(f"target {target.name!r} reached ONNX Runtime without providers")
+        return target
 
 
 class OrtEngine(Engine):
@@ -87,9 +106,11 @@ class OrtEngine(Engine):
 
     backend_name = "onnxruntime"
 
-    def __init__(self, onnx_path: Path, target: TargetProfile):
-        self.path, self.target = onnx_path, target
-        self.session = _session(onnx_path, target, session_options(target))
+    def __init__(self, onnx_path: Path, target: TargetProfile, *,
+                 cache_dir: str | Path | None = None):
+        self.path, self.target, self.cache_dir = onnx_path, target, cache_dir
+        self.model_path = gpu_model_path(onnx_path, target, cache_dir)
+        self.session = self._new_session(session_options(target))
         self._inputs = [_spec(a) for a in self.session.get_inputs()]
 
     @property
@@ -106,6 +127,8 @@ class OrtEngine(Engine):
 
     def _timed_call(self, feeds: dict[str, np.ndarray]) -> Callable[[], object]:
         self._check_open()
+        if on_gpu(self.target):
+            return device_bound_call(self.session, feeds)
         run, none = self.session.run, None
         return lambda: run(none, feeds)
 
@@ -123,7 +146,7 @@ class OrtEngine(Engine):
         feeds = self.feeds(batch, sample_shape=sample_shape)
         with tempfile.TemporaryDirectory(prefix="deploypipe-ort-prof-") as tmp:
             so = session_options(self.target, profile_prefix=os.path.join(tmp, "profile"))
-            session = _session(self.path, self.target, so)
+            session = self._new_session(so)
             for _ in range(warmup + iterations):
                 session.run(None, feeds)
             return read_trace(Path(session.end_profiling()))
@@ -131,17 +154,24 @@ class OrtEngine(Engine):
     def close(self) -> None:
         self.session = None
 
+    def _new_session(self, so: "onnxruntime.SessionOptions") -> "onnxruntime.InferenceSession":
+        session = _session(self.model_path, self.target, so,
+                           provider_entries(self.target, self.cache_dir))
+        if on_gpu(self.target):
+            check_session_providers(session, self.target)
+        return session
+
     def _check_open(self) -> None:
         if self.session is None:
             raise InputError("this engine was closed", hint="build a new one")
 
 
-def _session(path: Path, target: TargetProfile,
-             so: "onnxruntime.SessionOptions") -> "onnxruntime.InferenceSession":
+def _session(path: Path, target: TargetProfile, so: "onnxruntime.SessionOptions",
+             providers: list) -> "onnxruntime.InferenceSession":
     import onnxruntime as ort
 
     try:
-        return ort.InferenceSession(str(path), so, providers=list(target.providers))
+        return ort.InferenceSession(str(path), so, providers=providers)
     except Exception as exc:  # onnxruntime raises its own exception types, all with text
         reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
     if target.requires_gpu:
