@@ -96,6 +96,25 @@ def test_fisher_score_does_not_depend_on_the_batch_size():
         live.close()
 
 
+def test_slim_keeps_the_last_killed_channels_masked_and_revivable():
+    ctx, _, _ = _fisher_setup()
+    ctx.pruner.model.float()
+    live = LiveChannels(ctx)
+    try:
+        gid = next(g for g, a in live.alive.items() if len(a) == 8)
+        for c in (1, 5, 3):
+            live.kill(gid, c)
+        live.slim(keep_recent=2)
+        assert ctx.pruner.widths()[gid] == 7 and ctx.kept[gid].tolist() == [0, 2, 3, 4, 5, 6, 7]
+        assert live.killed[gid] == [4, 2]  # old channels 5 and 3, in kill order, new indices
+        assert live.alive[gid].tolist() == [True, True, False, True, False, True, True]
+        assert live.dead_count() == 2 and live.dead_count(keep_recent=2) == 0
+        live.revive(gid, 1)
+        assert live.alive[gid].tolist() == [True, True, True, True, False, True, True]
+    finally:
+        live.close()
+
+
 def test_lowest_channel_divides_by_cost_and_respects_floors():
     sums = {0: np.array([4.0, 1.0, 9.0]), 1: np.array([2.0, 8.0])}
     alive = {0: np.ones(3, bool), 1: np.ones(2, bool)}
@@ -150,7 +169,7 @@ def _check(report, tmp_path, round_to: int) -> None:
 
 @pytest.mark.parametrize("model,normalize", [("test_resnet_cifar", "memory"), ("test_mobilenet_v2", "macs")])
 def test_group_fisher_build_meets_a_macs_budget_and_verifies(tmp_path, model, normalize):
-    report = _build(tmp_path, model, Budget("macs", 2.0, "reduction"), 4, d=1, normalize=normalize, slim_every=4)
+    report = _build(tmp_path, model, Budget("macs", 2.0, "reduction"), 4, d=1, normalize=normalize, slim_every=2)
     assert report["pruned"]["macs"] <= report["dense"]["macs"] / 2
     _check(report, tmp_path, 4)
     assert len(report["rounds"]) >= 2  # slimmed while pruning, not only at the end

@@ -113,8 +113,9 @@ class LiveChannels:
             out[gid] = int(alive.sum())
         return out
 
-    def dead_count(self) -> int:
-        return int(sum((~a).sum() for a in self.alive.values()))
+    def dead_count(self, keep_recent: int = 0) -> int:
+        """Dead channels, less the ``keep_recent`` per group that a slim would keep masked."""
+        return int(sum(max(0, len(k) - keep_recent) for k in self.killed.values()))
 
     # -- edits -----------------------------------------------------------------------
     def kill(self, gid: int, idx: Sequence[int] | np.ndarray) -> None:
@@ -145,17 +146,28 @@ class LiveChannels:
         return self.masks.grads()
 
     # -- physical removal ------------------------------------------------------------
-    def slim(self, state: TrainState | None = None, **record: Any) -> dict[int, np.ndarray]:
+    def slim(self, state: TrainState | None = None, *, keep_recent: int = 0, **record: Any) -> dict[int, np.ndarray]:
         """Slice the dead channels out (one ``ctx.prune`` round) and return, per group, the
-        boolean array of the channels that stayed, for callers that index by channel."""
-        stayed = {gid: a.copy() for gid, a in self.alive.items()}
-        drop = {gid: np.flatnonzero(~a) for gid, a in self.alive.items() if (~a).any()}
+        boolean array of the channels that stayed, for callers that index by channel.
+
+        The ``keep_recent`` channels killed last in each group stay in the model, masked and
+        revivable, so a later rounding up to a channel multiple remains possible."""
+        stayed, recent = {}, {}
+        for gid, alive in self.alive.items():
+            recent[gid] = self.killed[gid][len(self.killed[gid]) - keep_recent:] if keep_recent else []
+            stayed[gid] = alive.copy()
+            stayed[gid][recent[gid]] = True
+        drop = {gid: np.flatnonzero(~s) for gid, s in stayed.items() if (~s).any()}
         self.close()  # hooks must not be traced into the export
         if drop:
             self.ctx.prune(drop, **record)
             if state is not None:
                 state.rebuild_optimizer()
         self._reset()
+        for gid, channels in recent.items():
+            if channels:
+                new_index = np.cumsum(stayed[gid]) - 1
+                self.kill(gid, new_index[channels])
         return stayed
 
     def close(self) -> None:

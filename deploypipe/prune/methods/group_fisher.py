@@ -28,7 +28,9 @@ The reading implemented here:
 * **Rounding to --round-to** (our addition; the paper removes single channels): once the
   budget is met, accumulate ``d`` more iterations of scores, move every group to the
   nearest allowed width (a multiple of round_to, or the dense width; never below the
-  floor), reviving the channels removed last where a group rounds up, and, while the
+  floor), reviving the channels removed last where a group rounds up (slims while pruning
+  keep the last round_to - 1 removed channels of each group masked rather than sliced, so
+  rounding up stays possible), and, while the
   budget is no longer met, lower by one block the group whose block costs the least
   Fisher information per unit of saved cost. The result meets the budget and is aligned.
 """
@@ -185,9 +187,14 @@ class GroupFisherSchedule(Callback):
             if self.ctx.request.round_to <= 1:
                 self._complete(state)
                 return
-        elif self.slim_every and self.live.dead_count() >= self.slim_every:
-            self.live.slim(state, **self._record())
+        elif self.slim_every and self.live.dead_count(self._revivable) >= self.slim_every:
+            self.live.slim(state, keep_recent=self._revivable, **self._record())
         self.scores.reset()
+
+    @property
+    def _revivable(self) -> int:
+        """Channels per group kept masked (not sliced) by a slim, so rounding can round up."""
+        return max(0, self.ctx.request.round_to - 1)
 
     def _remove_lowest(self) -> None:
         cost = channel_cost(self.ctx, self.live.widths(), self.normalize)
