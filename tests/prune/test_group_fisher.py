@@ -184,3 +184,16 @@ def test_group_fisher_build_meets_ratio_and_params_budgets(tmp_path):
     report = _build(tmp_path / "p", "test_resnet_cifar", Budget("params", 0.6, "fraction"), 2, d=1)
     assert report["pruned"]["params"] <= 0.6 * report["dense"]["params"]
     _check(report, tmp_path / "p", 2)
+
+
+def test_unreachable_or_unsupported_budget_is_refused_before_training():
+    from deploypipe.errors import BudgetError, InputError
+    from deploypipe.prune.methods import create_method
+
+    ctx, _, _ = _fisher_setup()
+    ctx.request = PruneRequest(budget=Budget("macs", 500.0, "reduction"))
+    with pytest.raises(BudgetError, match="max-ratio"):
+        create_method("group_fisher").run(ctx)
+    ctx.request = PruneRequest(budget=Budget("ratio", 0.5))
+    with pytest.raises(InputError, match="normalisation"):
+        create_method("group_fisher", {"normalize": "flops"}).run(ctx)

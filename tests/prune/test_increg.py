@@ -169,3 +169,14 @@ def test_increg_build_meets_a_ratio_budget(tmp_path):
     total = sum(g["width_before"] for g in report["groups"] if not g["frozen"])
     assert kept <= 0.6 * total + 1  # uniform allocation rounds each group to the nearest channel
     _check(report, tmp_path, "increg", 1)
+
+
+@pytest.mark.parametrize("method", ["increg", "greg1", "greg2"])
+def test_unreachable_budget_is_refused_before_training(method):
+    from deploypipe.errors import BudgetError
+    from deploypipe.prune.methods import create_method
+
+    ctx = _ctx()
+    ctx.request = PruneRequest(budget=Budget("macs", 500.0, "reduction"))
+    with pytest.raises(BudgetError, match="budget"):
+        create_method(method).run(ctx)  # no data given: it must fail on the budget first

@@ -49,7 +49,7 @@ from ...errors import InputError
 from ...train import Callback, TrainState
 from ..importance import ImportanceContext, create_importance
 from ..torch_groups import TorchPruner
-from ._live import LiveChannels, check_reachable, train_phase
+from ._live import LiveChannels, train_phase
 from .base import METHODS, Param, PruneContext, PruneMethod
 
 _SKIP_KINDS = {"bn_mean", "bn_var"}
@@ -287,7 +287,8 @@ _COMMON = {
 
 
 def plan(ctx: PruneContext) -> dict[int, int]:
-    """Channels each prunable group loses under the build's budget and allocation (by L1)."""
+    """Channels each prunable group loses under the build's budget and allocation (by L1);
+    any budget ``ctx.keep_for`` allocates, so the method follows the build's budgets."""
     keep = ctx.keep_for(ctx.request.budget, channel_l1(ctx.pruner))
     widths = ctx.pruner.widths()
     return {g.id: int(widths[g.id] - keep[g.id]) for g in ctx.pruner.prunable if widths[g.id] > keep[g.id]}
@@ -303,8 +304,7 @@ class _RegMethod(PruneMethod):
         for key in ("interval", "max_iterations"):
             if int(self.param(key)) < 1:
                 raise InputError(f"{self.name}'s {key} must be at least 1, got {self.param(key)}")
-        check_reachable(ctx, self.name)
-        todo = plan(ctx)
+        todo = plan(ctx)  # the allocation refuses an unreachable budget (BudgetError)
         if not todo:
             return
         live = LiveChannels(ctx)
