@@ -1,0 +1,228 @@
+"""PyTorch backend: the model's own PyTorch module, eager or ``torch.compile``d, on an
+NVIDIA GPU through cuDNN, for GPUs without TensorRT (and on the CPU as the reference that
+``deploypipe compare`` checks the other backends against).
+
+It runs the PyTorch model, not the ONNX graph, so ``build`` takes the model itself:
+
+* an ``nn.Module`` (copied, so the caller's module is left as it was);
+* a checkpoint path, loaded with :func:`deploypipe.checkpoint.load_model` (weights-only
+  unless the backend was made with ``trust_model=True``);
+* or an ONNX path with its checkpoint beside it under the same stem (``pruned.onnx`` and
+  ``pruned.pt``, as ``deploypipe build`` writes them).
+
+Inputs take their names and shapes from the ONNX file when there is one (so the same feeds
+run every backend), else from the shape the checkpoint records, else the target's
+``input_shape``. fp16 is ``.half()`` weights and inputs (true fp16, as TensorRT runs it, not
+autocast); on the GPU, 4-d inputs use the channels-last layout that cuDNN's tensor-core
+kernels prefer, cuDNN autotuning is on, and an fp32 target runs without TF32.
+"""
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
+
+import numpy as np
+
+from ..errors import InputError, UnsupportedError
+from ..targets import TargetProfile
+from ._cuda import cuda_event_samples, require_cuda
+from .base import Backend, Engine, LayerTime
+from .feeds import TensorSpec
+from .layer_map import GraphIndex
+from .torch_profile import CudaClock, HostClock, ModuleTimer, layers_from_timer
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+
+
+class TorchBackend(Backend):
+    name = "torch"
+    description = "PyTorch eager or compiled (cuDNN)"
+
+    def __init__(self, *, compile: bool = False, compile_mode: str = "max-autotune-no-cudagraphs",
+                 trust_model: bool = False):
+        self.compile, self.compile_mode, self.trust_model = compile, compile_mode, trust_model
+
+    def available(self) -> str | None:
+        import torch
+
+        return None if torch.cuda.is_available() else "torch sees no CUDA device"
+
+    def build(self, model: Any, target: TargetProfile, *, cache_dir: str | Path | None = None,
+              onnx_path: str | Path | None = None) -> "TorchEngine":
+        """An engine running ``model`` (module, checkpoint, or ONNX path with its checkpoint
+        beside it) on ``target.device``; ``onnx_path`` names the inputs and maps layers."""
+        if target.backend not in (None, self.name):
+            raise InputError(f"target {target.name!r} is for backend {target.backend!r}, "
+                             f"not {self.name!r}", hint="pick a torch target")
+        if target.precision == "int8":
+            raise UnsupportedError("the torch backend runs fp32 and fp16 only",
+                                   hint="use a TensorRT target for int8")
+        if target.device == "cuda":
+            require_cuda()
+        module, found_onnx, sample = resolve_model(model, trust_model=self.trust_model)
+        onnx_file = Path(onnx_path) if onnx_path is not None else found_onnx
+        return TorchEngine(module, target, onnx_path=onnx_file, sample_shape=sample,
+                           compile_mode=self.compile_mode if self.compile else None)
+
+
+def resolve_model(model: Any, *, trust_model: bool = False
+                  ) -> tuple["nn.Module", Path | None, tuple[int, ...] | None]:
+    """(module, ONNX file it was exported to if known, per-sample input shape if known)."""
+    from torch import nn
+
+    if isinstance(model, nn.Module):
+        return copy.deepcopy(model), None, None
+    path = Path(model)
+    onnx_path = None
+    if path.suffix.lower() == ".onnx":
+        onnx_path, path = path, path.with_suffix(".pt")
+        if not path.is_file():
+            raise UnsupportedError(f"the torch backend runs the PyTorch model, and there is no "
+                                   f"checkpoint {str(path)!r} beside {str(onnx_path)!r}",
+                                   hint="pass the checkpoint (compare --checkpoint) or use a "
+                                   "TensorRT or ONNX Runtime GPU target")
+    from ..checkpoint import load_model
+
+    loaded = load_model(path, trust_model=trust_model)
+    return loaded.model, onnx_path, loaded.input_shape
+
+
+class TorchEngine(Engine):
+    """A PyTorch module in eval mode on one device, in one precision."""
+
+    backend_name = "torch"
+
+    def __init__(self, module: "nn.Module", target: TargetProfile, *, onnx_path: Path | None,
+                 sample_shape: tuple[int, ...] | None, compile_mode: str | None = None):
+        import torch
+
+        self.target, self.onnx_path = target, onnx_path
+        self.device = torch.device("cuda" if target.device == "cuda" else "cpu")
+        self.half = target.precision == "fp16"
+        self._inputs = _input_specs(onnx_path, sample_shape or target.input_shape)
+        self.channels_last = self.device.type == "cuda" and all(len(s.shape) == 4 for s in self._inputs)
+        self.module = _prepare(module, self.device, self.half, self.channels_last)
+        self.forward = torch.compile(self.module, mode=compile_mode) if compile_mode else self.module
+        self.mode = f"compiled ({compile_mode})" if compile_mode else "eager"
+
+    @property
+    def inputs(self) -> Sequence[TensorSpec]:
+        return self._inputs
+
+    @property
+    def providers(self) -> list[str]:
+        return [f"torch {self.mode} on {self.device.type} ({self.target.precision})"]
+
+    def run(self, feeds: Mapping[str, np.ndarray]) -> list[np.ndarray]:
+        self._check_open()
+        out = self._call(self.forward, self._device_inputs(feeds))()
+        return [t.detach().float().cpu().numpy() for t in _flat(out)]
+
+    def _timed_call(self, feeds: dict[str, np.ndarray]) -> Callable[[], object]:
+        self._check_open()
+        return self._call(self.forward, self._device_inputs(feeds))
+
+    def _time_samples(self, call: Callable[[], object], *, warmup: int, iterations: int,
+                      min_seconds: float) -> list[float]:
+        if self.device.type != "cuda":
+            return super()._time_samples(call, warmup=warmup, iterations=iterations,
+                                         min_seconds=min_seconds)
+        import torch
+
+        return cuda_event_samples(call, torch.cuda.current_stream(), warmup=warmup,
+                                  iterations=iterations, min_seconds=min_seconds)
+
+    def profile_layers(self, batch: int, iterations: int, *, warmup: int = 2,
+                       sample_shape: tuple[int, ...] | None = None) -> list[LayerTime]:
+        """Per-module times of the eager module (a compiled one fuses modules away)."""
+        self._check_open()
+        call = self._call(self.module, self._device_inputs(self.feeds(batch, sample_shape=sample_shape)))
+        for _ in range(warmup):
+            call()
+        timer = ModuleTimer(self.module, CudaClock() if self.device.type == "cuda" else HostClock())
+        try:
+            for _ in range(iterations):
+                timer.run(call)
+        finally:
+            timer.remove()
+        index = GraphIndex.from_path(self.onnx_path) if self.onnx_path else None
+        return layers_from_timer(timer, index)
+
+    def close(self) -> None:
+        self.module = self.forward = None
+
+    # -- helpers ------------------------------------------------------------------------
+    def _device_inputs(self, feeds: Mapping[str, np.ndarray]) -> list["torch.Tensor"]:
+        import torch
+
+        xs = []
+        for spec in self._inputs:
+            if spec.name not in feeds:
+                raise InputError(f"no value for input {spec.name!r}", hint="feed every input")
+            x = torch.from_numpy(np.ascontiguousarray(feeds[spec.name])).to(self.device)
+            if self.half and x.is_floating_point():
+                x = x.half()
+            if self.channels_last and x.dim() == 4:
+                x = x.contiguous(memory_format=torch.channels_last)
+            xs.append(x)
+        return xs
+
+    def _call(self, fn: Callable, xs: list["torch.Tensor"]) -> Callable[[], object]:
+        """One inference: no autograd; on the GPU with cuDNN autotuning, and TF32 only
+        when the target is not fp32."""
+        import torch
+
+        tf32 = self.target.precision != "fp32"
+
+        def call() -> object:
+            with torch.inference_mode(), torch.backends.cudnn.flags(
+                    enabled=True, benchmark=self.device.type == "cuda", deterministic=False,
+                    allow_tf32=tf32):
+                return fn(*xs)
+        return call
+
+    def _check_open(self) -> None:
+        if self.module is None:
+            raise InputError("this engine was closed", hint="build a new one")
+
+
+def _prepare(module: "nn.Module", device: "torch.device", half: bool,
+             channels_last: bool) -> "nn.Module":
+    import torch
+
+    module = module.eval().to(device)
+    if half:
+        module = module.half()
+    if channels_last:
+        module = module.to(memory_format=torch.channels_last)
+    return module
+
+
+def _input_specs(onnx_path: Path | None, sample: tuple[int, ...] | None) -> list[TensorSpec]:
+    if onnx_path is not None:
+        import onnx
+
+        from .trt_options import onnx_inputs
+
+        return onnx_inputs(onnx.load(str(onnx_path), load_external_data=False))
+    if sample is None:
+        raise InputError("the torch backend does not know the model's input shape",
+                         hint="give the ONNX file too, or set input_shape in the target profile")
+    return [TensorSpec("input", (None, *sample), np.dtype(np.float32))]
+
+
+def _flat(out: object) -> list["torch.Tensor"]:
+    import torch
+
+    if isinstance(out, torch.Tensor):
+        return [out]
+    if isinstance(out, (tuple, list)):
+        return [t for o in out for t in _flat(o)]
+    if isinstance(out, dict):
+        return [t for o in out.values() for t in _flat(o)]
+    raise UnsupportedError(f"the model returns a {type(out).__name__}, not tensors",
+                           hint="use a model whose forward returns tensors")
