@@ -87,10 +87,11 @@ def backend_for_target(target: TargetProfile) -> Backend:
 
 
 def choose_gpu_backend(target: TargetProfile) -> Backend:
-    """Hook for ``--target gpu``: pick the best available GPU backend (issue 9)."""
-    raise UnsupportedError(f"target {target.name!r} chooses a GPU backend automatically, "
-                           "which this version of deploypipe cannot do yet",
-                           hint="name one with --target gpu-trt-fp16 or --target torch-cuda")
+    """``--target gpu``: the best available GPU backend (native TensorRT, then ONNX Runtime's
+    TensorRT and CUDA providers, then PyTorch on CUDA), said in one log line."""
+    from .chooser import choose_gpu_backend as choose
+
+    return choose(target)
 
 
 def list_backends() -> list[tuple[BackendSpec, str | None]]:

@@ -1,0 +1,118 @@
+"""``--target gpu``: the best GPU backend available here, said in one log line.
+
+The order is by expected speed on NVIDIA GPUs: native TensorRT, ONNX Runtime's TensorRT
+provider, ONNX Runtime's CUDA provider, then PyTorch on CUDA (cuDNN). Each option probes
+what it needs without importing heavy libraries where it can; the first that can run is
+built. Without a GPU, or with a GPU but none of them usable, the answer is a DeviceError
+sentence that names what is missing: never a silent fallback to the CPU.
+"""
+from __future__ import annotations
+
+import ctypes.util
+import functools
+import importlib.util
+import logging
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+from ..errors import DeviceError
+from ..targets import TargetProfile
+from ..utils.log import get_logger
+from ._gpu import gpu_missing_reason
+from .base import Backend
+
+log = get_logger("backends")
+_announced: set[tuple[str, str]] = set()  # say each choice once per process, not per build
+
+
+@dataclass(frozen=True)
+class GpuOption:
+    """One way to run on the GPU: how to probe for it and how to make its backend."""
+
+    key: str
+    label: str
+    probe: Callable[[TargetProfile], str | None]  # None: usable, else why not (a phrase)
+    make: Callable[[], Backend]
+
+
+def choose_gpu_backend(target: TargetProfile,
+                       options: Sequence[GpuOption] | None = None) -> Backend:
+    """The backend of the first usable option for ``target``; logs which and why."""
+    if reason := gpu_missing_reason():
+        raise DeviceError(f"target {target.name!r} needs an NVIDIA GPU but {reason}",
+                          hint="use --target cpu to run on the CPU")
+    options = gpu_options() if options is None else options
+    skipped = []
+    for option in options:
+        reason = option.probe(target)
+        if reason is None:
+            _announce(target, option.label, skipped)
+            return option.make()
+        skipped.append(f"no {option.label}: {reason}")
+    raise DeviceError(f"target {target.name!r} found an NVIDIA GPU but no GPU backend can run "
+                      f"here ({'; '.join(skipped)})",
+                      hint="install deploypipe[gpu] or use the GPU Docker image")
+
+
+def _announce(target: TargetProfile, label: str, skipped: list[str]) -> None:
+    tail = f" ({'; '.join(skipped)})" if skipped else ""
+    first = (target.name, label) not in _announced
+    _announced.add((target.name, label))
+    level = logging.INFO if first else logging.DEBUG
+    log.log(level, "target %r: running on %s, the best GPU backend available here%s",
+            target.name, label, tail)
+
+
+def gpu_options() -> list[GpuOption]:
+    """The GPU backends in order of preference."""
+    from .ort import OrtBackend
+    from .tensorrt import TensorRTBackend
+    from .torch_cuda import TorchBackend
+
+    return [
+        GpuOption("tensorrt", "native TensorRT", _native_trt, TensorRTBackend),
+        GpuOption("ort-tensorrt", "ONNX Runtime's TensorRT provider", _ort_trt,
+                  lambda: OrtBackend(("TensorrtExecutionProvider", "CUDAExecutionProvider"))),
+        GpuOption("ort-cuda", "ONNX Runtime's CUDA provider", _ort_cuda,
+                  lambda: OrtBackend(("CUDAExecutionProvider",))),
+        GpuOption("torch", "PyTorch on CUDA (cuDNN)", _torch_cuda, TorchBackend),
+    ]
+
+
+def _native_trt(target: TargetProfile) -> str | None:
+    if importlib.util.find_spec("tensorrt") is None:
+        return "the tensorrt Python package is not installed"
+    return None
+
+
+def _ort_trt(target: TargetProfile) -> str | None:
+    if "TensorrtExecutionProvider" not in _ort_providers():
+        return "onnxruntime-gpu is not installed"
+    if ctypes.util.find_library("nvinfer") is None:
+        return "the TensorRT library (libnvinfer) is not on the library path"
+    return None
+
+
+def _ort_cuda(target: TargetProfile) -> str | None:
+    if "CUDAExecutionProvider" not in _ort_providers():
+        return "onnxruntime-gpu is not installed"
+    if target.precision == "int8":
+        return "it has no int8 path without TensorRT"
+    return None
+
+
+def _torch_cuda(target: TargetProfile) -> str | None:
+    import torch
+
+    if not torch.cuda.is_available():
+        return f"torch {torch.__version__} sees no CUDA device"
+    if target.precision == "int8":
+        return "it runs fp32 and fp16 only"
+    return None
+
+
+@functools.lru_cache(maxsize=1)
+def _ort_providers() -> tuple[str, ...]:
+    import onnxruntime as ort
+
+    return tuple(ort.get_available_providers())
