@@ -93,7 +93,7 @@ def _checkpoint(ckpt: Mapping[str, Any], path: Path, arch: str | None, kwargs: d
 def _rebuild(sd: dict[str, torch.Tensor], path: Path, arch: str, kwargs: dict[str, Any],
              metadata: dict[str, Any], source: str) -> LoadedModel:
     model = arch_mod.build_model(arch, kwargs, sd)
-    resized = load_weights(model, sd, repr(str(path)))
+    resized = load_weights(model, sd, f"{str(path)!r} ({arch})")
     if resized:
         log.info("rebuilt %d layer(s) at the widths saved in %s (a pruned model)", len(resized), path)
     record = getattr(model, "deploypipe_arch", None) or {}

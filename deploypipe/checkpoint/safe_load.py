@@ -15,12 +15,19 @@ import torch
 
 from ..errors import InputError
 
-_GLOBAL = re.compile(r"Unsupported global: GLOBAL ([\w.]+)")
+_GLOBAL = re.compile(r"unsupported global:? (?:GLOBAL )?([\w.]+)", re.IGNORECASE)  # torch words it two ways
 _DETAIL = re.compile(r"WeightsUnpickler error:\s*([^\n]+)")
 
 
 def torch_load(path: Path, *, trust_model: bool = False) -> Any:
     """The object ``torch.save`` wrote to ``path``, on the CPU; weights-only unless trusted."""
+    if _is_raw_pickle(path):
+        if not trust_model:
+            raise InputError(f"{str(path)!r} is a plain Python pickle, not a PyTorch checkpoint, and loading it "
+                             "could run code from the file", hint="pass --trust-model only if you trust its "
+                             "source, or save it with torch.save(model.state_dict(), path)")
+        with open(path, "rb") as f:
+            return pickle.load(f)  # noqa: S301 - the user said they trust this file
     try:
         return torch.load(path, map_location="cpu", weights_only=not trust_model)
     except pickle.UnpicklingError as exc:
@@ -31,6 +38,16 @@ def torch_load(path: Path, *, trust_model: bool = False) -> Any:
     except (RuntimeError, EOFError, OSError, ValueError, KeyError, IndexError, TypeError) as exc:
         raise InputError(f"{str(path)!r} is truncated, corrupt or not a PyTorch file "
                          f"({type(exc).__name__}: {_first_line(exc)})", hint="save or copy the model again") from None
+
+
+def _is_raw_pickle(path: Path) -> bool:
+    """A bare ``pickle.dump`` (protocol 2+): not a torch zip archive nor torch's legacy
+    format, whose first pickle is a magic number (a long)."""
+    with open(path, "rb") as f:
+        head = f.read(16)
+    if len(head) < 3 or head[0] != 0x80 or head[1] < 2:
+        return False
+    return b"\x8a\x0al\xfc\x9cF\xf9 j\xa8P\x19" not in head  # legacy torch magic number pickle
 
 
 def _refusal(path: Path, message: str, trusted: bool) -> InputError:

@@ -45,14 +45,14 @@ def load_weights(model: nn.Module, sd: Mapping[str, torch.Tensor], what: str) ->
     missing = [k for k in expected if k not in sd and not k.endswith("num_batches_tracked")]
     unexpected = [k for k in sd if k not in expected]
     if missing or unexpected:
-        raise InputError(f"{what} does not match the architecture: {_key_report(missing, unexpected)}",
+        raise InputError(f"{what} does not match its architecture: {_key_report(missing, unexpected)}",
                          hint="check --arch and its arguments (e.g. --num-classes, --in-channels)")
     resized = resize_to_state_dict(model, sd)
     expected = model.state_dict()
     differ = [f"{k} saved {tuple(v.shape)} vs model {tuple(expected[k].shape)}"
               for k, v in sd.items() if tuple(v.shape) != tuple(expected[k].shape)]
     if differ:
-        raise InputError(f"{what} does not match the architecture: {len(differ)} tensor shape(s) differ "
+        raise InputError(f"{what} does not match its architecture: {len(differ)} tensor shape(s) differ "
                          f"({'; '.join(differ[:_SHOW])}{'; ...' if len(differ) > _SHOW else ''})",
                          hint="check --arch and its arguments")
     model.load_state_dict(sd, strict=False)

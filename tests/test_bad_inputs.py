@@ -1,0 +1,221 @@
+"""The bad-input matrix (issue 11): every case goes through the CLI and must give one
+sentence naming the problem and the fix, exit code 2, no traceback, and leave every input
+byte-identical."""
+from __future__ import annotations
+
+import errno
+import os
+import pickle
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+import torch
+from onnx import TensorProto, helper
+
+from deploypipe.cli import main
+from deploypipe.testing.graphs import build_cnn, random_spec
+from deploypipe.utils.files import sha256_file
+
+MARKER = Path("/tmp/deploypipe-bad-input-marker")
+QUICK = ["--limit", "200", "--epochs", "1", "--profile-iterations", "3"]
+
+
+class Payload:
+    """A pickle whose loading would create MARKER: it must never run."""
+
+    def __reduce__(self):
+        return (os.system, (f"touch {MARKER}",))
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    d = tmp_path_factory.mktemp("inputs")
+    ckpt = d / "model.pt"
+    assert main(["train", "--arch", "test_resnet_cifar", "--dataset", "digits", "--epochs", "1",
+                 "--limit", "200", "-o", str(ckpt)]) == 0
+    model_onnx = d / "model.onnx"
+    onnx.save(build_cnn(random_spec(3)), str(model_onnx))
+    return {"dir": d, "ckpt": ckpt, "onnx": model_onnx}
+
+
+def _case(name, files, tmp):
+    """argv and the input files that must stay unchanged, for one case."""
+    d, ckpt, model_onnx = files["dir"], files["ckpt"], files["onnx"]
+    out = tmp / "out"
+    if name == "empty_file":
+        p = tmp / "empty.onnx"
+        p.write_bytes(b"")
+        return ["inspect", p], [p], "empty"
+    if name == "truncated_onnx":
+        p = tmp / "cut.onnx"
+        p.write_bytes(model_onnx.read_bytes()[:300])
+        return ["shrink", p, "-o", tmp / "o.onnx", "--ratio", "0.5"], [p], "not a valid ONNX file"
+    if name == "random_bytes":
+        p = tmp / "noise.pt"
+        p.write_bytes(np.random.default_rng(0).bytes(4096))
+        return ["export", p, "-o", tmp / "o.onnx"], [p], ""
+    if name == "directory_instead_of_file":
+        return ["profile", d, "--target", "cpu"], [], "folder"
+    if name == "wrong_extension":
+        p = tmp / "weights.txt"
+        p.write_text("these are not weights")
+        return ["build", p, "-o", out, "--dataset", "digits", *QUICK], [p], ""
+    if name == "malicious_pickle":
+        p = tmp / "evil.pt"
+        torch.save({"state_dict": Payload()}, p)
+        return ["export", p, "-o", tmp / "o.onnx"], [p], "--trust-model"
+    if name == "malicious_raw_pickle":
+        p = tmp / "evil.pkl"
+        with open(p, "wb") as f:
+            pickle.dump({"state_dict": Payload()}, f)
+        return ["build", p, "-o", out, "--dataset", "digits", *QUICK], [p], "--trust-model"
+    if name == "state_dict_not_matching_arch":
+        p = tmp / "sd.pt"
+        torch.save({"conv1.weight": torch.zeros(3, 3, 3, 3)}, p)
+        return ["export", p, "--arch", "resnet20", "-o", tmp / "o.onnx"], [p], "resnet20"
+    if name == "unknown_arch":
+        return ["train", "--arch", "resnet9000", "--dataset", "digits", "--epochs", "1", "-o", tmp / "m.pt"], [], "resnet9000"
+    if name == "unknown_dataset":
+        return ["build", ckpt, "-o", out, "--dataset", "imagenet-22k", *QUICK], [ckpt], "imagenet-22k"
+    if name == "unknown_target":
+        return ["profile", model_onnx, "--target", "tpu-v9"], [model_onnx], "tpu-v9"
+    if name == "unknown_method":
+        return ["build", ckpt, "-o", out, "--dataset", "digits", "--method", "vibes", *QUICK], [ckpt], "vibes"
+    if name == "missing_data_folder":
+        return ["build", ckpt, "-o", out, "--dataset", f"folder:{tmp / 'no-such-folder'}", *QUICK], [ckpt], "no-such-folder"
+    if name == "wrong_channel_count":
+        from PIL import Image
+
+        root = tmp / "rgb"
+        for cls in ("a", "b"):
+            (root / cls).mkdir(parents=True)
+            for i in range(3):
+                Image.fromarray(np.full((8, 8, 3), 40 * i, np.uint8), "RGB").save(root / cls / f"{i}.png")
+        gray = tmp / "gray.pt"
+        assert main(["train", "--arch", "test_resnet_cifar", "--dataset", "digits", "--epochs", "1",
+                     "--limit", "50", "--in-channels", "1", "-o", str(gray)]) == 0
+        return ["build", gray, "-o", out, "--dataset", f"folder:{root}", *QUICK], [gray], "channel"
+    if name == "nan_weights":
+        state = torch.load(ckpt, weights_only=True)
+        key = next(k for k in state["state_dict"] if k.endswith("weight"))
+        state["state_dict"][key] = torch.full_like(state["state_dict"][key], float("nan"))
+        p = tmp / "nan.pt"
+        torch.save(state, p)
+        return ["export", p, "-o", tmp / "o.onnx"], [p], "NaN"
+    if name == "unsupported_op":
+        p = tmp / "custom.onnx"
+        node = helper.make_node("FancyConv", ["x"], ["y"], domain="com.example")
+        graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 4, 4])],
+                                  [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3, 4, 4])])
+        m = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("com.example", 1)])
+        m.ir_version = 8
+        onnx.save(m, str(p))
+        return ["profile", p, "--target", "cpu"], [p], "FancyConv"
+    if name == "frozen_group_in_drop":
+        from deploypipe.graph import analyse, load_onnx
+
+        frozen = next(g for g in analyse(load_onnx(model_onnx)).groups if g.frozen)
+        drop = tmp / "drop.json"
+        drop.write_text(f'{{"{frozen.id}": [0]}}')
+        return ["shrink", model_onnx, "-o", tmp / "o.onnx", "--drop", drop], [model_onnx, drop], "frozen"
+    if name == "impossible_budget":
+        return ["build", ckpt, "-o", out, "--dataset", "digits", "--macs-budget", "500x", *QUICK], [ckpt], "budget"
+    if name == "latency_budget_below_fastest":
+        return ["build", ckpt, "-o", out, "--dataset", "digits", "--latency-budget", "0.000001ms", *QUICK], [ckpt], "fastest"
+    if name == "profile_with_wrong_field":
+        p = tmp / "mine.toml"
+        p.write_text('name = "mine"\nbackend = "onnxruntime"\nbatchsize = 4\n')
+        return ["profile", model_onnx, "--target", p], [model_onnx, p], "batchsize"
+    if name == "gpu_target_without_gpu":
+        return ["build", ckpt, "-o", out, "--dataset", "digits", "--target", "gpu", *QUICK], [ckpt], "GPU"
+    if name == "output_in_read_only_folder":
+        ro = tmp / "readonly"
+        ro.mkdir()
+        return ["shrink", model_onnx, "-o", ro / "o.onnx", "--ratio", "0.5"], [model_onnx], "write"
+    if name == "output_equal_to_input":
+        return ["shrink", model_onnx, "-o", model_onnx, "--ratio", "0.5"], [model_onnx], "input"
+    if name == "full_disk":
+        return ["shrink", model_onnx, "-o", tmp / "o.onnx", "--ratio", "0.5"], [model_onnx], "space"
+    raise AssertionError(name)
+
+
+CASES = ["empty_file", "truncated_onnx", "random_bytes", "directory_instead_of_file", "wrong_extension",
+         "malicious_pickle", "malicious_raw_pickle", "state_dict_not_matching_arch", "unknown_arch", "unknown_dataset", "unknown_target",
+         "unknown_method", "missing_data_folder", "wrong_channel_count", "nan_weights", "unsupported_op",
+         "frozen_group_in_drop", "impossible_budget", "latency_budget_below_fastest", "profile_with_wrong_field",
+         "gpu_target_without_gpu", "output_in_read_only_folder", "output_equal_to_input", "full_disk"]
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_bad_input(name, files, tmp_path, capsys, monkeypatch):
+    argv, inputs, needle = _case(name, files, tmp_path)
+    before = {p: sha256_file(p) for p in inputs}
+    MARKER.unlink(missing_ok=True)
+    with _read_only(tmp_path / "readonly", monkeypatch) if name == "output_in_read_only_folder" else _nothing():
+        if name == "full_disk":
+            _simulate_full_disk(monkeypatch)
+        code = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    lines = [l for l in err.strip().splitlines() if l.strip()]
+    assert code == 2, f"{name}: exit {code}\n{err}"
+    assert lines and lines[-1].startswith("deploypipe: error:"), err
+    assert len([l for l in lines if l.startswith("deploypipe: error:")]) == 1 and "Traceback" not in err + out
+    message = lines[-1]
+    assert needle.lower() in message.lower(), f"{name}: {message!r} does not mention {needle!r}"
+    assert message.rstrip().endswith((".", "?", "!"))
+    assert {p: sha256_file(p) for p in inputs} == before, f"{name} modified an input"
+    assert not MARKER.exists(), "the pickle's payload ran"
+
+
+def _simulate_full_disk(monkeypatch):
+    import deploypipe.utils.files as files_mod
+
+    def no_space(path):
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    monkeypatch.setattr(files_mod, "_fsync", no_space)
+
+
+class _nothing:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+class _read_only:
+    """A folder nobody can create files in: chmod for a normal user, the immutable
+    attribute for root (which ignores permissions), or a simulated EACCES where neither works."""
+
+    def __init__(self, folder: Path, monkeypatch):
+        self.folder, self.monkeypatch, self.undo = folder, monkeypatch, None
+
+    def __enter__(self):
+        if os.geteuid() != 0:
+            self.folder.chmod(0o500)
+            self.undo = lambda: self.folder.chmod(0o700)
+        elif shutil.which("chattr") and subprocess.run(["chattr", "+i", str(self.folder)],
+                                                       capture_output=True).returncode == 0:
+            self.undo = lambda: subprocess.run(["chattr", "-i", str(self.folder)], check=False)
+        else:
+            import tempfile
+
+            real = tempfile.mkstemp
+
+            def refuse(*args, dir=None, **kw):
+                if dir is not None and Path(dir).resolve() == self.folder.resolve():
+                    raise PermissionError(errno.EACCES, "Permission denied", str(dir))
+                return real(*args, dir=dir, **kw)
+
+            self.monkeypatch.setattr(tempfile, "mkstemp", refuse)
+        return self
+
+    def __exit__(self, *exc):
+        if self.undo:
+            self.undo()
+        return False
