@@ -180,7 +180,8 @@ def latency(models: dict[str, torch.nn.Module], shape, repeats: int, iterations:
             parity[name] = float(report.max_abs)
         for _ in range(repeats):
             for name, path in paths.items():
-                times[name].append(profile_onnx(path, "cpu-batch32", per_layer=False, iterations=iterations).stats.median)
+                result = profile_onnx(path, "cpu-batch32", per_layer=False, iterations=iterations)
+                times[name].append(result.stats.median)
     return {k: {"median_ms": float(np.median(v)), "repeats_ms": v, "torch_vs_onnx_max_abs": parity[k]}
             for k, v in times.items()}
 
