@@ -58,6 +58,7 @@ class PruneContext:
     on_round: Callable[["PruneContext", dict], None] | None = None
     verify: bool = False  # check each removal against ONNX surgery of the same model (oracle)
     oracle: dict | None = None  # worst oracle result over the rounds
+    latency: Any = None  # deploypipe.hw.LatencyAllocator, calibrated on the target, for latency budgets
 
     def __post_init__(self) -> None:
         self.dense_widths = self.pruner.widths().copy()
@@ -73,7 +74,15 @@ class PruneContext:
         return self.pruner.model
 
     def dense_value(self, kind: str) -> float:
+        if kind == "latency":
+            return self._latency().dense
         return self.dense_macs if kind == "macs" else self.dense_params
+
+    def _latency(self):
+        if self.latency is None:
+            raise InputError("a latency budget needs a latency table measured on the target",
+                             hint="use `deploypipe build --latency-budget` or --latency-ratio, which measures one")
+        return self.latency
 
     # -- scoring and allocation ----------------------------------------------------
     def scores(self, importance: str | None = None) -> dict[int, np.ndarray]:
@@ -97,6 +106,9 @@ class PruneContext:
         groups = self.pruner.groups
         full = [scores.get(g.id, np.zeros(g.width)) for g in groups]
         prunable = [self.pruner.is_prunable(g) for g in groups]
+        if budget.kind == "latency":  # measured latency: knapsack over the target's latency table
+            latency = self._latency()
+            return latency.keep(self.pruner.widths(), full, prunable, latency.budget_ms(budget))
         req = self.request
         return allocate(self.pruner.widths(), full, prunable, budget, self.pruner.analysis.cost,
                         dense_value=self.dense_value(budget.kind), dense_widths=self.dense_widths,
