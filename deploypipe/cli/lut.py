@@ -1,0 +1,73 @@
+"""``deploypipe lut model.onnx --target PROFILE``: measure a model's latency table."""
+from __future__ import annotations
+
+import argparse
+
+from .args import add_target, positive_int
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser(
+        "lut", help="measure each prunable group's latency as a function of its width on a target",
+        description="Cut each prunable channel group's sub-graph (the nodes that produce, carry and "
+        "consume its channels) out of the model with its real input shapes, time it on the target at "
+        "widths sampled every --step channels, and cache the table per model architecture, target and "
+        "machine. An interrupted run resumes; a second run measures nothing.")
+    p.add_argument("model", help="the ONNX file")
+    add_target(p)
+    p.add_argument("--groups", type=_ids, metavar="IDS", help="only these group ids, e.g. 1,4,7 "
+                   "(see `deploypipe inspect`)")
+    p.add_argument("--step", type=positive_int, metavar="N",
+                   help="sampling step in channels (default: the target's channel multiple)")
+    p.add_argument("--iterations", type=positive_int, help="timed iterations per width (default: the target's)")
+    p.add_argument("--no-cache", action="store_true", help="measure again and leave the cache alone")
+    p.add_argument("-o", "--output", metavar="FILE", help="also write the table as JSON to FILE")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..graph import analyse, load_onnx
+    from ..hw import TableSpec, TargetTimer, measure_table
+    from ..measure.profile import check_onnx_file
+    from ..targets import load_target
+    from ..utils.files import check_output_path, write_json
+
+    target = load_target(args.target)
+    if args.output:
+        check_output_path(args.output, args.model)
+    analysis = analyse(load_onnx(check_onnx_file(args.model)))
+    spec = TableSpec(step=args.step, groups=args.groups, use_cache=not args.no_cache)
+    table = measure_table(analysis, target, spec, timer=TargetTimer(target, iterations=args.iterations))
+    for line in table_lines(table):
+        print(line)
+    if args.output:
+        write_json(args.output, table.to_dict())
+        print(f"wrote {args.output}")
+    return 0
+
+
+def table_lines(table) -> list[str]:
+    """A header, one row per group (width: latency at the smallest and full width), flags."""
+    m = table.meta
+    lines = [f"latency table of {len(table.groups)} groups on {m.get('target')} (batch {m.get('batch')}, "
+             f"{m.get('statistic')}), dense model {table.dense_ms:.4g} ms"
+             + (" (from the cache)" if m.get("from_cache") else f", measured in {m.get('seconds', 0):.1f} s"),
+             f"  {'group':>5}  {'width':>5}  {'samples':>7}  {'ms at min':>10}  {'ms at full':>10}  flags"]
+    flagged = table.non_monotonic()
+    for gid, t in sorted(table.groups.items()):
+        flag = f"slower than a wider width at {flagged[gid]}" if gid in flagged else ""
+        lines.append(f"  {gid:>5}  {t.width:>5}  {len(t.widths):>7}  {t.ms[0]:>10.4f}  {t.ms[-1]:>10.4f}  {flag}")
+    if m.get("cache"):
+        lines.append(f"cache: {m['cache']}")
+    return lines
+
+
+def _ids(text: str) -> tuple[int, ...]:
+    try:
+        ids = tuple(int(p) for p in text.replace(" ", "").split(",") if p)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a list of group ids such as 1,4,7") from None
+    if not ids or min(ids) < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a list of group ids such as 1,4,7")
+    return ids
+

@@ -1,0 +1,19 @@
+"""Hardware-aware pruning: measured latency tables, knapsack allocation under a latency
+budget, and the loop that measures the pruned model until the measurement meets the budget.
+
+    table = measure_table(analysis, load_target("cpu"))          # cached per machine
+    alloc = LatencyAllocator(table, round_to=8, coupling=Coupling.of(analysis))
+    keep = alloc.keep(widths, scores, prunable, budget_ms=5.0)   # exact knapsack (HALP)
+    result = latency_loop(analysis, scores, prunable, alloc, budget, target, TargetTimer(target))
+"""
+from .allocate import LatencyAllocator, width_options
+from .coupling import Coupling
+from .loop import LoopResult, LoopRound, latency_loop
+from .measure import TableSpec, measure_table, sample_widths
+from .subgraph import group_subgraph, with_batch
+from .table import GroupTable, LatencyTable
+from .timer import TargetTimer, Timer
+
+__all__ = ["Coupling", "GroupTable", "LatencyAllocator", "LatencyTable", "LoopResult", "LoopRound",
+           "TableSpec", "TargetTimer", "Timer", "group_subgraph", "latency_loop", "measure_table",
+           "sample_widths", "width_options", "with_batch"]

@@ -1,0 +1,176 @@
+"""Allocation under a latency budget (HALP): channels kept in importance order per group,
+at least one block per group, total kept importance maximised by an exact knapsack over the
+per-group latency tables.
+
+Scores of any criterion are normalised per group by their mean (as the global MACs
+allocation does), so criteria of different scale compare across groups. A width whose
+table latency is no lower than a wider option's is never offered: cutting channels that
+buy no time (a misaligned width, or a measured step backwards) only loses accuracy.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+
+from ..errors import BudgetError
+from ..prune.allocate import round_keep
+from ..prune.budget import Budget
+from . import knapsack
+from .coupling import Coupling
+from .table import LatencyTable
+
+
+def width_options(dense: int, current: int, round_to: int, max_ratio: float) -> list[int]:
+    """Widths a group may keep: multiples of ``round_to`` (any width for a group no wider
+    than one block) from its ``max_ratio`` floor up to its current width, and the current one."""
+    floor = round_keep(max(1, math.ceil(dense * (1 - max_ratio))), dense, round_to)
+    if dense <= round_to:
+        return list(range(min(floor, current), current + 1))
+    multiples = range(round_to * math.ceil(floor / round_to), current + 1, round_to)
+    return sorted({w for w in multiples if w >= floor} | {current})
+
+
+def undominated(options: Sequence[int], latency) -> list[int]:
+    """Drop every width that is not faster than some wider option (steer away from steps)."""
+    keep, best_wider = [], math.inf
+    for w in sorted(options, reverse=True):
+        t = latency(w)
+        if t < best_wider:
+            keep.append(w)
+            best_wider = t
+    return sorted(keep)
+
+
+def kept_value(scores: np.ndarray) -> np.ndarray:
+    """``value[k-1]`` = importance of the best ``k`` channels, normalised by the group mean."""
+    s = np.asarray(scores, dtype=np.float64)
+    norm = s / (float(np.mean(s)) + 1e-12) if len(s) else s
+    return np.cumsum(np.sort(norm)[::-1])
+
+
+@dataclass
+class LatencyAllocator:
+    """Kept widths under a latency budget from ``table`` (group ids of the dense model).
+
+    The prediction is ``dense_ms * (1 + scale * sum_g rho_g * (T_g(w_g) - T_g(w0_g)) / table.dense_ms)``:
+    the table's relative change applied to the dense latency measured now (the table and
+    the dense model may have met different machine load), ``scale`` the loop's correction
+    of the table (measured saving / predicted saving), ``rho_g`` the coupling factors
+    (``coupling=None``: 1, the plain HALP sum). ``aim`` is the share of the budget that
+    allocations aim at (the loop aims inside its tolerance window)."""
+
+    table: LatencyTable
+    round_to: int = 1
+    max_ratio: float = 0.9
+    scale: float = 1.0
+    dense_ms: float | None = None
+    aim: float = 1.0
+    coupling: Coupling | None = None
+    fastest_fits: bool = False  # measured: the fastest widths meet the budget the table puts out of reach
+
+    @property
+    def dense(self) -> float:
+        return self.table.dense_ms if self.dense_ms is None else self.dense_ms
+
+    def budget_ms(self, budget: Budget) -> float:
+        """The latency an allocation for ``budget`` aims at, in ms."""
+        return self.aim * budget.target(self.dense)
+
+    def predict(self, widths: Sequence[int]) -> float:
+        """Predicted latency (ms) at ``widths`` (all groups)."""
+        return self._raw(widths, self._rho(widths))
+
+    @property
+    def unit(self) -> float:
+        """ms now per ms of table change (with the loop's correction)."""
+        return self.scale * self.dense / self.table.dense_ms
+
+    def _rho(self, widths: Sequence[int]) -> dict[int, float]:
+        return self.coupling.rho(widths) if self.coupling is not None else {}
+
+    def _raw(self, widths: Sequence[int], rho: dict[int, float]) -> float:
+        """The prediction with the coupling factors fixed at ``rho``."""
+        t = self.table.groups
+        delta = sum(rho.get(g, 1.0) * (t[g].latency(int(widths[g])) - t[g].latency(t[g].width))
+                    for g in range(len(widths)) if g in t)
+        return self.dense + self.unit * delta
+
+    def options(self, gid: int, current: int) -> list[int]:
+        t = self.table.groups[gid]
+        return undominated(width_options(t.width, current, self.round_to, self.max_ratio), t.latency)
+
+    def fastest(self, widths: Sequence[int], prunable: Sequence[bool]) -> np.ndarray:
+        """Every group that the table covers at its cheapest allowed width."""
+        keep = np.array(widths, dtype=np.int64)
+        for g in self._items(widths, prunable):
+            keep[g] = min(self.options(g, int(widths[g])), key=lambda w: (self.table.latency(g, w), w))
+        return keep
+
+    def keep(self, widths: Sequence[int], scores: Sequence[np.ndarray], prunable: Sequence[bool],
+             budget_ms: float) -> np.ndarray:
+        """Widths that maximise kept importance with ``predict(widths) <= budget_ms``. With a
+        coupling, the knapsack runs with each group's factor fixed at the last answer's widths
+        until the answer repeats (a few rounds); the best answer that the full model accepts wins."""
+        fastest = self.fastest(widths, prunable)
+        if self.predict(fastest) > budget_ms * (1 + 1e-9):
+            if self.fastest_fits:
+                return fastest
+            raise self._out_of_reach(budget_ms, fastest)
+        problem = _Problem(self, widths, scores, prunable, budget_ms)
+        rho = self._rho(widths)
+        answers: list[tuple[np.ndarray, float]] = []
+        for _ in range(COUPLING_ROUNDS if self.coupling is not None else 1):
+            answer = problem.solve(rho) or problem.solve(self._rho(fastest))
+            if answer is None or any(np.array_equal(answer[0], a) for a, _ in answers):
+                break
+            answers.append(answer)
+            rho = self._rho(answer[0])
+        return _best(self, answers, budget_ms, fastest)
+
+    def _out_of_reach(self, budget_ms: float, fastest: np.ndarray) -> BudgetError:
+        fast = self.predict(fastest)
+        return BudgetError(f"the latency budget of {budget_ms:.4g} ms is below the fastest achievable "
+                           f"{fast:.4g} ms (predicted: every prunable group at its smallest width)",
+                           hint=f"ask for at least {fast:.4g} ms, or allow more pruning per group with --max-ratio")
+
+    def _items(self, widths: Sequence[int], prunable: Sequence[bool]) -> list[int]:
+        return [g for g in range(len(widths)) if prunable[g] and g in self.table.groups]
+
+
+COUPLING_ROUNDS = 6
+
+
+class _Problem:
+    """One allocation: the knapsack's options and values, solved for given group factors."""
+
+    def __init__(self, alloc: LatencyAllocator, widths, scores, prunable, budget_ms: float):
+        self.alloc, self.widths, self.budget_ms = alloc, np.array(widths, dtype=np.int64), budget_ms
+        self.items = alloc._items(widths, prunable)
+        self.opts = {g: alloc.options(g, int(widths[g])) for g in self.items}
+        self.values = [kept_value(scores[g])[np.array(self.opts[g]) - 1] for g in self.items]
+
+    def solve(self, rho: dict[int, float]) -> tuple[np.ndarray, float] | None:
+        """The knapsack with group factors ``rho``: (widths, kept value), or None if infeasible."""
+        a, t = self.alloc, self.alloc.table
+        fixed = a._raw(self.widths, rho) - a.unit * sum(rho.get(g, 1.0) * t.latency(g, int(self.widths[g]))
+                                                        for g in self.items)
+        costs = [[a.unit * rho.get(g, 1.0) * t.latency(g, w) for w in self.opts[g]] for g in self.items]
+        choice = knapsack.solve(costs, self.values, self.budget_ms - fixed)
+        if choice is None:
+            return None
+        keep = self.widths.copy()
+        for g, k in zip(self.items, choice.picks):
+            keep[g] = self.opts[g][k]
+        return keep, choice.value
+
+
+def _best(alloc: LatencyAllocator, answers: list[tuple[np.ndarray, float]], budget_ms: float,
+          fastest: np.ndarray) -> np.ndarray:
+    """The most valuable answer the full model accepts (the fastest one if none is)."""
+    ok = [(v, k) for k, v in answers if alloc.predict(k) <= budget_ms * (1 + 1e-9)]
+    if ok:
+        return max(ok, key=lambda item: item[0])[1]
+    return min([k for k, _ in answers] or [fastest], key=alloc.predict)

@@ -1,0 +1,231 @@
+"""The measure-and-correct loop: allocate from the table, build the pruned model, measure
+it on the target, correct the table's scale, allocate again.
+
+Latency does not depend on the weights, so each round shrinks the dense ONNX graph
+(exact surgery, no training) and times it interleaved with the dense model: both see the
+same machine load, and a ratio budget is taken against the dense latency of that round.
+
+Round 1 trusts the table (scale 1). The scale multiplies the table's latency changes: each
+later round multiplies it by the last round's measured / predicted saving (dense minus
+pruned, measured against predicted), so a table that over-promises is corrected where it
+is wrong while the dense latency, measured each round, stays exact. The scale is kept
+strictly inside the bracket of scales already seen to give a model slower than the budget
+and more than ``tolerance`` under it, so a model error that changes with the allocation
+cannot make the loop oscillate. Allocations
+aim at the middle of the window ``[(1 - tolerance) * budget, budget]``. The loop stops
+when a measurement lands in the window, or after ``rounds`` rounds with the round that
+came closest from below (or, if none met the budget, the fastest one).
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import numpy as np
+
+from ..errors import BudgetError
+from ..graph import Analysis, shrink
+from ..prune.allocate import select_drop
+from ..prune.budget import Budget
+from ..targets import TargetProfile
+from ..utils.log import get_logger
+from .allocate import LatencyAllocator
+from .subgraph import with_batch
+from .timer import Timer
+
+log = get_logger("hw")
+
+
+@dataclass(frozen=True)
+class LoopRound:
+    round: int
+    scale: float  # the table's correction in force when this round allocated
+    budget_ms: float  # this round's budget (a ratio budget follows the dense latency measured with it)
+    predicted_ms: float  # the scaled table's prediction for this round's widths
+    measured_ms: float
+    dense_ms: float  # the dense model, measured interleaved with this round's model
+    widths: tuple[int, ...]
+    macs: float
+    note: str = ""
+
+    @property
+    def error(self) -> float:
+        """Prediction error relative to the measurement: (predicted - measured) / measured."""
+        return (self.predicted_ms - self.measured_ms) / self.measured_ms
+
+    @property
+    def next_scale(self) -> float:
+        """The scale times measured / predicted saving: the next round's scale."""
+        predicted = self.dense_ms - self.predicted_ms
+        if predicted <= 1e-9 * self.dense_ms:
+            return self.scale
+        measured = max(self.dense_ms - self.measured_ms, 0.05 * predicted)  # slower than dense: shrink hard
+        return self.scale * measured / predicted
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"round": self.round, "predicted_ms": self.predicted_ms, "measured_ms": self.measured_ms,
+                "error": self.error, "scale": self.scale, "budget_ms": self.budget_ms,
+                "dense_ms": self.dense_ms, "ratio": self.measured_ms / self.dense_ms,
+                "macs": self.macs, "widths": list(self.widths), "note": self.note}
+
+
+@dataclass(frozen=True)
+class LoopResult:
+    rounds: tuple[LoopRound, ...]
+    best: int  # index into rounds
+    tolerance: float
+    allocator: LatencyAllocator  # calibrated: reproduces the best round's allocation
+
+    @property
+    def chosen(self) -> LoopRound:
+        return self.rounds[self.best]
+
+    @property
+    def met(self) -> bool:
+        return self.chosen.measured_ms <= self.chosen.budget_ms
+
+    @property
+    def within(self) -> bool:
+        c = self.chosen
+        return self.met and c.measured_ms >= (1 - self.tolerance) * c.budget_ms
+
+    def sentence(self) -> str:
+        c = self.chosen
+        gap = (c.measured_ms - c.budget_ms) / c.budget_ms
+        verdict = "met" if self.met else "missed"
+        return (f"latency budget {verdict} in round {c.round} of {len(self.rounds)}: measured "
+                f"{c.measured_ms:.4g} ms for a budget of {c.budget_ms:.4g} ms ({gap:+.1%}, dense "
+                f"{c.dense_ms:.4g} ms, {c.dense_ms / c.measured_ms:.2f}x faster)")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"met": self.met, "within_tolerance": self.within, "tolerance": self.tolerance,
+                "chosen_round": self.chosen.round, "budget_ms": self.chosen.budget_ms,
+                "measured_ms": self.chosen.measured_ms, "dense_ms": self.chosen.dense_ms,
+                "scale": self.chosen.scale, "sentence": self.sentence()}
+
+
+@dataclass
+class _Search:
+    """The rounds so far and the bracket of scales known to give too slow / too fast models
+    (a larger scale promises more per channel removed, so it prunes less)."""
+
+    tolerance: float
+    rounds: list[LoopRound] = dataclasses.field(default_factory=list)
+    upper: float = math.inf  # smallest scale whose model was slower than the budget
+    lower: float = 0.0  # largest scale whose model was more than tolerance under it
+
+    def record(self, r: LoopRound, *, bracket: bool = True) -> None:
+        """Keep ``r``; ``bracket=False`` for a round whose widths did not come from its scale."""
+        self.rounds.append(r)
+        if not bracket:
+            return
+        if r.measured_ms > r.budget_ms:
+            self.upper = min(self.upper, r.scale)
+        elif r.measured_ms < (1 - self.tolerance) * r.budget_ms:
+            self.lower = max(self.lower, r.scale)
+
+    def done(self) -> bool:
+        r = self.rounds[-1]
+        return (1 - self.tolerance) * r.budget_ms <= r.measured_ms <= r.budget_ms
+
+    def next_scale(self) -> float:
+        s = self.rounds[-1].next_scale
+        lo, hi = self.lower, self.upper
+        if lo < s < hi:
+            return s
+        if math.isfinite(hi) and lo > 0:
+            return math.sqrt(lo * hi)
+        step = 1 + self.tolerance
+        return lo * step if s <= lo else hi / step
+
+    def best(self) -> int:
+        feasible = [i for i, r in enumerate(self.rounds) if r.measured_ms <= r.budget_ms]
+        if feasible:
+            return max(feasible, key=lambda i: self.rounds[i].measured_ms / self.rounds[i].budget_ms)
+        return min(range(len(self.rounds)), key=lambda i: self.rounds[i].measured_ms / self.rounds[i].budget_ms)
+
+
+def latency_loop(analysis: Analysis, scores: Sequence[np.ndarray], prunable: Sequence[bool],
+                 allocator: LatencyAllocator, budget: Budget, target: TargetProfile, timer: Timer, *,
+                 rounds: int = 5, tolerance: float = 0.05) -> LoopResult:
+    """Calibrate ``allocator`` on the target until a measured pruned model meets ``budget``."""
+    widths = analysis.widths()
+    dense = with_batch(analysis.model, target.batch, target.input_shape)
+    run = _Runner(analysis, scores, target, timer, dense)
+    dense_ms = timer.time([dense])[0]
+    alloc = dataclasses.replace(allocator, dense_ms=dense_ms, scale=1.0, aim=1 - tolerance / 2)
+    search = _Search(tolerance)
+    used: list[LatencyAllocator] = []  # the allocator of each round, to reproduce the chosen one
+    if _check_reachable(alloc, widths, prunable, budget, run, search):
+        used.append(dataclasses.replace(alloc, fastest_fits=True))
+    while len(search.rounds) < rounds and not (search.rounds and search.done()):
+        if search.rounds:
+            alloc = dataclasses.replace(alloc, scale=search.next_scale(), dense_ms=search.rounds[-1].dense_ms)
+        try:
+            keep, note = alloc.keep(widths, scores, prunable, alloc.budget_ms(budget)), ""
+        except BudgetError:  # the corrected table puts the budget out of reach: the fastest is closest
+            keep, note = alloc.fastest(widths, prunable), "fastest allowed widths"
+            alloc = dataclasses.replace(alloc, fastest_fits=True)
+        used.append(alloc)
+        search.record(run.round(len(search.rounds) + 1, keep, alloc, budget, note))
+        if alloc.fastest_fits and search.rounds[-1].measured_ms > search.rounds[-1].budget_ms:
+            raise _out_of_reach(search.rounds[-1], target)
+        log.info("latency round %d: predicted %.4g ms, measured %.4g ms (budget %.4g ms)",
+                 search.rounds[-1].round, search.rounds[-1].predicted_ms, search.rounds[-1].measured_ms,
+                 search.rounds[-1].budget_ms)
+    best = search.best()
+    return LoopResult(tuple(search.rounds), best, tolerance, used[best])
+
+
+def _check_reachable(alloc: LatencyAllocator, widths, prunable, budget: Budget, run: "_Runner",
+                     search: _Search) -> bool:
+    """A budget the table says is out of reach: measure the fastest model to be sure
+    (True when it did, and the fastest model met the budget: a round)."""
+    fastest = alloc.fastest(widths, prunable)
+    if alloc.predict(fastest) <= alloc.budget_ms(budget):
+        return False
+    r = run.round(1, fastest, alloc, budget, note="fastest allowed widths (the table predicted the budget "
+                  "out of reach)")
+    if r.measured_ms > r.budget_ms:
+        raise _out_of_reach(r, run.target)
+    search.record(r, bracket=False)
+    return True
+
+
+def _out_of_reach(r: LoopRound, target: TargetProfile) -> BudgetError:
+    """The measured fastest model is slower than the budget: one sentence with the number."""
+    ratio = math.ceil(100 * r.measured_ms / r.dense_ms) / 100
+    return BudgetError(f"the latency budget of {r.budget_ms:.4g} ms is below the fastest achievable "
+                       f"{r.measured_ms:.4g} ms (measured on {target.name}, every prunable group at its "
+                       "smallest allowed width)",
+                       hint=f"ask for at least {r.measured_ms:.4g} ms (--latency-ratio {ratio:.2f}), "
+                       "or allow more pruning per group with --max-ratio")
+
+
+@dataclass
+class _Runner:
+    """Builds one round's pruned model and measures it beside the dense one."""
+
+    analysis: Analysis
+    scores: Sequence[np.ndarray]
+    target: TargetProfile
+    timer: Timer
+    dense: Any
+    seen: dict = dataclasses.field(default_factory=dict)
+
+    def round(self, index: int, keep: np.ndarray, alloc: LatencyAllocator, budget: Budget,
+              note: str = "") -> LoopRound:
+        key = tuple(int(w) for w in keep)
+        if key in self.seen:  # the same widths again: their measurement is known
+            dense_ms, measured = self.seen[key]
+            note = note or "same widths as an earlier round (not measured again)"
+        else:
+            model = shrink(self.analysis, select_drop(self.scores, keep))
+            dense_ms, measured = self.timer.time([self.dense, with_batch(model, self.target.batch,
+                                                                         self.target.input_shape)])
+            self.seen[key] = (dense_ms, measured)
+        now = dataclasses.replace(alloc, dense_ms=dense_ms)
+        return LoopRound(index, alloc.scale, budget.target(dense_ms), now.predict(keep), measured, dense_ms,
+                         key, float(self.analysis.cost.macs(keep)), note)

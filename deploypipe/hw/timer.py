@@ -1,0 +1,85 @@
+"""Timing ONNX models on a target, several at once and interleaved.
+
+Load on a shared machine drifts over seconds; timing the models of one comparison (the
+widths of one group, or the dense and the pruned model) in alternating bursts makes every
+model see the same drift, so their differences stay honest. Each model's latency is the
+median over bursts of the target's statistic (median, p90 or p99) within a burst.
+
+A :class:`Timer` is anything with ``time(models) -> [ms]``; tests pass counting fakes.
+"""
+from __future__ import annotations
+
+import statistics
+import tempfile
+from pathlib import Path
+from typing import Protocol, Sequence
+
+import onnx
+
+from ..targets import TargetProfile
+from ..utils.log import get_logger
+
+log = get_logger("hw")
+
+CHUNK = 8  # engines alive at once (memory)
+MS_PER_ITERATION = 2.5  # floor on timing time per model: 100 iterations -> at least 0.25 s
+
+
+class Timer(Protocol):
+    def time(self, models: Sequence[onnx.ModelProto]) -> list[float]:
+        """Latency in ms of each model, in order."""
+        ...
+
+
+class TargetTimer:
+    """Times models with the target's backend, batch, warm-up and iteration count."""
+
+    def __init__(self, target: TargetProfile, *, iterations: int | None = None, warmup: int | None = None,
+                 bursts: int = 5):
+        self.target = target
+        self.iterations = max(1, iterations or target.iterations)
+        self.warmup = target.warmup if warmup is None else warmup
+        self.bursts = max(1, min(bursts, self.iterations))
+        # microsecond sub-graphs: at least MS_PER_ITERATION of timing per asked iteration
+        self.min_burst_seconds = self.iterations * MS_PER_ITERATION / 1000 / self.bursts
+        self.calls = 0  # models timed (for reports and tests)
+
+    def time(self, models: Sequence[onnx.ModelProto]) -> list[float]:
+        out: list[float] = []
+        for start in range(0, len(models), CHUNK):
+            out += self._time_chunk(models[start:start + CHUNK])
+        return out
+
+    def _time_chunk(self, models: Sequence[onnx.ModelProto]) -> list[float]:
+        from ..backends import backend_for_target
+
+        backend = backend_for_target(self.target)
+        with tempfile.TemporaryDirectory(prefix="deploypipe-lut-") as tmp:
+            engines = []
+            try:
+                for i, model in enumerate(models):
+                    path = Path(tmp) / f"m{i}.onnx"
+                    onnx.save(model, str(path))
+                    engines.append(backend.build(path, self.target))
+                return self._interleave(engines)
+            finally:
+                for e in engines:
+                    e.close()
+
+    def _interleave(self, engines) -> list[float]:
+        t = self.target
+        per_burst = max(1, self.iterations // self.bursts)
+        values: list[list[float]] = [[] for _ in engines]
+        for burst in range(self.bursts):
+            for i, engine in enumerate(engines):
+                stats = engine.time(t.batch, self.warmup if burst == 0 else 1, per_burst,
+                                    min_seconds=self.min_burst_seconds, sample_shape=_sample_shape(engine, t))
+                values[i].append(stats.statistic(t.statistic))
+        self.calls += len(engines)
+        return [statistics.median(v) for v in values]
+
+
+def _sample_shape(engine, target: TargetProfile) -> tuple[int, ...] | None:
+    """The profile's per-sample shape, only for a model whose input leaves dims dynamic."""
+    dynamic = any(not isinstance(d, int) for spec in engine.inputs for d in spec.shape[1:])
+    return target.input_shape if dynamic else None

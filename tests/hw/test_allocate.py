@@ -1,0 +1,120 @@
+"""Allocation under a latency budget: options, the coupled model, the knapsack answer."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from deploypipe.errors import BudgetError
+from deploypipe.hw import Coupling, GroupTable, LatencyAllocator, LatencyTable, TableSpec, measure_table
+from deploypipe.hw.allocate import undominated, width_options
+from deploypipe.prune.allocate import select_drop
+from deploypipe.targets import load_target
+
+from .conftest import MacsTimer
+
+
+@pytest.mark.parametrize("dense,current,round_to,max_ratio,expected", [
+    (32, 32, 8, 0.9, [8, 16, 24, 32]),
+    (32, 32, 8, 0.5, [16, 24, 32]),
+    (20, 20, 8, 0.9, [8, 16, 20]),
+    (32, 24, 8, 0.9, [8, 16, 24]),  # after a round: never wider than now
+    (6, 6, 8, 0.5, [3, 4, 5, 6]),  # no wider than one block: any width above the floor
+])
+def test_width_options(dense, current, round_to, max_ratio, expected):
+    assert width_options(dense, current, round_to, max_ratio) == expected
+
+
+def test_widths_that_buy_no_time_are_not_offered():
+    latency = {8: 1.0, 16: 2.5, 24: 2.0, 32: 3.0}.get  # 16 measured slower than 24
+    assert undominated([8, 16, 24, 32], latency) == [8, 24, 32]
+
+
+@pytest.fixture(scope="module")
+def macs_table(resnet_analysis, tmp_path_factory):
+    spec = TableSpec(show_progress=False, use_cache=False)
+    return measure_table(resnet_analysis, load_target("cpu"), spec, timer=MacsTimer())
+
+
+def _random_widths(a, table, rng):
+    w = a.widths().copy()
+    for g in table.groups:
+        w[g] = int(rng.integers(1, w[g] // 8 + 1)) * 8
+    return w
+
+
+def test_coupled_model_is_exact_where_latency_is_bilinear_and_additive_is_not(resnet_analysis, macs_table):
+    a = resnet_analysis
+    coupled = LatencyAllocator(macs_table, round_to=8, coupling=Coupling.of(a))
+    additive = LatencyAllocator(macs_table, round_to=8)
+    rng = np.random.default_rng(0)
+    worst = 0.0
+    for _ in range(10):
+        w = _random_widths(a, macs_table, rng)
+        truth = a.cost.macs(w) / 1e6
+        assert coupled.predict(w) == pytest.approx(truth, rel=1e-9)
+        worst = max(worst, abs(additive.predict(w) - truth) / truth)
+    assert worst > 0.2  # double-counted Convs
+
+
+@pytest.mark.parametrize("coupled", [True, False], ids=["coupled", "additive"])
+def test_keep_meets_the_budget_keeps_a_block_and_beats_random_feasible_widths(resnet_analysis, macs_table, coupled):
+    a = resnet_analysis
+    alloc = LatencyAllocator(macs_table, round_to=8, coupling=Coupling.of(a) if coupled else None)
+    rng = np.random.default_rng(1)
+    scores = [rng.random(g.width) + (g.id % 3) for g in a.groups]
+    prunable = [g.prunable for g in a.groups]
+    budget = 0.5 * macs_table.dense_ms
+    keep = alloc.keep(a.widths(), scores, prunable, budget)
+    assert alloc.predict(keep) <= budget * (1 + 1e-9)
+    assert all(k >= 8 and k % 8 == 0 for k, g in zip(keep, a.groups) if g.prunable)
+    assert all(k == g.width for k, g in zip(keep, a.groups) if not g.prunable)
+    norm = [s / s.mean() for s in scores]
+    value = lambda w: sum(np.sort(s)[::-1][:k].sum() for s, k in zip(norm, w))  # noqa: E731
+    for _ in range(200):  # no random feasible allocation keeps more importance
+        w = _random_widths(a, macs_table, rng)
+        if alloc.predict(w) <= budget:
+            assert value(w) <= value(keep) + 1e-6
+    drop = select_drop(scores, keep)  # the channels kept are each group's most important
+    for g, idx in drop.items():
+        kept = np.setdiff1d(np.arange(len(scores[g])), idx)
+        assert scores[g][kept].min() >= scores[g][idx].max()
+
+
+def test_a_budget_below_the_fastest_is_one_sentence_with_the_number(resnet_analysis, macs_table):
+    a = resnet_analysis
+    alloc = LatencyAllocator(macs_table, round_to=8, coupling=Coupling.of(a))
+    prunable = [g.prunable for g in a.groups]
+    fastest = alloc.predict(alloc.fastest(a.widths(), prunable))
+    with pytest.raises(BudgetError) as exc:
+        alloc.keep(a.widths(), [np.ones(g.width) for g in a.groups], prunable, fastest * 0.9)
+    msg = exc.value.sentence()
+    assert f"{fastest:.4g} ms" in msg and "\n" not in msg and msg.count(". ") == 0
+
+
+def test_non_monotonic_widths_are_avoided():
+    table = LatencyTable(10.0, {0: GroupTable(32, (8, 16, 24, 32), (1.0, 3.5, 3.0, 4.0)),
+                                1: GroupTable(32, (8, 16, 24, 32), (1.0, 2.0, 3.0, 4.0))})
+    alloc = LatencyAllocator(table, round_to=8)
+    keeps = {int(alloc.keep([32, 32], [np.ones(32), np.ones(32)], [True, True], b)[0])
+             for b in np.linspace(6.5, 10, 30)}
+    assert 16 not in keeps and {8, 24, 32} & keeps
+
+
+def test_keep_for_dispatches_latency_budgets_to_the_allocator():
+    """Every method reaches the latency allocator through PruneContext.keep_for."""
+    from deploypipe.models import create_model
+    from deploypipe.prune.budget import Budget
+    from deploypipe.prune.methods import PruneContext, PruneRequest
+    from deploypipe.prune.torch_groups import TorchPruner
+
+    pruner = TorchPruner(create_model("resnet20", in_channels=1), (1, 1, 8, 8))
+    table = measure_table(pruner.analysis, load_target("cpu"), TableSpec(show_progress=False), timer=MacsTimer())
+    ctx = PruneContext(pruner, PruneRequest(budget=Budget.parse("latency", "0.6"), round_to=8))
+    with pytest.raises(Exception, match="needs a latency table"):
+        ctx.keep_for(ctx.request.budget, ctx.scores())
+    ctx.latency = LatencyAllocator(table, round_to=8, coupling=Coupling.of(pruner.analysis))
+    assert ctx.dense_value("latency") == table.dense_ms
+    keep = ctx.keep_for(ctx.request.budget, ctx.scores())
+    assert ctx.latency.predict(keep) <= 0.6 * table.dense_ms * (1 + 1e-9)
+    ctx.prune_to(ctx.request.budget)
+    assert list(pruner.widths()) == list(keep)

@@ -1,0 +1,95 @@
+"""The measure-and-correct loop on a fake latency oracle whose scale the table got wrong."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from deploypipe.errors import BudgetError
+from deploypipe.hw import Coupling, LatencyAllocator, TableSpec, latency_loop, measure_table
+from deploypipe.prune.budget import Budget
+from deploypipe.targets import load_target
+
+from .conftest import MacsTimer
+
+TARGET = load_target("cpu")
+
+
+@pytest.fixture(scope="module")
+def setup(resnet_analysis):
+    a = resnet_analysis
+    table = measure_table(a, TARGET, TableSpec(show_progress=False, use_cache=False), timer=MacsTimer())
+    rng = np.random.default_rng(0)
+    scores = [rng.random(g.width) for g in a.groups]
+    return a, table, scores, [g.prunable for g in a.groups]
+
+
+@pytest.mark.parametrize("coupled", [True, False], ids=["coupled", "additive"])
+@pytest.mark.parametrize("budget", ["0.5", "0.7"])
+def test_loop_corrects_an_overhead_the_table_never_saw(setup, coupled, budget):
+    """The target adds a fixed per-inference cost (40% of the dense model) that isolated
+    sub-graphs do not show: the table over-promises, round 1 misses, the loop corrects it."""
+    a, table, scores, prunable = setup
+    oracle = MacsTimer(overhead_ms=0.4 * table.dense_ms)
+    alloc = LatencyAllocator(table, round_to=8, coupling=Coupling.of(a) if coupled else None)
+    result = latency_loop(a, scores, prunable, alloc, Budget.parse("latency", budget), TARGET, oracle,
+                          rounds=6, tolerance=0.05)
+    first, chosen = result.rounds[0], result.chosen
+    assert first.measured_ms > first.budget_ms  # the table alone misses
+    assert result.met and result.within, [r.to_dict() for r in result.rounds]
+    assert (1 - 0.05) * chosen.budget_ms <= chosen.measured_ms <= chosen.budget_ms
+    assert abs(chosen.error) < abs(first.error)
+    assert all(r.measured_ms == pytest.approx(oracle.time([_model(a, scores, r.widths)])[0]) for r in result.rounds)
+
+
+def test_loop_with_an_absolute_budget_and_a_slower_machine(setup):
+    a, table, scores, prunable = setup
+    oracle = MacsTimer(scale=1.5)  # everything 1.5x slower than when the table was measured
+    alloc = LatencyAllocator(table, round_to=8, coupling=Coupling.of(a))
+    budget = Budget.parse("latency", f"{0.9 * table.dense_ms:.6f}ms")
+    result = latency_loop(a, scores, prunable, alloc, budget, TARGET, oracle, rounds=6)
+    assert result.met and result.within
+    assert result.chosen.budget_ms == pytest.approx(0.9 * table.dense_ms, rel=1e-5)
+    # the calibrated allocator reproduces the chosen round's widths (what the method prunes to)
+    keep = result.allocator.keep(a.widths(), scores, prunable, result.allocator.budget_ms(budget))
+    assert tuple(int(k) for k in keep) == result.chosen.widths
+
+
+def test_budget_below_the_measured_fastest_is_one_sentence(setup):
+    a, table, scores, prunable = setup
+    alloc = LatencyAllocator(table, round_to=8, coupling=Coupling.of(a))
+    with pytest.raises(BudgetError) as exc:
+        latency_loop(a, scores, prunable, alloc, Budget.parse("latency", "0.01"), TARGET, MacsTimer())
+    msg = exc.value.sentence()
+    assert "fastest achievable" in msg and "measured" in msg and "--latency-ratio" in msg and "\n" not in msg
+
+
+def test_a_budget_the_table_thinks_out_of_reach_is_measured_before_refusing(setup):
+    """The table is pessimistic (the target is 3x faster on pruned widths): the fastest model
+    is measured, meets the budget, and the loop goes on from there."""
+    a, table, scores, prunable = setup
+    alloc = LatencyAllocator(table, round_to=8, coupling=Coupling.of(a))
+    fastest = alloc.predict(alloc.fastest(a.widths(), prunable)) / table.dense_ms
+    oracle = MacsTimer(overhead_ms=-0.5 * table.dense_ms, scale=1.5)  # dense unchanged, pruned far faster
+    result = latency_loop(a, scores, prunable, alloc, Budget.parse("latency", f"{fastest * 0.8:.4f}"), TARGET,
+                          oracle, rounds=5)
+    assert "fastest" in result.rounds[0].note and result.met
+
+
+def _model(a, scores, widths):
+    from deploypipe.graph import shrink
+    from deploypipe.hw import with_batch
+    from deploypipe.prune.allocate import select_drop
+
+    return with_batch(shrink(a, select_drop(scores, widths)), TARGET.batch)
+
+
+def test_the_loop_refuses_once_the_fastest_widths_measure_over_the_budget(setup):
+    """The table thinks 0.3 is reachable, the target's overhead says no: the loop ends on the
+    measured fastest model instead of spending its rounds."""
+    a, table, scores, prunable = setup
+    alloc = LatencyAllocator(table, round_to=8, coupling=Coupling.of(a))
+    oracle = MacsTimer(overhead_ms=0.4 * table.dense_ms)
+    with pytest.raises(BudgetError, match="fastest achievable") as exc:
+        latency_loop(a, scores, prunable, alloc, Budget.parse("latency", "0.3"), TARGET, oracle, rounds=8)
+    assert oracle.calls <= 1 + 2 * 3  # dense, then at most three rounds of (dense, pruned)
+    assert "--latency-ratio 0.3" in str(exc.value) or "--latency-ratio 0.4" in str(exc.value)

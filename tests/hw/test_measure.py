@@ -1,0 +1,105 @@
+"""Measuring tables: sub-graphs with the real shapes, the cache, resuming, the keys."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+
+from deploypipe.graph import analyse
+from deploypipe.graph.view import GraphView
+from deploypipe.hw import TableSpec, group_subgraph, measure_table, with_batch
+from deploypipe.hw.cache import architecture_hash, cache_root
+from deploypipe.targets import load_target
+
+from .conftest import MacsTimer
+
+QUIET = TableSpec(show_progress=False)
+
+
+def _run(model):
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    feeds = {i.name: np.ones(i.shape, dtype=np.float32) for i in session.get_inputs()}
+    return session, session.run(None, feeds)
+
+
+def test_subgraph_has_the_real_input_shapes_and_shrinks_its_group(resnet_analysis):
+    a = resnet_analysis
+    static = with_batch(a.model, 4)
+    view = GraphView(static)
+    for g in a.prunable:
+        sub = group_subgraph(static, g, view)
+        session, _ = _run(sub.at_width(g.width))
+        for i in session.get_inputs():  # same shape as the tensor in the whole model at batch 4
+            assert tuple(i.shape) == view.shape(i.name) and i.shape[0] == 4
+        small = analyse(sub.at_width(g.width // 2 or 1), normalized=True)
+        assert small.groups[sub.local_id].width == (g.width // 2 or 1)
+        assert len(sub.node_names) < len(view.nodes)
+
+
+def test_subgraphs_of_random_graphs_isolate_their_group_and_run():
+    from deploypipe.testing.graphs import build_cnn, random_spec
+
+    for seed in range(12):
+        a = analyse(build_cnn(random_spec(seed)))
+        static = with_batch(a.model, 2)
+        view = GraphView(static)
+        for g in a.prunable:
+            if g.activations:
+                sub = group_subgraph(static, g, view)
+                _run(sub.at_width(max(1, g.width // 2)))
+                assert not sub.whole
+
+
+def test_second_run_measures_nothing_and_the_cache_is_keyed(resnet_analysis):
+    target = load_target("cpu")
+    first = MacsTimer()
+    table = measure_table(resnet_analysis, target, QUIET, timer=first)
+    assert first.calls > len(table.groups) and table.meta["complete"]
+    again = MacsTimer()
+    cached = measure_table(resnet_analysis, target, QUIET, timer=again)
+    assert again.calls == 0 and cached.meta["from_cache"]
+    assert cached.groups == table.groups and cached.dense_ms == table.dense_ms
+    other = MacsTimer()  # another batch is another table
+    measure_table(resnet_analysis, load_target("cpu-batch32"), QUIET, timer=other)
+    assert other.calls == first.calls
+    assert len(list(cache_root().glob("*.json"))) == 2
+
+
+def test_an_interrupted_run_resumes_where_it_stopped(resnet_analysis):
+    target = load_target("cpu")
+    full = MacsTimer()
+    measure_table(resnet_analysis, target, TableSpec(show_progress=False, use_cache=False), timer=full)
+    broken = MacsTimer(fail_after=12)
+    with pytest.raises(KeyboardInterrupt):
+        measure_table(resnet_analysis, target, QUIET, timer=broken)
+    saved = json.loads(next(cache_root().glob("*.json")).read_text())
+    assert 0 < len(saved["groups"]) < len(resnet_analysis.prunable)
+    rest = MacsTimer()
+    table = measure_table(resnet_analysis, target, QUIET, timer=rest)
+    done = sum(len(g["widths"]) for g in saved["groups"].values())
+    assert rest.calls == full.calls - 1 - done  # neither the dense model nor a finished group again
+    assert len(table.groups) == len(resnet_analysis.prunable) and table.meta["complete"]
+
+
+def test_groups_option_measures_only_those(resnet_analysis):
+    timer = MacsTimer()
+    table = measure_table(resnet_analysis, load_target("cpu"), TableSpec(groups=(1, 5), show_progress=False),
+                          timer=timer)
+    assert set(table.groups) == {1, 5}
+
+
+def test_architecture_hash_ignores_weights_but_not_shapes(resnet_analysis):
+    from onnx import numpy_helper
+
+    model = resnet_analysis.model
+    other = type(model)()
+    other.CopyFrom(model)
+    t = other.graph.initializer[0]
+    t.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(t) + 1.0, t.name))
+    assert architecture_hash(other) == architecture_hash(model)
+    from deploypipe.graph import shrink
+
+    smaller = shrink(resnet_analysis, {1: [0, 1]})
+    assert architecture_hash(smaller) != architecture_hash(model)
