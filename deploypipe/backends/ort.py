@@ -18,7 +18,7 @@ from ._gpu import gpu_missing_reason
 from .base import Backend, Engine, LayerTime
 from .feeds import TensorSpec
 from .ort_gpu import (check_session_providers, device_bound_call, gpu_model_path, on_gpu,
-                      provider_entries)
+                      preload_cuda_libraries, provider_entries)
 from .ort_profile import layers_from_events, node_index, read_trace
 
 if TYPE_CHECKING:  # onnxruntime loads when an engine is built, not when deploypipe is imported
@@ -155,6 +155,8 @@ class OrtEngine(Engine):
         self.session = None
 
     def _new_session(self, so: "onnxruntime.SessionOptions") -> "onnxruntime.InferenceSession":
+        if on_gpu(self.target):
+            preload_cuda_libraries()
         session = _session(self.model_path, self.target, so,
                            provider_entries(self.target, self.cache_dir))
         if on_gpu(self.target):

@@ -10,6 +10,9 @@ the session really runs on the GPU, and device-side IO binding for timing.
   kernel an error; :func:`check_session_providers` also refuses a session in which
   ONNX Runtime dropped a requested GPU provider (it does so when the provider's libraries do
   not load), so a GPU target never silently runs on the CPU.
+* Before a GPU session, torch is imported: its CUDA wheels load the CUDA and cuDNN
+  libraries that onnxruntime-gpu then finds (ONNX Runtime's documented way to share them
+  with PyTorch), so the image needs no separate CUDA toolkit on the library path.
 * Timing binds inputs once as CUDA ``OrtValue``s and outputs to CUDA memory, so a timed run
   copies nothing between host and device, and waits for the outputs before it returns.
 """
@@ -83,6 +86,14 @@ def gpu_model_path(onnx_path: Path, target: TargetProfile, cache_dir: str | Path
     if not path.is_file():
         write_bytes(path, to_fp16(model).SerializeToString())
     return path
+
+
+def preload_cuda_libraries() -> None:
+    """Load the CUDA/cuDNN libraries of torch's CUDA wheels before ONNX Runtime looks for them."""
+    try:
+        import torch  # noqa: F401  (importing it is the point)
+    except ImportError:
+        pass
 
 
 def check_session_providers(session: "onnxruntime.InferenceSession", target: TargetProfile) -> None:
