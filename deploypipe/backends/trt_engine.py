@@ -81,13 +81,14 @@ class TensorRTEngine(Engine):
             self._execute(context)
         self._stream.synchronize()
         records = LayerRecords()
-        context.profiler = make_profiler(self._trt, records)
+        profiler = make_profiler(self._trt, records)  # held here: the binding may not keep it
+        context.profiler = profiler
         for _ in range(iterations):
             self._execute(context)
             self._stream.synchronize()
             if not getattr(context, "enqueue_emits_profile", True):
                 context.report_to_profiler()
-        del buffers
+        del context, buffers, profiler
         return layers_from_records(records, GraphIndex.from_path(self.path))
 
     def close(self) -> None:

@@ -118,6 +118,64 @@ class _Error:
         return 3
 
 
+class _Context:
+    """An execution context whose 'engine' writes batch * 1.0 into every output element
+    and reports two layers to an attached profiler."""
+
+    def __init__(self, engine):
+        self.engine, self.shapes, self.addresses, self.runs = engine, {}, {}, 0
+        self.profiler = None
+        self.fail = False
+
+    def set_input_shape(self, name, shape):
+        low, high = self.engine.batch_range
+        if not low <= shape[0] <= high:
+            return False
+        self.shapes[name] = tuple(shape)
+        return True
+
+    def get_tensor_shape(self, name):
+        batch = self.shapes["input"][0]
+        return (batch, 10) if name == "logits" else self.shapes[name]
+
+    def set_tensor_address(self, name, ptr):
+        self.addresses[name] = ptr
+        return True
+
+    def execute_async_v3(self, stream):
+        if self.fail:
+            return False
+        self.runs += 1
+        out = self.engine.memory[self.addresses["logits"]]
+        out.fill_(float(self.shapes["input"][0]))
+        if self.profiler is not None:
+            self.profiler.report_layer_time("/conv1/Conv + /bn1/BatchNormalization", 0.25)
+            self.profiler.report_layer_time("/fc/Gemm", 0.05)
+        return True
+
+
+class _Engine:
+    def __init__(self, memory, batch_range=(1, 16)):
+        self.memory, self.batch_range, self.contexts = memory, batch_range, []
+        self.num_io_tensors = 2
+
+    def get_tensor_name(self, i):
+        return ["input", "logits"][i]
+
+    def get_tensor_mode(self, name):
+        return "INPUT" if name == "input" else "OUTPUT"
+
+    def get_tensor_shape(self, name):
+        return (-1, 3, 32, 32) if name == "input" else (-1, 10)
+
+    def get_tensor_dtype(self, name):
+        return "float32"
+
+    def create_execution_context(self):
+        self.contexts.append(_Context(self))
+        return self.contexts[-1]
+
+
 class FakeTrt(types.ModuleType):
     """A stand-in for ``import tensorrt`` of a given version."""
 
@@ -135,7 +193,23 @@ class FakeTrt(types.ModuleType):
         self.MemoryPoolType = SimpleNamespace(WORKSPACE="WORKSPACE")
         self.ProfilingVerbosity = SimpleNamespace(DETAILED="DETAILED")
         self.IProfiler = type("IProfiler", (), {"__init__": lambda self: None})
+        self.TensorIOMode = SimpleNamespace(INPUT="INPUT", OUTPUT="OUTPUT")
+        self.nptype = lambda dtype: {"float32": "float32", "float16": "float16"}[dtype]
+        self.memory: dict = {}  # device pointer -> tensor, filled by the fake CUDA helpers
+        self.engines: list = []
         trt = self
+
+        class Runtime:
+            def __init__(self, logger):
+                pass
+
+            def deserialize_cuda_engine(self, data):
+                if data == b"corrupt":
+                    return None
+                trt.engines.append(_Engine(trt.memory))
+                return trt.engines[-1]
+
+        self.Runtime = Runtime
 
         class Builder:
             def __init__(self, logger):

@@ -1,0 +1,101 @@
+"""The TensorRT engine's binding, running, timing and profiling logic on the CPU: the fake
+``tensorrt`` of conftest.py, with torch.cuda's buffers, stream and events replaced by CPU
+stand-ins (a 'device pointer' is a CPU tensor's data_ptr, which the fake engine reads)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from deploypipe.backends import trt_engine
+from deploypipe.backends._cuda import torch_dtype
+from deploypipe.backends.trt_engine import TensorRTEngine
+from deploypipe.errors import DeviceError, InputError
+from deploypipe.measure.timing import time_callable
+from deploypipe.targets import load_target
+
+
+class _Stream:
+    cuda_stream = 0
+    syncs = 0
+
+    def synchronize(self):
+        _Stream.syncs += 1
+
+
+@pytest.fixture
+def trt(fake_trt, monkeypatch):
+    module = fake_trt("10.8.0")
+
+    def register(t):
+        module.memory[t.data_ptr()] = t
+        return t
+
+    monkeypatch.setattr(trt_engine, "require_cuda", lambda: None)
+    monkeypatch.setattr(trt_engine, "to_device", lambda x, s: register(torch.from_numpy(x.copy())))
+    monkeypatch.setattr(trt_engine, "device_empty",
+                        lambda shape, dtype: register(torch.empty(shape, dtype=torch_dtype(dtype))))
+    monkeypatch.setattr(trt_engine, "cuda_event_samples",
+                        lambda call, stream, **kw: time_callable(call, **kw))
+    monkeypatch.setattr(torch.cuda, "Stream", _Stream)
+    return module
+
+
+@pytest.fixture
+def engine(trt, tiny_onnx):
+    with TensorRTEngine(trt, b"engine", onnx_path=tiny_onnx,
+                        target=load_target("gpu-trt-fp16")) as eng:
+        yield eng
+
+
+def test_io_comes_from_the_engine_by_name(engine):
+    (spec,) = engine.inputs
+    assert spec.name == "input" and spec.shape == (None, 3, 32, 32)
+    assert spec.dtype == np.float32
+    assert engine.providers == ["TensorRT 10.8.0 (fp16)"]
+
+
+def test_run_binds_shapes_and_addresses_and_returns_host_outputs(engine, trt):
+    (out,) = engine.run(engine.feeds(3))
+    assert out.shape == (3, 10) and np.all(out == 3.0)
+    context = trt.engines[0].contexts[0]
+    assert context.shapes == {"input": (3, 3, 32, 32)}
+    assert set(context.addresses) == {"input", "logits"}
+
+
+def test_a_batch_outside_the_profile_is_one_sentence(engine):
+    with pytest.raises(InputError, match="outside the engine's optimisation profile"):
+        engine.run(engine.feeds(17))
+
+
+def test_a_failed_execution_is_a_device_error(engine, trt):
+    trt.engines[0].contexts[0].fail = True
+    with pytest.raises(DeviceError, match="failed to run"):
+        engine.run(engine.feeds(1))
+
+
+def test_timing_binds_once_and_runs_per_iteration(engine, trt):
+    stats = engine.time(batch=2, warmup=2, iterations=5)
+    context = trt.engines[0].contexts[0]
+    assert stats.n == 5 and context.runs == 7 and context.shapes["input"][0] == 2
+    assert context.profiler is None  # the timed context never carries a profiler
+
+
+def test_profiling_uses_its_own_context_and_maps_layers(engine, trt):
+    layers = engine.profile_layers(batch=2, iterations=4, warmup=1)
+    timed, profiled = trt.engines[0].contexts
+    assert timed.profiler is None and profiled.runs == 5
+    assert [l.name for l in layers] == ["/conv1/Conv + /bn1/BatchNormalization", "/fc/Gemm"]
+    assert layers[0].onnx_nodes == ("/conv1/Conv", "/bn1/BatchNormalization")
+    assert layers[0].timeMs == pytest.approx(1.0) and layers[1].medianMs == pytest.approx(0.05)
+
+
+def test_a_closed_engine_refuses_to_run(engine):
+    engine.close()
+    with pytest.raises(InputError, match="closed"):
+        engine.run({})
+
+
+def test_an_engine_that_does_not_deserialize_is_one_sentence(trt, tiny_onnx):
+    with pytest.raises(DeviceError, match="cannot deserialize"):
+        TensorRTEngine(trt, b"corrupt", onnx_path=tiny_onnx, target=load_target("gpu-trt-fp16"))
