@@ -94,20 +94,20 @@ def _ort_trt(target: TargetProfile) -> str | None:
 
 
 def _ort_cuda(target: TargetProfile) -> str | None:
-    if "CUDAExecutionProvider" not in _ort_providers():
-        return "onnxruntime-gpu is not installed"
     if target.precision == "int8":
         return "it has no int8 path without TensorRT"
+    if "CUDAExecutionProvider" not in _ort_providers():
+        return "onnxruntime-gpu is not installed"
     return None
 
 
 def _torch_cuda(target: TargetProfile) -> str | None:
     import torch
 
-    if not torch.cuda.is_available():
-        return f"torch {torch.__version__} sees no CUDA device"
     if target.precision == "int8":
         return "it runs fp32 and fp16 only"
+    if not torch.cuda.is_available():
+        return f"torch {torch.__version__} sees no CUDA device"
     return None
 
 
