@@ -21,14 +21,27 @@ def add_parser(subparsers) -> None:
                    help="channels the model takes; grey images are repeated to C (default: as stored)")
     add_dataset(p)
     add_training(p)
+    p.add_argument("--nproc", type=positive_int, metavar="N",
+                   help="train with N processes here (DDP through torchrun; the global batch stays --batch-size)")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    """Train (as ``--nproc`` processes, or under torchrun, data-parallel); rank 0 writes."""
+    from ..train import distributed_session
+    from ..train.launch import launch_from_cli, should_launch
+
+    if should_launch(args.nproc):
+        return launch_from_cli("train", args.nproc)
+    with distributed_session():
+        return _train(args)
+
+
+def _train(args: argparse.Namespace) -> int:
     from ..checkpoint import save_checkpoint
     from ..data import load_dataset
     from ..models import create_model, model_info
-    from ..train import evaluate, fit, seed_everything
+    from ..train import evaluate, fit, is_rank_zero, seed_everything
     from ..utils.files import check_output_path, ensure_writable_dir
 
     start = time.perf_counter()
@@ -38,19 +51,26 @@ def run(args: argparse.Namespace) -> int:
     config = train_config(args)
     data = load_dataset(args.dataset, seed=args.seed, image_size=args.input_size,
                         in_channels=args.in_channels, limit=args.limit)
-    print(f"data: {data.name}, {'/'.join(map(str, data.sizes()))} train/val/test images of "
-          f"{'x'.join(map(str, data.input_shape))}, {data.num_classes} classes; {data.source}")
+    say = print if is_rank_zero() else _quiet
+    say(f"data: {data.name}, {'/'.join(map(str, data.sizes()))} train/val/test images of "
+        f"{'x'.join(map(str, data.input_shape))}, {data.num_classes} classes; {data.source}")
     seed_everything(args.seed)
     model = create_model(args.arch, num_classes=data.num_classes, in_channels=data.in_channels,
                          input_size=data.image_size)
     result = fit(model, data, config)
     test_acc = evaluate(model, data.test, config.eval_batch_size)
+    if not is_rank_zero():
+        return 0
     save_checkpoint(out, model, metadata=_metadata(args, data, config, result, test_acc))
-    print(f"{args.arch} on {data.name}: test accuracy {test_acc:.2%} after {len(result.history)} epoch(s) "
-          f"(final val {result.final_val_acc:.2%}, best val {result.best_val_acc:.2%}); "
-          f"{time.perf_counter() - start:.1f} s in all, {result.seconds:.1f} s training")
-    print(f"wrote {out.resolve()}")
+    say(f"{args.arch} on {data.name}: test accuracy {test_acc:.2%} after {len(result.history)} epoch(s) "
+        f"(final val {result.final_val_acc:.2%}, best val {result.best_val_acc:.2%}); "
+        f"{time.perf_counter() - start:.1f} s in all, {result.seconds:.1f} s training")
+    say(f"wrote {out.resolve()}")
     return 0
+
+
+def _quiet(*_args: object, **_kw: object) -> None:
+    """``print`` on ranks other than 0."""
 
 
 def _dataset_path(spec: str) -> Path | None:

@@ -1,5 +1,5 @@
 """Where batches come from and where the model is wrapped: the two places a distributed
-run (``DistributedSampler`` and ``DistributedDataParallel`` under torchrun) will change."""
+run changes (``DistributedSampler`` and ``DistributedDataParallel`` under torchrun)."""
 from __future__ import annotations
 
 import contextlib
@@ -9,7 +9,14 @@ from typing import Iterator
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Dataset
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
+
+from ..errors import InputError
+from ..utils.log import get_logger
+from .dist import active, rank, world_size
+
+log = get_logger("train")
 
 
 def seed_everything(seed: int) -> None:
@@ -19,11 +26,17 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def make_loader(dataset: Dataset, batch_size: int, *, shuffle: bool, seed: int = 0) -> DataLoader:
+def make_loader(dataset: Dataset, batch_size: int, *, shuffle: bool, seed: int = 0,
+                shard: bool | None = None) -> DataLoader:
     """Batches of ``dataset``; shuffled by a generator of its own seed when ``shuffle``.
 
     A trailing batch of one image is dropped in training: BatchNorm cannot use it.
+    ``shard`` (default: in training, when a distributed run is active) gives each rank its
+    own part of every epoch in batches of ``batch_size // world``, so that the global batch
+    stays ``batch_size``; call :func:`start_epoch` before each epoch.
     """
+    if shuffle and (active() if shard is None else shard):
+        return _sharded_loader(dataset, batch_size, seed)
     n = len(dataset)  # type: ignore[arg-type]
     generator = torch.Generator().manual_seed(seed) if shuffle else None
     drop_last = shuffle and n > batch_size and n % batch_size == 1
@@ -31,9 +44,46 @@ def make_loader(dataset: Dataset, batch_size: int, *, shuffle: bool, seed: int =
                       drop_last=drop_last, num_workers=0)
 
 
+def rank_batch_size(batch_size: int, world: int) -> int:
+    """Each rank's share of a global batch: ``batch_size // world``. A remainder is dropped
+    (the global batch becomes a multiple of ``world``) and said once, rather than giving
+    ranks unequal batches, whose equally weighted gradients would not average to the mean."""
+    if batch_size < world:
+        raise InputError(f"a batch of {batch_size} cannot be split over {world} processes",
+                         hint=f"use --batch-size {world} or more, or fewer processes")
+    if batch_size % world:
+        log.warning("batch %d does not split evenly over %d processes: each takes %d (global batch %d)",
+                    batch_size, world, batch_size // world, batch_size // world * world)
+    return batch_size // world
+
+
+def start_epoch(loader: DataLoader, epoch: int) -> None:
+    """Tell a sharded loader which epoch begins (a new shuffle shared by every rank)."""
+    sampler = loader.sampler
+    if isinstance(sampler, DistributedSampler):
+        sampler.set_epoch(epoch)
+
+
+def _sharded_loader(dataset: Dataset, batch_size: int, seed: int) -> DataLoader:
+    """Every rank gets ceil(n / world) images per epoch (padded by repeats, so all ranks take
+    the same number of steps, which DDP needs), in batches of ``rank_batch_size``."""
+    world = world_size()
+    per_rank = rank_batch_size(batch_size, world)
+    sampler = DistributedSampler(dataset, num_replicas=world, rank=rank(), shuffle=True, seed=seed)
+    n = len(sampler)
+    drop_last = n > per_rank and n % per_rank == 1
+    return DataLoader(dataset, batch_size=per_rank, sampler=sampler, drop_last=drop_last, num_workers=0)
+
+
 def wrap_model(model: nn.Module) -> nn.Module:
-    """The module that training calls forward on (the model itself until DDP exists)."""
-    return model
+    """The module that training calls forward on: the model itself, or, in an active
+    distributed run, ``DistributedDataParallel`` around it (which broadcasts rank 0's
+    parameters and buffers and averages gradients over ranks at every backward)."""
+    if not active():
+        return model
+    device = model_device(model)
+    ids = [device.index if device.index is not None else torch.cuda.current_device()] if device.type == "cuda" else None
+    return DistributedDataParallel(model, device_ids=ids)
 
 
 def model_device(model: nn.Module) -> torch.device:

@@ -1,5 +1,9 @@
 """``fit``: a plain, seeded SGD loop with a per-step schedule, progress bars, one log line
-per epoch, optional distillation, and callbacks for methods that prune while training."""
+per epoch, optional distillation, and callbacks for methods that prune while training.
+
+Under torchrun (once ``init_distributed`` joined the group) the same loop is data-parallel:
+``make_loader`` shards the epoch and ``wrap_model`` wraps the model in DDP; the epoch's loss
+and accuracy are summed over ranks and only rank 0 shows progress and logs."""
 from __future__ import annotations
 
 import contextlib
@@ -18,8 +22,10 @@ from ..errors import DeploypipeError, InputError
 from ..utils.log import get_logger, progress
 from .callbacks import Callback, CallbackList, TrainState
 from .config import DistillConfig, TrainConfig
+from .collectives import all_reduce_sum
+from .dist import is_rank_zero, warn_if_unjoined
 from .evaluate import evaluate
-from .loaders import make_loader, model_device, preserved_modes, seed_everything
+from .loaders import make_loader, model_device, preserved_modes, seed_everything, start_epoch
 from .losses import correct_count, distillation_loss, task_loss, teacher_logits
 from .schedule import LRSchedule
 
@@ -69,6 +75,7 @@ def fit(model: nn.Module, data: DataSplits, config: TrainConfig, *, teacher: nn.
     teacher runs in eval mode without gradients. Train/eval flags of both are restored.
     """
     distill = _distill_config(config, teacher)
+    warn_if_unjoined()
     seed_everything(config.seed)
     loader = make_loader(data.train, config.batch_size, shuffle=True, seed=config.seed)
     steps = len(loader) if config.max_steps_per_epoch is None else min(len(loader), config.max_steps_per_epoch)
@@ -82,7 +89,8 @@ def fit(model: nn.Module, data: DataSplits, config: TrainConfig, *, teacher: nn.
         while state.epoch < config.epochs and not state.stop:
             record = _run_epoch(state, loader, steps, data, hooks, teacher, distill)
             state.history.append(record)
-            _log_epoch(record, config.epochs)
+            if is_rank_zero():
+                _log_epoch(record, config.epochs)
             hooks.fire("on_epoch_end", state)
             state.epoch += 1
         hooks.fire("on_train_end", state)
@@ -95,9 +103,10 @@ def _run_epoch(state: TrainState, loader: DataLoader, steps: int, data: DataSpli
                teacher: nn.Module | None, distill: DistillConfig | None) -> EpochRecord:
     config, device = state.config, model_device(state.model)
     hooks.fire("on_epoch_begin", state)
+    start_epoch(loader, state.epoch)
     start, loss_sum, correct, seen = time.perf_counter(), 0.0, 0, 0
     bar = progress(total=steps, desc=f"epoch {state.epoch + 1}/{config.epochs}", unit="step",
-                   disable=None if config.progress else True)
+                   disable=None if config.progress and is_rank_zero() else True)
     with contextlib.closing(bar):
         for i, (inputs, targets) in enumerate(loader):
             if i >= steps:
@@ -111,6 +120,7 @@ def _run_epoch(state: TrainState, loader: DataLoader, steps: int, data: DataSpli
                 bar.set_postfix(loss=f"{loss:.3f}", refresh=False)
             if state.stop:
                 break
+    loss_sum, correct, seen = all_reduce_sum([loss_sum, correct, seen])  # over ranks
     val_acc = evaluate(state.model, data.val, config.eval_batch_size)
     return EpochRecord(state.epoch + 1, loss_sum / max(seen, 1), correct / max(seen, 1), val_acc,
                        state.scheduler.lr_at(max(state.step - 1, 0)), time.perf_counter() - start)
