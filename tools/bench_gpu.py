@@ -12,6 +12,7 @@ skipped, with the reason, when not.
 
     python tools/bench_gpu.py --out benchmarks/results/gpu_bench.json
     python tools/bench_gpu.py --smoke          # resnet18, one repeat: checks that it works
+    python tools/bench_gpu.py --smoke --device cpu   # checks the script on a machine without a GPU
 """
 from __future__ import annotations
 
@@ -35,7 +36,8 @@ def parse() -> argparse.Namespace:
     p.add_argument("--arch", default="resnet50")
     p.add_argument("--reduction", type=float, default=2.0, help="MACs reduction (default: 2x)")
     p.add_argument("--round-to", type=int, default=8)
-    p.add_argument("--backends", default="torch,torch-compile,trt,ort-trt,ort-cuda")
+    p.add_argument("--backends", default="torch,trt,ort-trt,ort-cuda",
+                   help="torch (eager), torch-compile (slow to compile), trt, ort-trt, ort-cuda")
     p.add_argument("--precisions", default="fp32,fp16")
     p.add_argument("--batches", default="1,32")
     p.add_argument("--warmup", type=int, default=30)
