@@ -68,34 +68,41 @@ class TensorRTBackend(Backend):
 
     def build(self, onnx_path: str | Path, target: TargetProfile, *,
               cache_dir: str | Path | None = None) -> Any:
-        """A :class:`TensorRTEngine` for ``onnx_path``, from the cache when it is there."""
+        """A :class:`TensorRTEngine` for ``onnx_path``, from the cache when it is there;
+        ``engine.engine_path`` is the serialized engine on disk (to copy into a run)."""
         from .trt_engine import TensorRTEngine
 
         if reason := gpu_missing_reason():
             raise DeviceError(f"the tensorrt backend needs an NVIDIA GPU but {reason}",
                               hint="use --target cpu to run on the CPU")
         trt = import_tensorrt()
-        data = self.engine_bytes(trt, onnx_path, target, cache_dir=cache_dir)
-        return TensorRTEngine(trt, data, onnx_path=Path(onnx_path), target=target)
+        path = self.engine_file(trt, onnx_path, target, cache_dir=cache_dir)
+        return TensorRTEngine(trt, path.read_bytes(), onnx_path=Path(onnx_path), target=target,
+                              engine_path=path)
 
     def engine_bytes(self, trt: ModuleType, onnx_path: str | Path, target: TargetProfile, *,
                      cache_dir: str | Path | None = None) -> bytes:
-        """The serialized engine: the cached one for this key, else a fresh build."""
+        """The serialized engine (see :meth:`engine_file`)."""
+        return self.engine_file(trt, onnx_path, target, cache_dir=cache_dir).read_bytes()
+
+    def engine_file(self, trt: ModuleType, onnx_path: str | Path, target: TargetProfile, *,
+                    cache_dir: str | Path | None = None) -> Path:
+        """The engine's file in the cache: the one for this key, else built now."""
         cache = EngineCache(cache_dir)
         prepared = self.prepare(trt.__version__, Path(onnx_path), target, cache)
-        if (data := cache.load_engine(prepared.key)) is not None:
+        path = cache.engine_path(prepared.key)
+        if path.is_file():
             log.info("reusing the TensorRT engine %s from %s", prepared.key, cache.folder)
-            return data
+            return path
         log.info("building a TensorRT %s engine for %s with TensorRT %s (this takes a while "
                  "the first time; the timing cache makes rebuilds faster)",
                  target.precision, onnx_path, trt.__version__)
         fp = self.fingerprint()
         data, timing = build_engine(trt, prepared, cache.load_timing(fp, trt.__version__))
         cache.store_timing(fp, trt.__version__, timing)
-        cache.store_engine(prepared.key, data, {"model": str(onnx_path), "target": target.name,
-                                                "options": prepared.options.to_dict(),
-                                                "fingerprint": fp.to_dict()})
-        return data
+        return cache.store_engine(prepared.key, data, {
+            "model": str(onnx_path), "target": target.name,
+            "options": prepared.options.to_dict(), "fingerprint": fp.to_dict()})
 
     def prepare(self, version: str, onnx_path: Path, target: TargetProfile,
                 cache: EngineCache) -> PreparedBuild:

@@ -53,14 +53,6 @@ class EngineCache:
     def engine_path(self, key: str) -> Path:
         return self.folder / "engines" / f"{key}.engine"
 
-    def load_engine(self, key: str) -> bytes | None:
-        """The cached engine for ``key``, or ``None``."""
-        path = self.engine_path(key)
-        try:
-            return path.read_bytes() or None
-        except OSError:
-            return None
-
     def store_engine(self, key: str, engine: bytes, record: Mapping[str, Any]) -> Path:
         """Write the engine and a JSON note of what it was built from."""
         path = write_bytes(self.engine_path(key), engine)

@@ -31,11 +31,13 @@ class TensorRTEngine(Engine):
 
     backend_name = "tensorrt"
 
-    def __init__(self, trt: Any, engine_bytes: bytes, *, onnx_path: Path, target: TargetProfile):
+    def __init__(self, trt: Any, engine_bytes: bytes, *, onnx_path: Path, target: TargetProfile,
+                 engine_path: Path | None = None):
         import torch
 
         require_cuda()
         self._trt, self.path, self.target = trt, Path(onnx_path), target
+        self.engine_path = engine_path  # the serialized engine on disk, when it came from there
         self._runtime, self._engine = engine_from_bytes(trt, trt_logger(trt), engine_bytes)
         self._context = self._new_context()
         self._stream = torch.cuda.Stream()

@@ -99,3 +99,26 @@ def test_a_closed_engine_refuses_to_run(engine):
 def test_an_engine_that_does_not_deserialize_is_one_sentence(trt, tiny_onnx):
     with pytest.raises(DeviceError, match="cannot deserialize"):
         TensorRTEngine(trt, b"corrupt", onnx_path=tiny_onnx, target=load_target("gpu-trt-fp16"))
+
+
+def test_build_end_to_end_caches_the_engine_file(trt, tiny_onnx, tmp_path, monkeypatch):
+    from deploypipe.backends import tensorrt as trt_backend
+
+    monkeypatch.setattr(trt_backend, "gpu_missing_reason", lambda: None)
+    backend = trt_backend.TensorRTBackend()
+    with backend.build(tiny_onnx, load_target("gpu-trt-fp16"), cache_dir=tmp_path) as eng:
+        assert eng.engine_path.is_file() and eng.engine_path.is_relative_to(tmp_path)
+        assert eng.run(eng.feeds(2))[0].shape == (2, 10)
+    with backend.build(tiny_onnx, load_target("gpu-trt-fp16"), cache_dir=tmp_path) as again:
+        assert again.engine_path == eng.engine_path
+    assert len(trt.builds) == 1
+
+
+def test_build_without_a_gpu_is_one_sentence(fake_trt, tiny_onnx, monkeypatch):
+    from deploypipe.backends import tensorrt as trt_backend
+
+    fake_trt()
+    monkeypatch.setattr(trt_backend, "gpu_missing_reason", lambda: "no NVIDIA GPU was found")
+    with pytest.raises(DeviceError) as err:
+        trt_backend.TensorRTBackend().build(tiny_onnx, load_target("gpu-trt-fp16"))
+    assert "needs an NVIDIA GPU" in err.value.sentence() and "\n" not in err.value.sentence()
