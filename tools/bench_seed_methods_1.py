@@ -56,6 +56,7 @@ def parse() -> argparse.Namespace:
     p.add_argument("--prune-epochs", type=float, default=2.0, help="target length of in-training pruning")
     p.add_argument("--repeats", type=int, default=3, help="interleaved latency repeats")
     p.add_argument("--iterations", type=int, default=30, help="timed ORT iterations per repeat")
+    p.add_argument("--dense-checkpoint", help="reuse the dense model saved here (trained and saved if missing)")
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "seed_methods_1.json"))
     args = p.parse_args()
     if args.smoke:
@@ -213,7 +214,13 @@ def main() -> int:
     torch.manual_seed(0)
     dense = create_model(args.arch, num_classes=data.num_classes, in_channels=data.in_channels,
                          input_size=data.image_size)
-    fit(dense, data, TrainConfig(epochs=args.pretrain_epochs, batch_size=args.batch_size, lr=0.1, progress=False))
+    cache = Path(args.dense_checkpoint) if args.dense_checkpoint else None
+    if cache is not None and cache.exists():
+        dense.load_state_dict(torch.load(cache, weights_only=True))
+    else:
+        fit(dense, data, TrainConfig(epochs=args.pretrain_epochs, batch_size=args.batch_size, lr=0.1, progress=False))
+        if cache is not None:
+            torch.save(dense.state_dict(), cache)
     dense_acc = evaluate(dense, data.test)
     print(f"{args.arch}: dense {dense_acc:.4f} after {time.perf_counter() - started:.0f}s", flush=True)
     results = []
