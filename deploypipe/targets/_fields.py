@@ -10,13 +10,15 @@ _MISSING = object()
 
 
 class Reader:
-    """Reads fields of ``data`` (a parsed TOML table) and remembers which ones it read."""
+    """Reads fields of ``data`` (a parsed TOML table) and remembers which ones it read.
+    ``kind`` names the kind of file in messages ("target profile", "benchmark suite")."""
 
-    def __init__(self, data: Mapping[str, Any], source: str, prefix: str = ""):
+    def __init__(self, data: Mapping[str, Any], source: str, prefix: str = "",
+                 kind: str = "target profile"):
         if not isinstance(data, Mapping):
-            raise InputError(f"target profile '{source}': {prefix.rstrip('.') or 'the file'} "
+            raise InputError(f"{kind} '{source}': {prefix.rstrip('.') or 'the file'} "
                              f"must be a table, got {_describe(data)}")
-        self.data, self.source, self.prefix = data, source, prefix
+        self.data, self.source, self.prefix, self.kind = data, source, prefix, kind
         self.seen: set[str] = set()
 
     def __contains__(self, key: str) -> bool:
@@ -24,7 +26,7 @@ class Reader:
 
     def fail(self, key: str, what: str, value: Any = _MISSING) -> NoReturn:
         got = "" if value is _MISSING else f", got {_describe(value)}"
-        raise InputError(f"target profile '{self.source}': field '{self.prefix}{key}' {what}{got}")
+        raise InputError(f"{self.kind} '{self.source}': field '{self.prefix}{key}' {what}{got}")
 
     def _get(self, key: str, default: Any) -> Any:
         self.seen.add(key)
@@ -81,7 +83,7 @@ class Reader:
 
     def table(self, key: str) -> "Reader":
         self.seen.add(key)
-        return Reader(self.data.get(key, {}), self.source, f"{self.prefix}{key}.")
+        return type(self)(self.data.get(key, {}), self.source, f"{self.prefix}{key}.", self.kind)
 
     def reject_unknown(self, allowed: Iterable[str]) -> None:
         allowed = set(allowed)
