@@ -2,7 +2,7 @@
 from .base import METHODS, Param, PruneContext, PruneMethod, PruneRequest, create_method, parse_method_args
 from . import schedules  # noqa: F401  (registers oneshot, iterative)
 from . import group_fisher, increg  # noqa: F401  (registers group_fisher, increg, greg1, greg2)
-from . import cpli  # noqa: F401  (registers cpli)
+from . import cascade, cpli  # noqa: F401  (registers cascade, cpli)
 
 __all__ = ["METHODS", "Param", "PruneContext", "PruneMethod", "PruneRequest", "create_method",
            "parse_method_args"]

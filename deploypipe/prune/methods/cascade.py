@@ -1,0 +1,206 @@
+"""Cascaded channel pruning with hierarchical self-distillation (Miles & Mikolajczyk,
+BMVC 2020), on channel groups. There is no public code; this is our reading of the abstract
+(``../shared/METHODS.md``), the first open implementation.
+
+The reading implemented here:
+
+* **One network, nested levels.** The teacher T (all channels), k teaching assistants and
+  the student S are one model with one set of weights; each level is a channel mask at the
+  consumers of every prunable group (``ConsumerMasks``, one set of tensors switched before
+  each level's forward), and each level keeps a subset of the level above:
+  S ⊆ TA_k ⊆ ... ⊆ TA_1 ⊆ T (:mod:`deploypipe.prune.nested`).
+* **Levels.** Assistant i sits ``t_i`` of the way from T to S on a geometric path of cost
+  (MACs, parameters, or kept channels for a ratio budget): by default ``assistants`` = 1
+  at t = 1/2, the geometric mean; ``levels=0.3,0.6`` places them explicitly. The widths
+  of a level come from the build's allocation at its sub-budget.
+* **Training loss** per step = the teacher's task loss (cross-entropy; with ``--distill``,
+  the build's distillation from the frozen dense model) + for each consecutive pair
+  (T, TA_1), ..., (TA_k, S) the distillation loss of ``deploypipe.train.losses``,
+  alpha * tau^2 * KL(p_teacher || p_student) + (1 - alpha) * CE, the pair's teacher
+  detached. Pure KD (alpha = 1) would give no first-order saliency while a level still
+  equals its teacher (the KL's gradient vanishes at equal outputs), hence the mixture.
+* **Saliency from its own teacher.** Because each pair's teacher is detached, the gradient
+  of the total loss at level i's masks is the gradient of level i's own distillation loss
+  from level i-1: the Taylor score |sum_n dL_i/dm_c|, accumulated (per batch, in absolute
+  value) between pruning events.
+* **Schedule.** ``events`` pruning events spread over the first ``prune_frac`` of the
+  training steps; at event j every level moves j/events of the way (geometrically) to its
+  target and keeps, among the channels both it and its parent still keep, the most
+  salient ones (top-down, so nesting holds). Saliencies reset after each event. Then
+  training goes on with fixed masks.
+* **End.** BatchNorm statistics are shared by all levels, so they are re-estimated for
+  the student (``bn_batches`` training batches, cumulative average), then the student's
+  channels are removed physically through ``ctx.prune``. The method trains for the
+  build's ``--epochs`` itself, so ``finetunes = True``: its training, with the chain of
+  assistants, replaces build's plain fine-tuning.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+from ...errors import InputError
+from ...train import Callback, DistillConfig, TrainState, distillation_loss, fit, make_loader
+from ...train.loaders import model_device
+from ..nested import Level, check_placeable, full_level, is_nested, level_budget, level_fractions, nested_select
+from ..torch_groups import ConsumerMasks, evaluation
+from .base import METHODS, Param, PruneContext, PruneMethod
+
+
+@METHODS.register("cascade")
+class Cascade(PruneMethod):
+    name = "cascade"
+    description = ("cascaded pruning with hierarchical self-distillation (Miles & Mikolajczyk 2020): teacher, "
+                   "teaching assistants and student as nested channel masks of one network, each pruned by "
+                   "Taylor saliency of the distillation loss from the level above")
+    params = {"assistants": Param(1, "teaching assistants between teacher and student"),
+              "levels": Param("", "assistant positions t in (0, 1) on the geometric cost path, e.g. 0.33,0.67"),
+              "tau": Param(4.0, "distillation temperature"),
+              "alpha": Param(0.9, "weight of the KL term in each pair's distillation loss (the rest is CE)"),
+              "prune_frac": Param(0.5, "share of the training steps over which the levels are pruned"),
+              "events": Param(4, "pruning events"),
+              "bn_batches": Param(20, "training batches that re-estimate the student's BatchNorm statistics")}
+    finetunes = True
+
+    def run(self, ctx: PruneContext) -> None:
+        if ctx.data is None or ctx.train_config is None:
+            raise InputError("cascade trains its levels, so it needs training data", hint="pass --dataset")
+        fractions = level_fractions(int(self.param("assistants")), str(self.param("levels")))
+        check_placeable(ctx.request.budget)
+        distill = DistillConfig(float(self.param("tau")), float(self.param("alpha")))
+        events = event_steps(ctx, float(self.param("prune_frac")), int(self.param("events")))
+        chain = CascadeChain(ctx, fractions, distill, events)
+        try:
+            fit(ctx.model, ctx.data, ctx.train_config, teacher=ctx.teacher, callbacks=[chain])
+            chain.finish()
+            chain.use(len(chain.levels) - 1)
+            recalibrate_bn(ctx, int(self.param("bn_batches")))
+        finally:
+            chain.close()
+        student = chain.levels[-1]
+        drop = {gid: np.flatnonzero(~mask) for gid, mask in student.items() if (~mask).any()}
+        ctx.prune(drop, method="cascade", **chain.record())
+
+
+def event_steps(ctx: PruneContext, prune_frac: float, events: int) -> list[int]:
+    """The optimizer steps after which pruning events happen (strictly increasing, >= 1)."""
+    cfg = ctx.train_config
+    per_epoch = len(make_loader(ctx.data.train, cfg.batch_size, shuffle=True))
+    if cfg.max_steps_per_epoch:
+        per_epoch = min(per_epoch, cfg.max_steps_per_epoch)
+    total = max(1, per_epoch * cfg.epochs)
+    n = max(1, min(int(events), total))
+    span = min(total, max(n, round(min(max(prune_frac, 0.0), 1.0) * total)))
+    return sorted({max(j, round(j * span / n)) for j in range(1, n + 1)})
+
+
+class CascadeChain(Callback):
+    """Level masks, the chain's distillation terms, saliency accumulation and the events."""
+
+    def __init__(self, ctx: PruneContext, fractions: list[float], distill: DistillConfig, events: list[int]):
+        self.ctx, self.fractions, self.distill, self.events = ctx, fractions, distill, events
+        groups = [g for g in ctx.pruner.groups if ctx.pruner.is_prunable(g)]
+        self.widths = {g.id: int(g.width) for g in groups}
+        self.levels: list[Level] = [full_level(self.widths) for _ in range(len(fractions) + 1)]
+        self.saliency = [self._zeros() for _ in fractions]
+        self.masks: ConsumerMasks | None = ConsumerMasks(ctx.pruner, groups).__enter__()
+        self.leaves: list[dict[int, torch.Tensor]] = []
+        self.done = 0
+
+    def _zeros(self) -> dict[int, np.ndarray]:
+        return {gid: np.zeros(w) for gid, w in self.widths.items()}
+
+    def use(self, level: int) -> dict[int, torch.Tensor]:
+        """Switch the masks to ``level`` for the next forward; returns its mask leaves."""
+        assert self.masks is not None
+        for gid, mask in self.levels[level].items():
+            self.masks.set(gid, mask.astype(np.float32))
+        self.masks.begin()
+        return dict(self.masks.live)
+
+    # -- training hooks -------------------------------------------------------------
+    def on_batch_begin(self, state: TrainState) -> None:
+        self.leaves = [self.use(0)]  # fit's own forward is the teacher's
+
+    def extra_loss(self, state: TrainState) -> torch.Tensor | None:
+        teacher, total = state.outputs, None
+        for i in range(1, len(self.levels)):
+            self.leaves.append(self.use(i))
+            logits = state.net(state.inputs)
+            term = distillation_loss(logits, teacher, state.targets, self.distill,
+                                     label_smoothing=state.config.label_smoothing)
+            total = term if total is None else total + term
+            teacher = logits
+        return total
+
+    def on_after_backward(self, state: TrainState) -> None:
+        for sal, leaves in zip(self.saliency, self.leaves[1:]):
+            for gid, leaf in leaves.items():
+                if leaf.grad is not None:
+                    sal[gid] += np.abs(leaf.grad.detach().double().cpu().numpy())
+        self.leaves = []
+
+    def on_step_end(self, state: TrainState) -> None:
+        while self.done < len(self.events) and state.step >= self.events[self.done]:
+            self.event()
+        self.use(len(self.levels) - 1)  # validation between epochs sees the student
+
+    # -- pruning events -------------------------------------------------------------
+    def event(self) -> None:
+        """Move every level ``1/events`` further towards its target, top-down."""
+        self.done += 1
+        progress = self.done / len(self.events)
+        budget = self.ctx.request.budget
+        dense = self.ctx.dense_value(budget.kind)
+        for i, t in enumerate(self.fractions, start=1):
+            parent, current = self.levels[i - 1], self.levels[i]
+            scores = {gid: np.where(parent[gid] & current[gid], s, 0.0) for gid, s in self.saliency[i - 1].items()}
+            keep = self.ctx.keep_for(level_budget(budget, dense, t * progress), scores)
+            self.levels[i] = nested_select(parent, current, self.saliency[i - 1],
+                                           {gid: int(keep[gid]) for gid in self.widths})
+        self.saliency = [self._zeros() for _ in self.fractions]
+
+    def finish(self) -> None:
+        """Apply the events a short run did not reach."""
+        while self.done < len(self.events):
+            self.event()
+
+    def record(self) -> dict:
+        """What the report keeps: each level's position, kept channels and MACs."""
+        out = []
+        for t, level in zip([0.0, *self.fractions], self.levels):
+            widths = self.ctx.dense_widths.copy()
+            for gid, mask in level.items():
+                widths[gid] = int(mask.sum())
+            out.append({"t": t, "channels": int(sum(int(m.sum()) for m in level.values())),
+                        "macs": float(self.ctx.dense_cost.macs(widths))})
+        return {"levels": out, "nested": bool(is_nested(self.levels)), "events": self.events}
+
+    def close(self) -> None:
+        if self.masks is not None:
+            self.masks.__exit__(None, None, None)
+            self.masks = None
+
+
+def recalibrate_bn(ctx: PruneContext, batches: int) -> None:
+    """Re-estimate every BatchNorm's running statistics (cumulative average over
+    ``batches`` training batches) under the masks now active; other modules stay in eval."""
+    model = ctx.model
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
+    if not norms or batches <= 0:
+        return
+    momenta = [m.momentum for m in norms]
+    loader = make_loader(ctx.data.train, ctx.train_config.batch_size, shuffle=True, seed=ctx.request.seed)
+    device = model_device(model)
+    with evaluation(model), torch.no_grad():
+        for m in norms:
+            m.reset_running_stats()
+            m.momentum = None
+            m.train()
+        for i, (x, _) in enumerate(loader):
+            if i >= batches:
+                break
+            model(x.to(device))
+    for m, momentum in zip(norms, momenta):
+        m.momentum = momentum
