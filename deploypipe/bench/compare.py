@@ -51,7 +51,8 @@ def compare_runs(baseline: BenchRun, current: BenchRun, settings: GateSettings) 
             verdicts.append(Verdict(case.id, NEW, "not in the baseline"))
             continue
         verdicts.append(judge(case.id, base.values(settings.statistic),
-                              case.values(settings.statistic), settings, drift))
+                              case.values(settings.statistic), settings, drift,
+                              fastest=(base.fastest(), case.fastest())))
     ids = {c.id for c in current.cases}
     verdicts += [Verdict(c.id, MISSING, "in the baseline but not in this run")
                  for c in baseline.cases if c.id not in ids]

@@ -50,6 +50,10 @@ class CaseResult:
         """The statistic (median, p90, p99) of each round, in round order."""
         return [r.statistic(statistic) for r in self.rounds]
 
+    def fastest(self) -> list[float]:
+        """Each round's fastest iteration, in round order."""
+        return [r.min for r in self.rounds]
+
     def summary(self, statistic: str) -> dict[str, float]:
         """Medians over rounds of each round's median, p90, p99 and CV (iteration to
         iteration); ``repeatCv``: the CV over rounds of the gate's statistic."""

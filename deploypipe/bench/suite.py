@@ -15,7 +15,8 @@ seed = 0                       # round order and bootstrap
 statistic = "median"           # median | p90 | p99 (default: the target's)
 max_slowdown = 0.10            # a case fails only beyond +10 % ...
 confidence = 0.95              # ... and beyond this bootstrap interval of the ratio
-drift_factor = 3.0             # see deploypipe.bench.gate
+drift_factor = 2.0             # see deploypipe.bench.gate
+confirm_fastest = true         # a regression must also slow each round's fastest iteration
 reference = true               # time the fixed reference model to measure machine drift
 
 [[models]]
@@ -47,7 +48,8 @@ MIN_REPEATS = 3
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
 _TOP = {"name", "description", "targets", "batches", "repeats", "warmup", "iterations",
         "seed", "gate", "models"}
-_GATE = {"statistic", "max_slowdown", "confidence", "drift_factor", "reference", "resamples"}
+_GATE = {"statistic", "max_slowdown", "confidence", "drift_factor", "confirm_fastest",
+         "reference", "resamples"}
 _MODEL = {"name", ZOO, CHECKPOINT, ONNX, "kwargs", "arch", "trust", "shapes", "batches"}
 
 
@@ -143,6 +145,7 @@ def _gate(g: SuiteReader) -> GateSettings:
         max_slowdown=g.number("max_slowdown", GateSettings.max_slowdown, minimum=0.0),
         confidence=g.fraction("confidence", GateSettings.confidence),
         drift_factor=g.number("drift_factor", GateSettings.drift_factor, minimum=0.0),
+        confirm_fastest=g.boolean("confirm_fastest", GateSettings.confirm_fastest),
         reference=g.boolean("reference", GateSettings.reference),
         resamples=g.integer("resamples", GateSettings.resamples, minimum=100),
     )
