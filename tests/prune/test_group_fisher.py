@@ -149,10 +149,10 @@ def test_round_widths_rounds_to_nearest_then_lowers_the_cheapest_block_until_met
 
 
 # -- whole builds ---------------------------------------------------------------------------
-def _build(tmp_path, model: str, budget: Budget, round_to: int, **params):
+def _build(tmp_path, model: str, budget: Budget, round_to: int, distill: bool = False, **params):
     cfg = BuildConfig(model=f"zoo:{model}", out_dir=tmp_path / "run", dataset="digits", method="group_fisher",
                       method_params=params, budget=budget, round_to=round_to, epochs=1, pretrain_epochs=1,
-                      limit=200, profile_iterations=3, progress=False, batch_size=32)
+                      limit=200, profile_iterations=3, progress=False, batch_size=32, distill=distill)
     return build(cfg)
 
 
@@ -167,10 +167,13 @@ def _check(report, tmp_path, round_to: int) -> None:
         assert after == before or before <= round_to or after % round_to == 0, g
 
 
-@pytest.mark.parametrize("model,normalize", [("test_resnet_cifar", "memory"), ("test_mobilenet_v2", "macs")])
-def test_group_fisher_build_meets_a_macs_budget_and_verifies(tmp_path, model, normalize):
-    report = _build(tmp_path, model, Budget("macs", 2.0, "reduction"), 4, d=1, normalize=normalize, slim_every=2)
+@pytest.mark.parametrize("model,normalize,distill", [("test_resnet_cifar", "memory", False),
+                                                     ("test_mobilenet_v2", "macs", True)])
+def test_group_fisher_build_meets_a_macs_budget_and_verifies(tmp_path, model, normalize, distill):
+    report = _build(tmp_path, model, Budget("macs", 2.0, "reduction"), 4, distill, d=1, normalize=normalize,
+                    slim_every=2)
     assert report["pruned"]["macs"] <= report["dense"]["macs"] / 2
+    assert report["method"]["distill"] is distill
     _check(report, tmp_path, 4)
     assert len(report["rounds"]) >= 2  # slimmed while pruning, not only at the end
 

@@ -23,6 +23,9 @@ The reading implemented here:
   many, re-normalising after each, to shorten runs on small machines), reset the
   accumulators, until the budget is met. Then ``build`` fine-tunes (``--distill`` for
   distillation from the dense model).
+* **Budgets**: ``--ratio`` (fraction of all prunable channels, the method being global),
+  ``--macs-budget`` and ``--params-budget``, measured on the widths alive; a latency
+  budget is refused until a latency model can price single channels.
 * **Removal** is a 0 mask at once and a physical slice every ``slim_every`` removals and
   at the end (see :mod:`._live` for why), so the exported model is smaller.
 * **Rounding to --round-to** (our addition; the paper removes single channels): once the
