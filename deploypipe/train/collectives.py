@@ -47,6 +47,17 @@ def all_reduce_sum(values: Sequence[float] | np.ndarray) -> np.ndarray:
     return tensor.cpu().numpy()
 
 
+def broadcast_buffers(module: torch.nn.Module, src: int = 0) -> None:
+    """Copy ``src``'s buffers (BatchNorm running statistics) into every rank's module.
+    DDP sends them at the start of each forward, so after the last step of an epoch each
+    rank holds statistics updated by its own batch: without this, ranks evaluate and save
+    slightly different models."""
+    if not active():
+        return
+    for buffer in module.buffers():
+        dist.broadcast(buffer.data, src=src)
+
+
 def barrier() -> None:
     if active():
         dist.barrier()

@@ -22,7 +22,7 @@ from ..errors import DeploypipeError, InputError
 from ..utils.log import get_logger, progress
 from .callbacks import Callback, CallbackList, TrainState
 from .config import DistillConfig, TrainConfig
-from .collectives import all_reduce_sum
+from .collectives import all_reduce_sum, broadcast_buffers
 from .dist import is_rank_zero, warn_if_unjoined
 from .evaluate import evaluate
 from .loaders import make_loader, model_device, preserved_modes, seed_everything, start_epoch
@@ -121,6 +121,7 @@ def _run_epoch(state: TrainState, loader: DataLoader, steps: int, data: DataSpli
             if state.stop:
                 break
     loss_sum, correct, seen = all_reduce_sum([loss_sum, correct, seen])  # over ranks
+    broadcast_buffers(state.model)  # rank 0's BatchNorm statistics everywhere
     val_acc = evaluate(state.model, data.val, config.eval_batch_size)
     return EpochRecord(state.epoch + 1, loss_sum / max(seen, 1), correct / max(seen, 1), val_acc,
                        state.scheduler.lr_at(max(state.step - 1, 0)), time.perf_counter() - start)

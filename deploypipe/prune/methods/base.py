@@ -88,6 +88,13 @@ class PruneContext:
 
     # -- scoring and allocation ----------------------------------------------------
     def scores(self, importance: str | None = None) -> dict[int, np.ndarray]:
+        """Per-channel scores of the current groups; in a distributed run computed once, on
+        rank 0, and broadcast, so that every rank decides from the same numbers."""
+        from ...train import on_rank_zero
+
+        return on_rank_zero(self._scores, importance)
+
+    def _scores(self, importance: str | None) -> dict[int, np.ndarray]:
         criterion = create_importance(importance or self.request.importance)
         batches = self.calibration() if criterion.needs_data else ()
         ctx = ImportanceContext(batches=batches, rng=np.random.default_rng(self.request.seed + len(self.rounds)))
@@ -126,8 +133,14 @@ class PruneContext:
 
     # -- removal ----------------------------------------------------------------------
     def prune(self, drop: dict[int, np.ndarray], **record: Any) -> None:
-        """Remove ``drop`` (current group ids and indices) and record the round."""
-        drop = {g: np.asarray(i) for g, i in drop.items() if len(i)}
+        """Remove ``drop`` (current group ids and indices) and record the round.
+
+        Every method removes channels here, so this is where a distributed run agrees:
+        rank 0's ``drop`` is broadcast and every rank removes exactly those channels."""
+        from ...train import agree
+
+        drop = {int(g): np.asarray(i) for g, i in drop.items() if len(i)}
+        drop = agree(drop, what="pruning decision", key=_drop_key)
         before = len(self.pruner.groups)
         reference = self._surgery_reference(drop) if self.verify else None
         for gid, idx in drop.items():
@@ -167,6 +180,18 @@ class PruneContext:
         elif not report.passed:
             self.oracle["passed"] = False
 
+    def sum_over_ranks(self, stats: dict[int, np.ndarray]) -> dict[int, np.ndarray]:
+        """Per-group statistics (e.g. Fisher information from each rank's own batches) summed
+        over the ranks of a distributed run, so that decisions taken from them agree on
+        every rank; ``stats`` unchanged in a world of one. Every rank must call it."""
+        from ...train import all_reduce_sum
+
+        keys = sorted(stats)
+        sizes = [np.asarray(stats[k]).size for k in keys]
+        flat = all_reduce_sum(np.concatenate([np.ravel(stats[k]) for k in keys]) if keys else [])
+        parts = np.split(flat, np.cumsum(sizes)[:-1]) if keys else []
+        return {k: part.reshape(np.shape(stats[k])) for k, part in zip(keys, parts)}
+
     def finetune(self, epochs: int, *, callbacks=()) -> Any:
         """Train the current model ``epochs`` epochs with the build's fine-tuning config."""
         import dataclasses
@@ -177,6 +202,11 @@ class PruneContext:
             return None
         config = dataclasses.replace(self.train_config, epochs=epochs)
         return fit(self.model, self.data, config, teacher=self.teacher, callbacks=callbacks)
+
+
+def _drop_key(drop: dict[int, np.ndarray]) -> list[tuple[int, list[int]]]:
+    """A drop dict as plain, ordered data, for comparing ranks' decisions."""
+    return sorted((int(g), sorted(int(i) for i in idx)) for g, idx in drop.items())
 
 
 def _cap(max_ratio: float, ctx: PruneContext) -> float:
