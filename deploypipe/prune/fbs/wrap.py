@@ -59,8 +59,9 @@ class GatedModel:
             gate.density = self.density
 
 
-def gate_model(model: nn.Module, input_shape: Sequence[int]) -> GatedModel:
-    """An FBS copy of ``model`` (left untouched) for inputs of ``input_shape`` (N, C, H, W)."""
+def gate_model(model: nn.Module, input_shape: Sequence[int], *, init_scale: float = 0.0) -> GatedModel:
+    """An FBS copy of ``model`` (left untouched) for inputs of ``input_shape`` (N, C, H, W);
+    ``init_scale`` is the gates' initial weight noise (see :class:`FBSConv`)."""
     graph = _trace(model)
     pairs = _conv_bn_pairs(graph)
     if not pairs:
@@ -69,7 +70,7 @@ def gate_model(model: nn.Module, input_shape: Sequence[int]) -> GatedModel:
     feeds = _feeds(graph, set(pairs.values()), {bn: conv for conv, bn in pairs.items()})
     gated = copy.deepcopy(model)
     for conv_name, bn_name in pairs.items():
-        wrapped = FBSConv(gated.get_submodule(conv_name), gated.get_submodule(bn_name))
+        wrapped = FBSConv(gated.get_submodule(conv_name), gated.get_submodule(bn_name), init_scale=init_scale)
         _replace(gated, conv_name, wrapped)
         _replace(gated, bn_name, nn.Identity())
     pixels = _out_pixels(gated, tuple(input_shape), list(feeds))

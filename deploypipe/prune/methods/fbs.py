@@ -43,6 +43,8 @@ class FBS(PruneMethod):
               "joint_epochs": Param(2, "epochs training gates and base together"),
               "ramp": Param(0.5, "share of all gate-training steps over which d falls from 1 to density"),
               "l1": Param(1e-8, "lambda of the L1 loss on the kept saliencies m * g"),
+              "gate_init": Param(0.1, "gates' initial FC weight noise relative to mean |gamma| (0: start "
+                                      "input-independent, exactly the dense model)"),
               "threshold": Param(0.01, "static removal: a channel firing on fewer than this share "
                                        "of the calibration inputs is removed")}
     finetunes = False  # build fine-tunes the statically pruned model
@@ -53,7 +55,7 @@ class FBS(PruneMethod):
         density = float(self.param("density"))
         if not 0.0 < density <= 1.0:
             raise InputError(f"fbs density must lie in (0, 1], got {density}", hint="e.g. --method-arg density=0.5")
-        gated = gate_model(ctx.model, ctx.pruner.input_shape)
+        gated = gate_model(ctx.model, ctx.pruner.input_shape, init_scale=float(self.param("gate_init")))
         schedule = GateSchedule(density, int(self.param("warmup_epochs")), int(self.param("joint_epochs")),
                                 float(self.param("ramp")), float(self.param("l1")))
         phases = train_gated(gated, ctx.data, ctx.train_config, schedule)
