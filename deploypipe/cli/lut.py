@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 
+from ..errors import InputError
 from .args import add_target, positive_int
 
 
@@ -13,7 +14,7 @@ def add_parser(sub) -> None:
         "consume its channels) out of the model with its real input shapes, time it on the target at "
         "widths sampled every --step channels, and cache the table per model architecture, target and "
         "machine. An interrupted run resumes; a second run measures nothing.")
-    p.add_argument("model", help="the ONNX file")
+    p.add_argument("model", nargs="?", help="the ONNX file")
     add_target(p)
     p.add_argument("--groups", type=_ids, metavar="IDS", help="only these group ids, e.g. 1,4,7 "
                    "(see `deploypipe inspect`)")
@@ -22,6 +23,9 @@ def add_parser(sub) -> None:
     p.add_argument("--iterations", type=positive_int, help="timed iterations per width (default: the target's)")
     p.add_argument("--no-cache", action="store_true", help="measure again and leave the cache alone")
     p.add_argument("-o", "--output", metavar="FILE", help="also write the table as JSON to FILE")
+    p.add_argument("--probe-multiple", action="store_true",
+                   help="instead: time one 3x3 Conv at every width from 24 to 88 channels and print the "
+                   "channel multiple this target prefers (the profile's round_to)")
     p.set_defaults(func=run)
 
 
@@ -33,6 +37,11 @@ def run(args: argparse.Namespace) -> int:
     from ..utils.files import check_output_path, write_json
 
     target = load_target(args.target)
+    if args.probe_multiple:
+        return _probe(target, args)
+    if args.model is None:
+        raise InputError("give the ONNX file to measure", hint="or use --probe-multiple to measure the "
+                         "target's channel multiple")
     if args.output:
         check_output_path(args.output, args.model)
     analysis = analyse(load_onnx(check_onnx_file(args.model)))
@@ -42,6 +51,21 @@ def run(args: argparse.Namespace) -> int:
         print(line)
     if args.output:
         write_json(args.output, table.to_dict())
+        print(f"wrote {args.output}")
+    return 0
+
+
+def _probe(target, args: argparse.Namespace) -> int:
+    from ..hw import TargetTimer
+    from ..hw.align import probe_multiple
+    from ..utils.files import write_json
+
+    result = probe_multiple(target, timer=TargetTimer(target, iterations=args.iterations))
+    saved = ", ".join(f"x{m}: {s:.0%}" for m, s in sorted(result.saved.items()))
+    print(f"{target.name}: widths below a multiple save this share of a block: {saved}")
+    print(f"preferred channel multiple on this machine: {result.multiple} (profile says {target.round_to})")
+    if args.output:
+        write_json(args.output, {"target": target.name, **result.to_dict()})
         print(f"wrote {args.output}")
     return 0
 

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from ..prune.budget import Budget
+from .latency import LatencyOptions
 
 
 @dataclass(frozen=True)
@@ -37,6 +38,7 @@ class BuildConfig:
     trust_model: bool = False
     verify: bool = True
     profile_iterations: int | None = None
+    latency: LatencyOptions = field(default_factory=LatencyOptions)  # for latency budgets
     progress: bool = True
     command: str = ""
 

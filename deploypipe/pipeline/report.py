@@ -55,6 +55,8 @@ def summary(report: dict[str, Any], out_dir: str) -> str:
         lines.append(f"{'latency p50':14}{dl['median']:>10.3f}ms{pl['median']:>10.3f}ms   "
                      f"({dl['median'] / pl['median']:.2f}x faster, batch {dl['batch']})")
         lines.append(f"{'latency p90':14}{dl['p90']:>10.3f}ms{pl['p90']:>10.3f}ms")
+    if report.get("latency_result"):
+        lines.append(report["latency_result"]["sentence"])
     v = report["verification"]
     checks = [f"{label} {v[key]:.2g}" for label, key in (("torch vs ONNX", "torch_vs_onnx_max_abs"),
                                                          ("oracle", "oracle_max_abs")) if v.get(key) is not None]

@@ -1,6 +1,7 @@
 """The latency table: interpolation, block costs, the additive prediction, flags, JSON."""
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from deploypipe.errors import InputError
@@ -72,3 +73,16 @@ def test_sample_widths(width, step, block, expected):
 def test_sample_widths_are_capped_on_a_multiple_of_the_block():
     widths = sample_widths(2048, 8, 8, max_samples=64)
     assert len(widths) <= 66 and all(w % 8 == 0 for w in widths) and widths[-1] == 2048
+
+
+def test_staircase_analysis_finds_the_block_and_no_block_on_a_smooth_kernel():
+    import math
+
+    from deploypipe.hw.align import analyse_staircase
+
+    widths = list(range(24, 89))
+    rng = np.random.default_rng(0)
+    noisy = [math.ceil(w / 8) * (1 + 0.01 * rng.standard_normal()) for w in widths]
+    assert analyse_staircase(widths, noisy).multiple == 8
+    assert analyse_staircase(widths, [math.ceil(w / 16) for w in widths]).multiple == 16
+    assert analyse_staircase(widths, [w * w for w in widths]).multiple == 1

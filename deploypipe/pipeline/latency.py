@@ -1,0 +1,71 @@
+"""The latency stage of ``deploypipe build``: the dense model's latency table on the target
+(measured, or from the cache), then the measure-and-correct loop that calibrates the
+knapsack allocation until a measured pruned model meets the budget."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from ..graph import Analysis
+from ..prune.budget import Budget
+from ..targets import TargetProfile
+from ..utils.files import write_json
+from ..utils.log import get_logger
+
+log = get_logger("build")
+
+TABLE_FILE = "latency_table.json"
+
+
+@dataclass(frozen=True)
+class LatencyOptions:
+    """How the latency loop runs: rounds, the tolerance window below the budget, the
+    table's sampling step (default: the target's multiple) and its cache."""
+
+    rounds: int = 5
+    tolerance: float = 0.05
+    step: int | None = None
+    cache_dir: Path | None = None
+    use_cache: bool = True
+    coupled: bool = True  # correct the additive model for Convs between two pruned groups
+
+
+@dataclass(frozen=True)
+class LatencyPlan:
+    table: Any  # LatencyTable
+    result: Any  # LoopResult
+
+    def report(self, run_dir: Path, final_ms: float | None = None) -> dict[str, Any]:
+        """Report fields: the table (written beside the report), every round, the outcome."""
+        write_json(run_dir / TABLE_FILE, self.table.to_dict())
+        outcome = self.result.to_dict()
+        if final_ms is not None:
+            outcome["final_profile_ms"] = final_ms
+            outcome["final_profile_meets_budget"] = final_ms <= self.result.chosen.budget_ms
+        return {"latency_table": {"path": TABLE_FILE, **self.table.summary()},
+                "latency_loop": [r.to_dict() for r in self.result.rounds],
+                "latency_result": outcome}
+
+
+def plan_latency(analysis: Analysis, scores: Sequence[np.ndarray], prunable: Sequence[bool],
+                 target: TargetProfile, budget: Budget, *, round_to: int, max_ratio: float,
+                 options: LatencyOptions = LatencyOptions(), timer=None) -> LatencyPlan:
+    """Measure (or load) the table of ``analysis.model`` and run the loop."""
+    from ..hw import Coupling, LatencyAllocator, TableSpec, TargetTimer, latency_loop, measure_table
+
+    timer = timer or TargetTimer(target)
+    spec = TableSpec(step=options.step, cache_dir=options.cache_dir, use_cache=options.use_cache)
+    table = measure_table(analysis, target, spec, timer=timer)
+    alloc = LatencyAllocator(table, round_to=round_to, max_ratio=max_ratio,
+                             coupling=Coupling.of(analysis) if options.coupled else None)
+    flagged = table.non_monotonic()
+    if flagged:
+        log.info("latency table: %d group(s) measured slower at a narrower width (%s); the allocation "
+                 "avoids those widths", len(flagged), ", ".join(f"group {g}: {w}" for g, w in flagged.items()))
+    result = latency_loop(analysis, scores, prunable, alloc, budget, target, timer,
+                          rounds=options.rounds, tolerance=options.tolerance)
+    log.info(result.sentence())
+    return LatencyPlan(table, result)
