@@ -99,7 +99,7 @@ def test_density_one_is_the_dense_model_and_folding_back_is_exact():
 
 
 # -- ONNX -------------------------------------------------------------------------------------
-@pytest.mark.parametrize("name", ["test_resnet_cifar", "test_vgg"])
+@pytest.mark.parametrize("name", ["test_resnet_cifar", "test_vgg", "test_resnet_bottleneck", "test_mobilenet_v2"])
 def test_gated_onnx_matches_pytorch(tmp_path, name):
     gated = gate_model(_trained_looking(name), SHAPE)
     _randomise_gates(gated, 0.5)
@@ -188,8 +188,9 @@ def test_static_drop_takes_the_rarest_within_floor_and_rounding():
     assert 1 not in static_drop(rates, widths, floors, threshold=0.0, round_to=1)
 
 
-def test_static_removal_passes_both_oracles():
-    model = _trained_looking("test_resnet_cifar")
+@pytest.mark.parametrize("name", ["test_resnet_cifar", "test_mobilenet_v2"])
+def test_static_removal_passes_both_oracles(name):
+    model = _trained_looking(name)
     gated = gate_model(model, SHAPE)
     _randomise_gates(gated, 0.3)
     stats = firing_stats(gated, [(torch.randn(32, *SHAPE[1:]), None)])
