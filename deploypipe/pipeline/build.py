@@ -1,7 +1,12 @@
 """``deploypipe build``: load, (train,) prune, fine-tune, export, verify, profile, report.
 
 Every stage is a call into the public API; the run directory receives ``dense.onnx``,
-``pruned.onnx``, ``pruned.pt`` and ``report.json``, each written atomically.
+``pruned.onnx``, ``pruned.pt``, ``report.json`` and ``report.html``, each written atomically.
+
+Under torchrun every rank runs the build: training, pruning and fine-tuning data-parallel
+(DDP; pruning decisions broadcast from rank 0), while what writes or measures (exports,
+checkpoint, latency table, profiling, report) runs once, on rank 0, and its result is
+broadcast (``on_rank_zero``), so every rank returns the same report.
 """
 from __future__ import annotations
 
@@ -21,6 +26,7 @@ from .report import dense_vs_pruned, group_rows, now
 from .run import Run
 
 log = get_logger("build")
+ROUND_EVAL_IMAGES = 2000
 
 
 def build(config: BuildConfig) -> dict[str, Any]:
@@ -32,9 +38,10 @@ def build(config: BuildConfig) -> dict[str, Any]:
     backend_for_target(target)  # no GPU for a GPU target: fail now, before any training
     check_output_path(config.out_dir, None if config.from_zoo else config.model)
     if config.onnx_input:
+        from ..train import on_rank_zero
         from .build_onnx import build_onnx
 
-        return build_onnx(config, target)
+        return on_rank_zero(build_onnx, config, target)
     return _TorchBuild(config, target).run()
 
 
@@ -45,10 +52,11 @@ class _TorchBuild:
         self.run_dir = Run(Path(config.out_dir))
         self.round_to = config.round_to or target.round_to
         self.report: dict[str, Any] = {}
-        self.latency = None  # LatencyPlan, for a latency budget
 
     # -- stages ----------------------------------------------------------------------
     def run(self) -> dict[str, Any]:
+        from ..train import on_rank_zero as once  # writes and measurements: rank 0, result broadcast
+
         cfg = self.config
         run = self.run_dir
         if cfg.from_zoo:
@@ -70,27 +78,22 @@ class _TorchBuild:
                 self._fit(model, data, cfg.pretrain_epochs, cfg.pretrain_lr)
         dense_acc = self._accuracy(model, data)
         with run.stage("export_dense"):
-            dense_parity = self._export(model, "dense.onnx", input_shape)
+            dense_parity = once(self._export, model, "dense.onnx", input_shape)
         teacher = copy.deepcopy(model).eval() if cfg.distill else None
-        ctx, method = self._context(model, data, input_shape, teacher)
-        if cfg.budget.kind == "latency":
-            with run.stage("latency", f"measuring the latency table and calibrating {cfg.budget.describe()} "
-                           f"on {self.target.name}"):
-                self.latency = self._calibrate(ctx)
         with run.stage("prune", f"pruning with {cfg.method} ({cfg.importance}) to {cfg.budget.describe()}"):
-            self._prune(ctx, method)
+            ctx, method = self._prune(model, data, input_shape, teacher)
         if not method.finetunes and cfg.epochs > 0 and data is not None:
             with run.stage("finetune", f"fine-tuning {cfg.epochs} epochs"
                            + (" with distillation" if teacher is not None else "")):
                 self._fit(model, data, cfg.epochs, cfg.lr, teacher=teacher)
         pruned_acc = self._accuracy(model, data)
         with run.stage("export_pruned"):
-            pruned_parity = self._export(model, "pruned.onnx", input_shape)
-            self._save_checkpoint(model, arch, input_shape, data)
+            pruned_parity = once(self._export, model, "pruned.onnx", input_shape)
+            once(self._save_checkpoint, model, arch, input_shape, data)
         with run.stage("profile", f"profiling dense and pruned models on {self.target.name}"):
-            dense_prof, pruned_prof = self._profile()
-        return self._write_report(ctx, method, dense_acc, pruned_acc, dense_parity, pruned_parity,
-                                  dense_prof, pruned_prof)
+            dense_prof, pruned_prof = once(self._profile)
+        return once(self._write_report, ctx, method, dense_acc, pruned_acc, dense_parity, pruned_parity,
+                    dense_prof, pruned_prof)
 
     def _zoo_input(self):
         """The input a zoo model is trained on: the dataset's, unless overridden."""
@@ -168,7 +171,7 @@ class _TorchBuild:
             parity.check()
         return parity.to_dict()
 
-    def _context(self, model, data, input_shape, teacher):
+    def _prune(self, model, data, input_shape, teacher):
         from ..prune.methods import PruneContext, PruneRequest, create_method
         from ..prune.torch_groups import TorchPruner
 
@@ -181,26 +184,13 @@ class _TorchBuild:
         pruner = TorchPruner(model, (1, *input_shape))
         ctx = PruneContext(pruner, request, data=data, train_config=self._train_config(), teacher=teacher,
                            verify=cfg.verify, out_dir=self.run_dir.out_dir)
-        return ctx, method
-
-    def _calibrate(self, ctx):
-        """Table and loop on the dense model; the calibrated allocator goes into ``ctx``."""
-        from .latency import plan_latency
-
-        scores = ctx.scores()
-        groups = ctx.pruner.groups
-        plan = plan_latency(ctx.pruner.analysis, [scores.get(g.id, np.zeros(g.width)) for g in groups],
-                            [ctx.pruner.is_prunable(g) for g in groups], self.target, self.config.budget,
-                            round_to=self.round_to, max_ratio=self.config.max_ratio, options=self.config.latency)
-        ctx.latency = plan.result.allocator
-        return plan
-
-    def _prune(self, ctx, method) -> None:
-        cfg = self.config
+        if ctx.data is not None and ctx.on_round is None:
+            ctx.on_round = _round_accuracy
         method.run(ctx)
         if cfg.verify and ctx.oracle is not None and not ctx.oracle["passed"]:
             raise VerificationError(f"the PyTorch-pruned model differs from the ONNX-shrunk original by "
                                     f"{ctx.oracle['max_abs']:.3g}", hint="please report this model")
+        return ctx, method
 
     def _save_checkpoint(self, model, arch, input_shape, data) -> None:
         from ..checkpoint import save_checkpoint
@@ -225,6 +215,7 @@ class _TorchBuild:
                       dense_prof, pruned_prof) -> dict[str, Any]:
         from ..graph import analyse, load_onnx
         from ..measure.fingerprint import hardware_fingerprint
+        from ..report import try_write_html_report
 
         cfg = self.config
         dense_a = analyse(load_onnx(self.run_dir.path("dense.onnx")))
@@ -251,10 +242,19 @@ class _TorchBuild:
             "stages": self.run_dir.stages,
             "artifacts": ["dense.onnx", "pruned.onnx", "pruned.pt", "report.json"],
         }
-        if self.latency is not None:
-            report.update(self.latency.report(self.run_dir.out_dir, pruned_prof.latency_ms))
-            report["latency_result"]["final_widths_match_loop"] = bool(
-                list(ctx.pruner.widths()) == list(self.latency.result.chosen.widths))
-            report["artifacts"].insert(-1, "latency_table.json")
+        report["artifacts"].append("report.html")
         write_json(self.run_dir.path("report.json"), report)
+        try_write_html_report(self.run_dir.out_dir)
         return report
+
+
+def _round_accuracy(ctx, entry: dict) -> None:
+    """Record the test accuracy after a pruning round, before fine-tuning, on the first
+    ``ROUND_EVAL_IMAGES`` test images (the report plots accuracy against MACs per round)."""
+    from torch.utils.data import Subset
+
+    from ..train import evaluate
+
+    part = Subset(ctx.data.test, range(min(len(ctx.data.test), ROUND_EVAL_IMAGES)))
+    entry["accuracy"] = float(evaluate(ctx.model, part))
+    entry["accuracy_images"] = len(part)
