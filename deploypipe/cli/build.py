@@ -30,11 +30,23 @@ def add_parser(sub) -> None:
     budget.add_argument("--macs-budget", metavar="X", help="0.5 = keep half the MACs, 2x = 2x fewer, 20M = absolute "
                         "(default: 2x)")
     budget.add_argument("--params-budget", metavar="X", help="as --macs-budget, for parameters")
+    budget.add_argument("--latency-budget", metavar="MS", help="measured latency on the target, e.g. 5ms "
+                        "(a plain number is in ms)")
+    budget.add_argument("--latency-ratio", type=fraction, metavar="F",
+                        help="measured latency as a fraction of the dense model's on the target, e.g. 0.5")
     g.add_argument("--round-to", type=positive_int, metavar="N",
                    help="keep multiples of N channels (default: the target's preferred multiple)")
     g.add_argument("--max-ratio", type=fraction, default=0.9, help="most a single group may lose (default 0.9)")
     g.add_argument("--calibration-batches", type=positive_int, default=8,
                    help="batches of 64 for data-driven criteria (default 8)")
+    lat = p.add_argument_group("latency budgets")
+    lat.add_argument("--latency-rounds", type=positive_int, default=5,
+                     help="most measure-and-correct rounds (default 5)")
+    lat.add_argument("--latency-tolerance", type=fraction, default=0.05,
+                     help="stop once a measurement is within this fraction under the budget (default 0.05)")
+    lat.add_argument("--lut-step", type=positive_int, metavar="N",
+                     help="latency table sampling step in channels (default: the target's multiple)")
+    lat.add_argument("--no-lut-cache", action="store_true", help="measure the latency table again")
     t = p.add_argument_group("training")
     t.add_argument("--epochs", type=int, default=5, help="fine-tuning epochs after pruning (default 5; 0 skips)")
     t.add_argument("--lr", type=float, default=0.01, help="fine-tuning learning rate (default 0.01)")
@@ -63,9 +75,15 @@ def config_from_args(args: argparse.Namespace, argv: list[str] | None = None):
     from ..prune.budget import Budget
     from ..prune.methods import parse_method_args
     from ..pipeline.config import BuildConfig
+    from ..pipeline.latency import LatencyOptions
 
     if args.ratio is not None:
         budget = Budget.parse("ratio", args.ratio)
+    elif args.latency_budget:
+        text = args.latency_budget.strip().lower()
+        budget = Budget.parse("latency", text if text.endswith("ms") else f"{text}ms")
+    elif args.latency_ratio is not None:
+        budget = Budget.parse("latency", args.latency_ratio)
     elif args.params_budget:
         budget = Budget.parse("params", args.params_budget)
     else:
@@ -79,7 +97,9 @@ def config_from_args(args: argparse.Namespace, argv: list[str] | None = None):
                        calibration_batches=args.calibration_batches, seed=args.seed, limit=args.limit,
                        arch=args.arch, num_classes=args.num_classes, in_channels=args.in_channels,
                        input_size=args.input_size, trust_model=args.trust_model, verify=not args.no_verify,
-                       profile_iterations=args.profile_iterations, command=command)
+                       profile_iterations=args.profile_iterations, command=command,
+                       latency=LatencyOptions(rounds=args.latency_rounds, tolerance=args.latency_tolerance,
+                                              step=args.lut_step, use_cache=not args.no_lut_cache))
 
 
 def run(args: argparse.Namespace) -> int:

@@ -52,6 +52,7 @@ class _TorchBuild:
         self.run_dir = Run(Path(config.out_dir))
         self.round_to = config.round_to or target.round_to
         self.report: dict[str, Any] = {}
+        self.latency = None  # LatencyPlan, for a latency budget
 
     # -- stages ----------------------------------------------------------------------
     def run(self) -> dict[str, Any]:
@@ -80,8 +81,14 @@ class _TorchBuild:
         with run.stage("export_dense"):
             dense_parity = once(self._export, model, "dense.onnx", input_shape)
         teacher = copy.deepcopy(model).eval() if cfg.distill else None
+        ctx, method = self._context(model, data, input_shape, teacher)
+        if cfg.budget.kind == "latency":
+            with run.stage("latency", f"measuring the latency table and calibrating {cfg.budget.describe()} "
+                           f"on {self.target.name}"):
+                self.latency = once(self._calibrate, ctx)
+                ctx.latency = self.latency.result.allocator
         with run.stage("prune", f"pruning with {cfg.method} ({cfg.importance}) to {cfg.budget.describe()}"):
-            ctx, method = self._prune(model, data, input_shape, teacher)
+            self._prune(ctx, method)
         if not method.finetunes and cfg.epochs > 0 and data is not None:
             with run.stage("finetune", f"fine-tuning {cfg.epochs} epochs"
                            + (" with distillation" if teacher is not None else "")):
@@ -171,7 +178,7 @@ class _TorchBuild:
             parity.check()
         return parity.to_dict()
 
-    def _prune(self, model, data, input_shape, teacher):
+    def _context(self, model, data, input_shape, teacher):
         from ..prune.methods import PruneContext, PruneRequest, create_method
         from ..prune.torch_groups import TorchPruner
 
@@ -184,13 +191,28 @@ class _TorchBuild:
         pruner = TorchPruner(model, (1, *input_shape))
         ctx = PruneContext(pruner, request, data=data, train_config=self._train_config(), teacher=teacher,
                            verify=cfg.verify, out_dir=self.run_dir.out_dir)
+        return ctx, method
+
+    def _calibrate(self, ctx):
+        """Table and loop on the dense model; the calibrated allocator goes into ``ctx``."""
+        from .latency import plan_latency
+
+        scores = ctx.scores()
+        groups = ctx.pruner.groups
+        plan = plan_latency(ctx.pruner.analysis, [scores.get(g.id, np.zeros(g.width)) for g in groups],
+                            [ctx.pruner.is_prunable(g) for g in groups], self.target, self.config.budget,
+                            round_to=self.round_to, max_ratio=self.config.max_ratio, options=self.config.latency)
+        ctx.latency = plan.result.allocator
+        return plan
+
+    def _prune(self, ctx, method) -> None:
+        cfg = self.config
         if ctx.data is not None and ctx.on_round is None:
             ctx.on_round = _round_accuracy
         method.run(ctx)
         if cfg.verify and ctx.oracle is not None and not ctx.oracle["passed"]:
             raise VerificationError(f"the PyTorch-pruned model differs from the ONNX-shrunk original by "
                                     f"{ctx.oracle['max_abs']:.3g}", hint="please report this model")
-        return ctx, method
 
     def _save_checkpoint(self, model, arch, input_shape, data) -> None:
         from ..checkpoint import save_checkpoint
@@ -242,6 +264,11 @@ class _TorchBuild:
             "stages": self.run_dir.stages,
             "artifacts": ["dense.onnx", "pruned.onnx", "pruned.pt", "report.json"],
         }
+        if self.latency is not None:
+            report.update(self.latency.report(self.run_dir.out_dir, pruned_prof.latency_ms))
+            report["latency_result"]["final_widths_match_loop"] = bool(
+                list(ctx.pruner.widths()) == list(self.latency.result.chosen.widths))
+            report["artifacts"].insert(-1, "latency_table.json")
         report["artifacts"].append("report.html")
         write_json(self.run_dir.path("report.json"), report)
         try_write_html_report(self.run_dir.out_dir)

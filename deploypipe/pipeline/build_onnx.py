@@ -35,8 +35,12 @@ def build_onnx(config: BuildConfig, target) -> dict[str, Any]:
     with run.stage("analyse"):
         analysis = analyse(load_onnx(config.model))
         save_onnx(analysis.model, run.path("dense.onnx"))
+    latency = None  # LatencyPlan, for a latency budget
+    if config.budget.kind == "latency":
+        with run.stage("latency", f"measuring the latency table and calibrating {config.budget.describe()}"):
+            latency = _plan_latency(analysis, config, target, round_to)
     with run.stage("prune"):
-        drop = _plan(analysis, config, round_to)
+        drop = _plan(analysis, config, round_to, latency)
         small = shrink(analysis, drop)
     with run.stage("verify"):
         oracle = verify_shrink(analysis, small, drop, atol=target.tolerances.atol, rtol=1e-4)
@@ -66,17 +70,33 @@ def build_onnx(config: BuildConfig, target) -> dict[str, Any]:
         "stages": run.stages,
         "artifacts": ["dense.onnx", "pruned.onnx", "report.json"],
     }
+    if latency is not None:
+        report.update(latency.report(run.out_dir, pruned_prof.latency_ms))
+        report["artifacts"].insert(-1, "latency_table.json")
     report["artifacts"].append("report.html")
     write_json(run.path("report.json"), report)
     try_write_html_report(run.out_dir)
     return report
 
 
-def _plan(analysis, config: BuildConfig, round_to: int) -> dict[int, np.ndarray]:
+def _scores(analysis, config: BuildConfig) -> list[np.ndarray]:
     rng = np.random.default_rng(config.seed)
+    return [weight_scores(analysis, g, config.importance, rng=rng) if g.prunable else np.zeros(g.width)
+            for g in analysis.groups]
+
+
+def _plan_latency(analysis, config: BuildConfig, target, round_to: int):
+    from .latency import plan_latency
+
+    return plan_latency(analysis, _scores(analysis, config), [g.prunable for g in analysis.groups], target,
+                        config.budget, round_to=round_to, max_ratio=config.max_ratio, options=config.latency)
+
+
+def _plan(analysis, config: BuildConfig, round_to: int, latency=None) -> dict[int, np.ndarray]:
     groups = analysis.groups
-    scores = [weight_scores(analysis, g, config.importance, rng=rng) if g.prunable else np.zeros(g.width)
-              for g in groups]
+    scores = _scores(analysis, config)
+    if latency is not None:  # the loop's chosen widths, measured on the target
+        return select_drop(scores, latency.result.chosen.widths)
     budget = config.budget
     dense = analysis.macs if budget.kind == "macs" else analysis.params
     keep = allocate(analysis.widths(), scores, [g.prunable for g in groups], budget, analysis.cost,
