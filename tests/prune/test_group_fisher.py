@@ -15,7 +15,7 @@ from deploypipe.pipeline import BuildConfig, build
 from deploypipe.prune.budget import Budget
 from deploypipe.prune.methods import PruneContext, PruneRequest
 from deploypipe.prune.methods._live import LiveChannels
-from deploypipe.prune.methods.group_fisher import (FisherScores, allowed_below, lowest_channel,
+from deploypipe.prune.methods.group_fisher import (FisherScores, allowed_above, allowed_below, lowest_channel,
                                                    nearest_allowed, round_widths)
 from deploypipe.prune.torch_groups import TorchPruner
 
@@ -130,6 +130,7 @@ def test_allowed_widths_are_multiples_or_the_dense_width():
     assert allowed_below(16, 16, 8) == 8
     assert allowed_below(20, 20, 8) == 16  # the dense width need not be a multiple
     assert allowed_below(3, 4, 8) == 2  # narrower than one block: one channel at a time
+    assert allowed_above(16, 20, 8) == 20 and allowed_above(20, 20, 8) is None and allowed_above(9, 16, 8) == 16
     assert nearest_allowed(13, 16, 8, ceiling=13) == 8  # 16 is nearer but needs 3 revived channels
     assert nearest_allowed(13, 16, 8, ceiling=16) == 16
     assert nearest_allowed(19, 20, 8, ceiling=20) == 20
@@ -143,6 +144,12 @@ def test_round_widths_rounds_to_nearest_then_lowers_the_cheapest_block_until_met
                        floor=np.array([4, 4, 3]), groups=[0, 1], step=4, met=met, price=price)
     # nearest: 7 -> 8 (one revival), 13 -> 12; 23 > 17: group 0 to 4 (cheaper), 19 > 17: group 1 to 8
     assert out.tolist() == [4, 8, 3]
+    # lowering group 0 (cheapest) overshoots; the narrow group 2 gets a revived channel back
+    met = lambda w: 3 * w[0] + w[1] + w[2] <= 30  # noqa: E731
+    price3 = lambda g, target, low: (float(g + 1),)  # noqa: E731
+    out = round_widths(np.array([8, 12, 2]), ceiling=np.array([8, 12, 3]), dense=np.array([8, 16, 3]),
+                       floor=np.array([4, 4, 1]), groups=[0, 1, 2], step=4, met=met, price=price3)
+    assert out.tolist() == [4, 12, 3]  # 38 > 30 -> 26 by group 0 -> 27 with group 2 raised
     with pytest.raises(Exception, match="cannot meet"):
         round_widths(np.array([4, 4, 3]), np.array([4, 4, 3]), np.array([8, 16, 3]), np.array([4, 4, 3]),
                      [0, 1], 4, lambda w: w.sum() < 5, price)

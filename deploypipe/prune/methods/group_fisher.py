@@ -35,7 +35,8 @@ The reading implemented here:
   keep the last round_to - 1 removed channels of each group masked rather than sliced, so
   rounding up stays possible), and, while the
   budget is no longer met, lower by one block the group whose block costs the least
-  Fisher information per unit of saved cost. The result meets the budget and is aligned.
+  Fisher information per unit of saved cost; then raise back, most valuable first, any
+  block that still fits. The result meets the budget and is aligned.
 """
 from __future__ import annotations
 
@@ -111,6 +112,15 @@ def allowed_below(width: int, dense: int, step: int) -> int:
     return width - step
 
 
+def allowed_above(width: int, dense: int, step: int) -> int | None:
+    """The next allowed width over ``width`` (None at the dense width)."""
+    if width >= dense:
+        return None
+    if step <= 1 or dense <= step:
+        return width + 1
+    return min((width // step + 1) * step, dense)
+
+
 def nearest_allowed(width: int, dense: int, step: int, ceiling: int) -> int:
     """The allowed width nearest to ``width`` (ties round up) that does not exceed ``ceiling``."""
     if step <= 1 or dense <= step or width % step == 0 or width == dense:
@@ -123,8 +133,9 @@ def nearest_allowed(width: int, dense: int, step: int, ceiling: int) -> int:
 def round_widths(widths: np.ndarray, ceiling: np.ndarray, dense: np.ndarray, floor: np.ndarray,
                  groups: Sequence[int], step: int, met: Callable[[np.ndarray], bool],
                  price: Callable[[int, np.ndarray, int], tuple]) -> np.ndarray:
-    """Aligned widths meeting ``met``: nearest allowed width per group, then one block
-    lower at a time for the group of smallest ``price(group, target, lowered)``."""
+    """Aligned widths meeting ``met``: nearest allowed width per group; then one block
+    lower at a time for the group of smallest ``price(group, target, lowered)`` until the
+    budget is met; then one block back up, most valuable first, wherever it still fits."""
     target = np.asarray(widths, dtype=np.int64).copy()
     for g in groups:
         target[g] = max(nearest_allowed(int(widths[g]), int(dense[g]), step, int(ceiling[g])), int(floor[g]))
@@ -136,7 +147,26 @@ def round_widths(widths: np.ndarray, ceiling: np.ndarray, dense: np.ndarray, flo
                               hint="use a smaller --round-to or a looser budget")
         g, low = min(options, key=lambda o: price(o[0], target, o[1]))
         target[g] = low
-    return target
+    return _give_back(target, ceiling, dense, groups, step, met, price)
+
+
+def _give_back(target: np.ndarray, ceiling: np.ndarray, dense: np.ndarray, groups: Sequence[int], step: int,
+               met: Callable[[np.ndarray], bool], price: Callable[[int, np.ndarray, int], tuple]) -> np.ndarray:
+    """Raise groups by one allowed step while the budget stays met, the block that would
+    cost the most information to lose first (lowering overshoots by up to a block)."""
+    while True:
+        options = []
+        for g in groups:
+            high = allowed_above(int(target[g]), int(dense[g]), step)
+            if high is None or high > ceiling[g]:
+                continue
+            raised = target.copy()
+            raised[g] = high
+            if met(raised):
+                options.append((price(g, raised, int(target[g])), g, raised))
+        if not options:
+            return target
+        target = max(options, key=lambda o: o[0])[2]
 
 
 class GroupFisherSchedule(Callback):
