@@ -22,7 +22,7 @@ The reading implemented here:
 * **Saliency from its own teacher.** Because each pair's teacher is detached, the gradient
   of the total loss at level i's masks is the gradient of level i's own distillation loss
   from level i-1: the Taylor score |sum_n dL_i/dm_c|, accumulated (per batch, in absolute
-  value) between pruning events.
+  value) between pruning events, summed over the processes of a distributed run.
 * **Schedule.** ``events`` pruning events spread over the first ``prune_frac`` of the
   training steps; at event j every level moves j/events of the way (geometrically) to its
   target and keeps, among the channels both it and its parent still keep, the most
@@ -151,6 +151,7 @@ class CascadeChain(Callback):
         """Move every level ``1/events`` further towards its target, top-down."""
         self.done += 1
         progress = self.done / len(self.events)
+        self.saliency = [self.ctx.sum_over_ranks(s) for s in self.saliency]  # every rank decides alike
         budget = self.ctx.request.budget
         dense = self.ctx.dense_value(budget.kind)
         for i, t in enumerate(self.fractions, start=1):
