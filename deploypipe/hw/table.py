@@ -9,8 +9,9 @@ interpolated between them. The model's latency is predicted additively, as HALP 
 ``dense_ms`` is the measured latency of the whole dense model, so the constant parts of
 every sub-graph (input copies, per-call overhead) cancel. The additive model counts a
 Conv between two pruned groups in both their tables, so it over-states the saving when
-both shrink; the measure-and-correct loop (:mod:`deploypipe.hw.loop`) corrects that with
-one measured scale.
+both shrink; the allocator weights each group's change by the coupling factors of
+:mod:`deploypipe.hw.coupling` (exact for bilinear Conv costs), and the measure-and-correct
+loop (:mod:`deploypipe.hw.loop`) corrects what is left with one measured scale.
 """
 from __future__ import annotations
 

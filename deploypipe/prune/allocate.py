@@ -77,6 +77,6 @@ def global_ranking(widths: Sequence[int], scores: Sequence[np.ndarray], *, pruna
                               "of the cost can be removed with the prunable channels",
                               hint="ask for a smaller reduction or allow more pruning per group")
         keep[best] -= step
-    if round_to > 1:
-        keep = np.array([round_keep(k, w, round_to) for k, w in zip(keep, widths)])
+    if round_to > 1:  # a frozen group keeps its width, multiple or not
+        keep = np.array([round_keep(k, w, round_to) if p else k for k, w, p in zip(keep, widths, prunable)])
     return keep

@@ -118,3 +118,29 @@ def test_keep_for_dispatches_latency_budgets_to_the_allocator():
     assert ctx.latency.predict(keep) <= 0.6 * table.dense_ms * (1 + 1e-9)
     ctx.prune_to(ctx.request.budget)
     assert list(pruner.widths()) == list(keep)
+
+
+def test_global_ranking_leaves_a_frozen_group_of_any_width_alone():
+    """The MACs-global baseline (and --allocation global) with a 10-class head and round_to 8:
+    rounding must not touch the frozen head, or surgery refuses to cut it."""
+    from deploypipe.prune.allocate import global_ranking
+
+    keep = global_ranking([32, 10], [np.arange(32.0), np.zeros(10)], prunable=[True, False],
+                          cost=lambda k: float(k[0]), target=16, round_to=8)
+    assert list(keep) == [16, 10]
+
+
+def test_iterative_method_reaches_the_latency_budget_in_steps():
+    """Methods that split the budget (iterative) get latency sub-budgets from dense_value."""
+    from deploypipe.models import create_model
+    from deploypipe.prune.budget import Budget
+    from deploypipe.prune.methods import PruneContext, PruneRequest, create_method
+    from deploypipe.prune.torch_groups import TorchPruner
+
+    pruner = TorchPruner(create_model("resnet20", in_channels=1), (1, 1, 8, 8))
+    table = measure_table(pruner.analysis, load_target("cpu"), TableSpec(show_progress=False), timer=MacsTimer())
+    ctx = PruneContext(pruner, PruneRequest(budget=Budget.parse("latency", "0.5"), round_to=8))
+    ctx.latency = LatencyAllocator(table, round_to=8, coupling=Coupling.of(pruner.analysis))
+    create_method("iterative", {"steps": "2"}).run(ctx)
+    assert len(ctx.rounds) == 2
+    assert ctx.latency.predict(pruner.widths()) <= 0.5 * table.dense_ms * (1 + 1e-9)
