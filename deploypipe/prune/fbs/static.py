@@ -41,6 +41,14 @@ class FiringStats:
     def mean_gain(self, name: str) -> np.ndarray:
         return self.gain[name] / max(self.inputs, 1)
 
+    def summary(self, threshold: float) -> dict[str, float]:
+        """How input-dependent the gates are, over all gated channels: the shares that
+        never fire, fire on fewer than ``threshold`` of the inputs, always fire, or vary."""
+        rates = np.concatenate([self.rate(n) for n in self.fired]) if self.fired else np.zeros(0)
+        n = max(len(rates), 1)
+        return {"never": float(np.sum(rates == 0) / n), "below_threshold": float(np.sum(rates < threshold) / n),
+                "always": float(np.sum(rates == 1) / n), "sometimes": float(np.sum((rates > 0) & (rates < 1)) / n)}
+
 
 @torch.no_grad()
 def firing_stats(gated: GatedModel, batches: Iterable[tuple[Tensor, Tensor]]) -> FiringStats:

@@ -97,7 +97,8 @@ class FBS(PruneMethod):
         for gid, idx in drop.items():
             widths[gid] -= len(idx)
         record.update({"static_macs": ctx.dense_cost.macs(widths), "threshold": threshold,
-                       "calibration_inputs": stats.inputs, "groups_removable": sorted(rates),
+                       "calibration_inputs": stats.inputs, "firing": stats.summary(threshold),
+                       "groups_removable": sorted(rates),
                        "groups_kept_whole": {str(g): r for g, r in sorted(why.items())},
                        "budget": "not used: fbs removes channels by firing rate (threshold)"})
         ctx.prune(drop, **record)
