@@ -140,6 +140,9 @@ class _Search:
         step = 1 + self.tolerance
         return lo * step if s <= lo else hi / step
 
+    def any_met(self) -> bool:
+        return any(r.measured_ms <= r.budget_ms for r in self.rounds)
+
     def best(self) -> int:
         feasible = [i for i, r in enumerate(self.rounds) if r.measured_ms <= r.budget_ms]
         if feasible:
@@ -169,12 +172,14 @@ def latency_loop(analysis: Analysis, scores: Sequence[np.ndarray], prunable: Seq
             keep, note = alloc.fastest(widths, prunable), "fastest allowed widths"
             alloc = dataclasses.replace(alloc, fastest_fits=True)
         used.append(alloc)
-        search.record(run.round(len(search.rounds) + 1, keep, alloc, budget, note))
-        if alloc.fastest_fits and search.rounds[-1].measured_ms > search.rounds[-1].budget_ms:
-            raise _out_of_reach(search.rounds[-1], target)
+        last = run.round(len(search.rounds) + 1, keep, alloc, budget, note)
+        search.record(last)
         log.info("latency round %d: predicted %.4g ms, measured %.4g ms (budget %.4g ms)",
-                 search.rounds[-1].round, search.rounds[-1].predicted_ms, search.rounds[-1].measured_ms,
-                 search.rounds[-1].budget_ms)
+                 last.round, last.predicted_ms, last.measured_ms, last.budget_ms)
+        if alloc.fastest_fits and last.measured_ms > last.budget_ms:
+            if not search.any_met():
+                raise _out_of_reach(last, target)
+            break  # the fastest widths missed where an earlier round met: noise, keep that round
     best = search.best()
     return LoopResult(tuple(search.rounds), best, tolerance, used[best])
 
