@@ -17,11 +17,12 @@ from __future__ import annotations
 
 from .baselines import BaselineStore, check_comparable, load_run
 from .compare import Comparison, compare_runs
-from .gate import GateSettings, Interval, Verdict, judge, ratio_interval
+from .gate import CaseRounds, GateSettings, Interval, Verdict, judge, ratio_interval
 from .results import BenchRun, CaseResult, RunSettings
 from .runner import resolve_target, run_suite
 from .suite import ModelSpec, Suite, load_suite
 
-__all__ = ["BaselineStore", "BenchRun", "CaseResult", "Comparison", "GateSettings", "Interval",
+__all__ = ["BaselineStore", "BenchRun", "CaseResult", "CaseRounds", "Comparison", "GateSettings",
+           "Interval",
            "ModelSpec", "RunSettings", "Suite", "Verdict", "check_comparable", "compare_runs",
            "judge", "load_run", "load_suite", "ratio_interval", "resolve_target", "run_suite"]

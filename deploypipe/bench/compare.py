@@ -4,6 +4,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
+from ..errors import InputError
 from .gate import (INCONCLUSIVE, MISSING, NEW, REGRESSION, GateSettings, Interval, Verdict,
                    case_seed, judge, ratio_interval)
 from .results import BenchRun
@@ -43,6 +44,10 @@ def compare_runs(baseline: BenchRun, current: BenchRun, settings: GateSettings) 
     """Judge every case of ``current`` against the same case of ``baseline``; cases in one
     run only are reported as new or missing, never as a pass or a failure."""
     settings = dataclasses.replace(settings, statistic=current.settings.statistic)
+    if not {c.id for c in current.cases} & {c.id for c in baseline.cases}:
+        raise InputError(f"the baseline (suite {baseline.suite!r}) has none of this run's "
+                         f"cases ({', '.join(c.id for c in current.cases[:3])}, ...)",
+                         hint="compare with a baseline of the same suite")
     drift = machine_drift(baseline, current, settings)
     verdicts = []
     for case in current.cases:
@@ -50,9 +55,8 @@ def compare_runs(baseline: BenchRun, current: BenchRun, settings: GateSettings) 
         if base is None:
             verdicts.append(Verdict(case.id, NEW, "not in the baseline"))
             continue
-        verdicts.append(judge(case.id, base.values(settings.statistic),
-                              case.values(settings.statistic), settings, drift,
-                              fastest=(base.fastest(), case.fastest())))
+        verdicts.append(judge(case.id, base.gate_rounds(settings.statistic),
+                              case.gate_rounds(settings.statistic), settings, drift))
     ids = {c.id for c in current.cases}
     verdicts += [Verdict(c.id, MISSING, "in the baseline but not in this run")
                  for c in baseline.cases if c.id not in ids]

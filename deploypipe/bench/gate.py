@@ -7,25 +7,30 @@ interval that resamples the rounds of both runs. Rounds, not iterations, are res
 because iterations of one round share the machine's state and are not independent.
 
 Rounds within one run cannot show how the machine as a whole differed between the two runs
-(on a shared machine: whether neighbours were busy). Two measurements cover that:
+(on a shared machine: whether neighbours were busy, preempting us or sharing the caches).
+Three measurements cover that:
 
-* **drift**: a fixed reference model is timed in every round of both runs; its ratio ``d``
-  says how much slower the machine itself was. Models do not all feel it alike
-  (memory-bound ones more), so the gate allows ``d ** drift_factor`` for it.
-* **fastest iterations**: a real slowdown moves the whole distribution, including each
-  round's fastest iteration; other processes preempting ours make iterations slower but
-  leave some fast. With ``confirm_fastest`` a regression must also show in the ratio of the
-  rounds' fastest iterations.
+* **machine drift** ``d``: a fixed reference model is timed in every round of both runs;
+  its ratio says how much slower the machine itself was.
+* **spread drift** ``q``: each round's median over its fastest iteration, per case, current
+  over baseline. Competing processes spread a case's iterations out (some preempted, some
+  not); a slower model moves them all alike. It catches contention that the small
+  reference does not feel (a model with megabytes of weights suffers from a neighbour
+  that thrashes the caches, the reference does not).
+* **fastest iterations**: with ``confirm_fastest`` a regression must also show in the
+  ratio of the rounds' fastest iterations, which other processes slow down least.
 
-With ``L = 1 + max_slowdown`` and ``up = max(1, d) ** k``, ``down = max(1, 1/d) ** k``:
+Models feel contention unequally, so the gate allows ``max(d, q) ** drift_factor``. With
+``L = 1 + max_slowdown``, ``up = max(1, d, q) ** k`` and ``down = max(1, 1/d, 1/q) ** k``:
 
 * **regression**: the interval's low end > ``L * up`` (and so is the fastest iterations')
 * **ok**: the interval's high end * ``down`` <= ``L`` (``faster`` when it is below ``1/L``)
 * **inconclusive** otherwise, with the reason: the interval straddles the threshold, the
-  machine drifted enough to fake or hide a slowdown, or only the slow iterations moved.
+  machine was busier (or quieter) than at the baseline, or only the slow iterations moved.
 
 The defaults (``drift_factor`` 2, ``confirm_fastest``) come from identical and slowed runs
-on a 2-core shared machine (tools/bench_gate_noise.py, benchmarks/results/).
+on a 2-core shared machine (tools/bench_gate_noise.py, benchmarks/results/): no identical
+pair of runs failed, and fewer slowdowns were caught than without the allowances.
 """
 from __future__ import annotations
 
@@ -75,6 +80,23 @@ class Interval:
 
 
 @dataclass(frozen=True)
+class CaseRounds:
+    """One case's rounds in one run: the gate's statistic, the median and the fastest
+    iteration of each round (ms)."""
+
+    values: tuple[float, ...]
+    medians: tuple[float, ...] = ()
+    fastest: tuple[float, ...] = ()
+
+    @property
+    def spread(self) -> float | None:
+        """The median over rounds of (round median / round's fastest iteration)."""
+        if not self.medians or len(self.medians) != len(self.fastest):
+            return None
+        return float(np.median(np.asarray(self.medians) / np.asarray(self.fastest)))
+
+
+@dataclass(frozen=True)
 class Verdict:
     """The gate's judgement of one case."""
 
@@ -85,11 +107,13 @@ class Verdict:
     baseline_ms: float | None = None
     current_ms: float | None = None
     fastest: Interval | None = None  # the ratio of the rounds' fastest iterations
+    spread_drift: float | None = None  # q: how much more spread out the iterations were
 
     def to_dict(self) -> dict[str, object]:
         return {"case": self.case, "status": self.status, "reason": self.reason,
                 "ratio": self.ratio.to_dict() if self.ratio else None,
                 "fastestRatio": self.fastest.to_dict() if self.fastest else None,
+                "spreadDrift": self.spread_drift,
                 "baselineMs": self.baseline_ms, "currentMs": self.current_ms}
 
 
@@ -106,35 +130,63 @@ def ratio_interval(baseline: Sequence[float], current: Sequence[float], *, confi
     return Interval(float(np.median(c) / np.median(b)), float(low), float(high))
 
 
-def judge(case: str, baseline: Sequence[float], current: Sequence[float],
-          settings: GateSettings, drift: Interval | None = None, *,
-          fastest: tuple[Sequence[float], Sequence[float]] | None = None) -> Verdict:
-    """The verdict for one case from its per-round values in both runs; ``fastest`` holds
-    the rounds' fastest iterations (baseline, current) for ``confirm_fastest``."""
-    few = min(len(baseline), len(current))
+def judge(case: str, baseline: CaseRounds, current: CaseRounds, settings: GateSettings,
+          drift: Interval | None = None) -> Verdict:
+    """The verdict for one case from its rounds in both runs; ``drift`` is the reference
+    model's ratio (current / baseline), ``None`` where it was not measured."""
+    few = min(len(baseline.values), len(current.values))
     if few < settings.min_repeats:
         return Verdict(case, INCONCLUSIVE, f"only {few} rounds; the gate needs "
                        f"{settings.min_repeats} in both runs to measure the noise")
     boot = dict(confidence=settings.confidence, resamples=settings.resamples)
-    ratio = ratio_interval(baseline, current, seed=case_seed(case), **boot)
+    ratio = ratio_interval(baseline.values, current.values, seed=case_seed(case), **boot)
     fast = None
-    if fastest is not None and settings.confirm_fastest:
-        fast = ratio_interval(*fastest, seed=case_seed(case) + 1, **boot)
-    status, reason = _classify(ratio, fast, settings, drift)
-    return Verdict(case, status, reason, ratio, float(np.median(baseline)),
-                   float(np.median(current)), fast)
+    if settings.confirm_fastest and baseline.fastest and current.fastest:
+        fast = ratio_interval(baseline.fastest, current.fastest, seed=case_seed(case) + 1, **boot)
+    q = None
+    if baseline.spread and current.spread:
+        q = current.spread / baseline.spread
+    status, reason = _classify(ratio, fast, settings, Drift(drift.estimate if drift else None, q))
+    return Verdict(case, status, reason, ratio, float(np.median(baseline.values)),
+                   float(np.median(current.values)), fast, q)
 
 
-def drift_allowances(drift: Interval | None, factor: float) -> tuple[float, float]:
-    """(up, down): how much slower, or faster, the machine alone may have made a case."""
-    if drift is None:
-        return 1.0, 1.0
-    return max(1.0, drift.estimate) ** factor, max(1.0, 1.0 / drift.estimate) ** factor
+@dataclass(frozen=True)
+class Drift:
+    """How much busier the machine was now than at the baseline: ``machine`` from the
+    reference model, ``spread`` from the case's own iterations (ratios; None: unknown)."""
+
+    machine: float | None = None
+    spread: float | None = None
+
+    def allowances(self, factor: float) -> tuple[float, float]:
+        """(up, down): how much slower, or faster, the machine alone may have made a case."""
+        ratios = [r for r in (self.machine, self.spread) if r]
+        up = max([1.0, *ratios]) ** factor
+        down = max([1.0, *(1.0 / r for r in ratios)]) ** factor
+        return up, down
+
+    def explain(self) -> str:
+        """The larger of the two drifts, in words."""
+        m, q = self.machine or 1.0, self.spread or 1.0
+        if _size(m) >= _size(q):
+            return (f"the machine was {_size(m):.1f} % {'slower' if m > 1 else 'faster'} than "
+                    "at the baseline (reference model)")
+        if q > 1:
+            return (f"this case's iterations were {_size(q):.1f} % more spread out than at "
+                    "the baseline (other processes competing)")
+        return (f"this case's iterations were {_size(q):.1f} % more spread out at the "
+                "baseline (a busier machine then)")
+
+
+def _size(ratio: float) -> float:
+    """How far a ratio is from 1, in percent, either way (1.25 and 0.8 are both 25 %)."""
+    return 100.0 * (max(ratio, 1.0 / ratio) - 1.0)
 
 
 def _classify(r: Interval, fast: Interval | None, s: GateSettings,
-              drift: Interval | None) -> tuple[str, str]:
-    up, down = drift_allowances(drift, s.drift_factor)
+              drift: Drift) -> tuple[str, str]:
+    up, down = drift.allowances(s.drift_factor)
     level = f"{100 * s.confidence:g} %"
     if r.low > s.limit * up:
         if fast is None or fast.low > s.limit * up:
@@ -148,13 +200,10 @@ def _classify(r: Interval, fast: Interval | None, s: GateSettings,
             return FASTER, f"faster than -{100 * (1 - 1 / s.limit):.3g} % beyond the noise"
         return OK, f"within +{100 * s.max_slowdown:g} % at {level} confidence"
     if r.low > s.limit:
-        return INCONCLUSIVE, (f"slower, but the machine itself was {_pct(drift.estimate)} % "
-                              "slower than at the baseline (reference model); rerun on a "
-                              "quieter machine")
+        return INCONCLUSIVE, f"slower, but {drift.explain()}; rerun on a quieter machine"
     if r.high <= s.limit:
-        return INCONCLUSIVE, (f"within the threshold, but the machine was "
-                              f"{_pct(drift.estimate)} % faster than at the baseline "
-                              "(reference model), which could hide a slowdown")
+        return INCONCLUSIVE, (f"within the threshold, but {drift.explain()}, which could "
+                              "hide a slowdown")
     return INCONCLUSIVE, (f"too noisy to judge: the {level} interval "
                           f"[{_pct(r.low)}, {_pct(r.high)}] % includes the "
                           f"+{100 * s.max_slowdown:g} % threshold")

@@ -11,6 +11,7 @@ import numpy as np
 from ..errors import InputError
 from ..measure.fingerprint import Fingerprint
 from ..measure.stats import LatencyStats
+from .gate import CaseRounds
 
 FORMAT = "deploypipe.bench/1"
 
@@ -53,6 +54,11 @@ class CaseResult:
     def fastest(self) -> list[float]:
         """Each round's fastest iteration, in round order."""
         return [r.min for r in self.rounds]
+
+    def gate_rounds(self, statistic: str) -> CaseRounds:
+        """What the gate needs of this case: per round, the statistic, median and fastest."""
+        return CaseRounds(tuple(self.values(statistic)), tuple(self.values("median")),
+                          tuple(self.fastest()))
 
     def summary(self, statistic: str) -> dict[str, float]:
         """Medians over rounds of each round's median, p90, p99 and CV (iteration to
