@@ -20,6 +20,13 @@ def header_lines(run: BenchRun) -> list[str]:
             + (f"; load average {' '.join(f'{x:.2f}' for x in load)}" if load else "")]
 
 
+def baseline_line(baseline: BenchRun, source: str) -> str:
+    """Which baseline the run is compared with, when it was taken and how busy it was."""
+    load = baseline.load_average.get("before")
+    return (f"baseline: {source}, taken {baseline.created} with {len(baseline.cases)} cases"
+            + (f", load average {' '.join(f'{x:.2f}' for x in load)}" if load else ""))
+
+
 def table_lines(run: BenchRun, comparison: Comparison | None = None) -> list[str]:
     """One row per case: medians over rounds of the median, p90, p99 and CV, the CV over
     rounds, throughput, and with a comparison the baseline, the change and the verdict."""

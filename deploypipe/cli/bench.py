@@ -39,7 +39,7 @@ def add_parser(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..bench import BaselineStore, compare_runs, load_suite, resolve_target, run_suite
     from ..bench.baselines import check_name
-    from ..bench.report import header_lines, notes, summary_line, table_lines
+    from ..bench.report import baseline_line, header_lines, notes, summary_line, table_lines
     from ..utils.files import check_output_path, write_json
 
     suite = load_suite(args.suite)
@@ -49,10 +49,11 @@ def run(args: argparse.Namespace) -> int:
         check_name(args.save)
     if args.json:
         check_output_path(args.json, args.suite)
-    baseline = _baseline(args, store, target)  # refused before minutes of timing, not after
+    baseline, source = _baseline(args, store, target)  # refused before timing, not after
     result = run_suite(suite, target)
     comparison = compare_runs(baseline, result, suite.gate) if baseline else None
-    for line in [*header_lines(result), *table_lines(result, comparison), *notes(comparison)]:
+    head = header_lines(result) + ([baseline_line(baseline, source)] if baseline else [])
+    for line in [*head, *table_lines(result, comparison), *notes(comparison)]:
         print(line)
     if args.save:
         print(f"saved baseline {store.save(result, args.save)}")
@@ -66,9 +67,10 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _baseline(args: argparse.Namespace, store, target):
-    """The baseline to compare with, checked against this target and machine, or None."""
+    """The baseline to compare with and its file, checked against this target and machine,
+    or (None, None)."""
     if not args.compare:
-        return None
+        return None, None
     from ..bench import load_run
     from ..bench.baselines import check_same_hardware, check_same_target
     from ..measure.fingerprint import hardware_fingerprint
@@ -82,4 +84,4 @@ def _baseline(args: argparse.Namespace, store, target):
     warning = check_same_hardware(baseline.fingerprint, here, allow=args.allow_other_hardware)
     if warning:
         get_logger("bench").warning("warning: %s", warning)
-    return baseline
+    return baseline, str(path)
