@@ -7,7 +7,6 @@ from __future__ import annotations
 import pytest
 
 from deploypipe.bench import compare_runs, load_suite, run_suite
-from deploypipe.bench.gate import REGRESSION
 
 from .conftest import SMALL_SUITE
 
