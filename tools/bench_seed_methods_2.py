@@ -238,7 +238,8 @@ def bench_arch(arch: str, data, args) -> dict:
                         "dense": {"accuracy": dense_acc, "latency": lat["dense"]}})
     any_row = next(iter(budgets[0]["variants"].values()), {}) if budgets else {}
     return {"arch": arch, "dense_accuracy": dense_acc, "dense_train_seconds": round(dense_s, 1),
-            "dense_macs": any_row.get("dense_macs"), "budgets": budgets}
+            "dense_macs": any_row.get("dense_macs"), "load_average_end": list(os.getloadavg()),
+            "budgets": budgets}
 
 
 def table(results: list[dict]) -> list[str]:
@@ -255,12 +256,26 @@ def table(results: list[dict]) -> list[str]:
 
 def main() -> int:
     args = parse()
-    from deploypipe.measure.fingerprint import hardware_fingerprint
-
     held, load_start, started = lock_held(), os.getloadavg(), time.perf_counter()
     data = load_data(args)
-    results = [bench_arch(arch, data, args) for arch in args.archs.split(",")]
-    doc = {
+    results: list[dict] = []
+    for arch in args.archs.split(","):
+        results.append(bench_arch(arch, data, args))
+        write(args, document(args, data, results, held, load_start, started))  # partial results survive
+    print("\n".join(table(results)))
+    print(f"wrote {args.out} after {time.perf_counter() - started:.0f}s")
+    return 0
+
+
+def write(args, doc: dict) -> None:
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(doc, indent=2) + "\n")
+
+
+def document(args, data, results: list[dict], held: bool, load_start, started: float) -> dict:
+    from deploypipe.measure.fingerprint import hardware_fingerprint
+
+    return {
         "benchmark": "seed methods II: cpli (no fine-tuning / fine-tuned), cascade (0/1/2 assistants) vs one-shot "
                      "l1 and one-shot l1 + direct KD",
         "command": " ".join(["flock", LOCK, "python", "tools/" + Path(sys.argv[0]).name, *sys.argv[1:]])
@@ -287,13 +302,8 @@ def main() -> int:
             "wall_seconds": round(time.perf_counter() - started, 1),
         },
         "machine": hardware_fingerprint().to_dict(), "python": platform.python_version(),
-        "torch": torch.__version__, "results": results,
+        "torch": torch.__version__, "complete": len(results) == len(args.archs.split(",")), "results": results,
     }
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(doc, indent=2) + "\n")
-    print("\n".join(table(results)))
-    print(f"wrote {args.out} after {time.perf_counter() - started:.0f}s")
-    return 0
 
 
 if __name__ == "__main__":
