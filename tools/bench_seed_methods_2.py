@@ -257,6 +257,7 @@ def table(results: list[dict]) -> list[str]:
 def main() -> int:
     args = parse()
     held, load_start, started = lock_held(), os.getloadavg(), time.perf_counter()
+    args.git = git_state()
     data = load_data(args)
     results: list[dict] = []
     for arch in args.archs.split(","):
@@ -265,6 +266,18 @@ def main() -> int:
     print("\n".join(table(results)))
     print(f"wrote {args.out} after {time.perf_counter() - started:.0f}s")
     return 0
+
+
+def git_state() -> dict:
+    """The commit the run used, and the files under the measured paths that differed from it."""
+    import subprocess
+
+    def git(*argv: str) -> str:
+        return subprocess.run(["git", *argv], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+
+    paths = ["deploypipe/prune", "deploypipe/train", "tools/bench_seed_methods_2.py"]
+    changed = [line[3:] for line in git("status", "--porcelain", *paths).splitlines()]
+    return {"commit": git("rev-parse", "HEAD"), "uncommitted_in_measured_paths": changed}
 
 
 def write(args, doc: dict) -> None:
@@ -302,7 +315,7 @@ def document(args, data, results: list[dict], held: bool, load_start, started: f
             "wall_seconds": round(time.perf_counter() - started, 1),
         },
         "machine": hardware_fingerprint().to_dict(), "python": platform.python_version(),
-        "torch": torch.__version__, "complete": len(results) == len(args.archs.split(",")), "results": results,
+        "torch": torch.__version__, "git": args.git, "complete": len(results) == len(args.archs.split(",")), "results": results,
     }
 
 
