@@ -273,7 +273,7 @@ def git_state() -> dict:
     import subprocess
 
     def git(*argv: str) -> str:
-        return subprocess.run(["git", *argv], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+        return subprocess.run(["git", *argv], cwd=ROOT, capture_output=True, text=True).stdout.rstrip("\n")
 
     paths = ["deploypipe/prune", "deploypipe/train", "tools/bench_seed_methods_2.py"]
     changed = [line[3:] for line in git("status", "--porcelain", *paths).splitlines()]
