@@ -61,8 +61,10 @@ def _probe(target, args: argparse.Namespace) -> int:
     from ..utils.files import write_json
 
     result = probe_multiple(target, timer=TargetTimer(target, iterations=args.iterations))
-    saved = ", ".join(f"x{m}: {s:.0%}" for m, s in sorted(result.saved.items()))
-    print(f"{target.name}: widths below a multiple save this share of a block: {saved}")
+    free = ", ".join(f"x{m}: {s:.0%}" for m, s in sorted(result.round_up_free.items()))
+    print(f"{target.name}: share of widths where rounding up to the multiple is no slower: {free}")
+    slower = ", ".join(f"x{m}: {p:.2f}x" for m, p in sorted(result.penalty.items()))
+    print(f"one channel off a multiple runs (vs the multiple): {slower}")
     print(f"preferred channel multiple on this machine: {result.multiple} (profile says {target.round_to})")
     if args.output:
         write_json(args.output, {"target": target.name, **result.to_dict()})

@@ -1,22 +1,21 @@
 """Measure a target's preferred channel multiple (the profile's ``round_to``).
 
-Kernels that block channels (ONNX Runtime's NCHWc layout, tensor-core tiles) pad a width
-up to the next multiple of their block, so latency is a staircase in the width: cutting a
-channel below a multiple saves nothing until the whole block is gone. We time one 3x3
-Conv (``w`` in and out channels) at every width in a range and, for each candidate
-multiple ``m``, ask what fraction of a block's cost a misaligned width still pays:
+Kernels that block channels (ONNX Runtime's NCHWc layout, tensor-core tiles) run widths
+that are a multiple of their block fastest; other widths pad up or take a slower path, so
+latency against width is a saw-tooth or a staircase, not a line. We time one 3x3 Conv
+(``w`` in and out channels) at every width in a range and ask, for each candidate multiple
+``m``: at how many widths is rounding *up* to the next multiple of ``m`` no slower (within
+1%) than the width itself? On a staircase or saw-tooth of block ``b`` that holds for
+every ``m`` dividing ``b`` and fails for larger multiples (a width just above ``b`` would
+round up a whole block); on a smooth kernel it fails for every ``m``. The preferred
+multiple is the largest ``m`` for which it holds at 90% of the widths (1 if none).
 
-    paid(m) = median over w not a multiple of m of
-              (T(ceil_m(w)) - T(w)) / (T(ceil_m(w)) - T(floor_m(w)))  -> saved fraction
-
-On a staircase of step ``b``, every ``m`` dividing ``b`` saves ~0 at misaligned widths; a
-multiple of ``b`` larger than ``b`` saves about half; a smooth (unblocked) kernel saves
-about half for every ``m``. The preferred multiple is the largest ``m`` that saves at most
-``threshold`` (default 0.25) of a block at misaligned widths.
+``penalty[m]`` is the median over multiples ``k*m`` of ``min(T(km - 1), T(km + 1)) / T(km)``:
+how much slower a width one channel off a multiple runs (above 1: slower than the wider
+aligned width, the trap that makes lightly pruned models slower than dense).
 """
 from __future__ import annotations
 
-import math
 import statistics
 from dataclasses import dataclass, field
 from typing import Sequence
@@ -33,21 +32,20 @@ CANDIDATES = (2, 4, 8, 16, 32)
 
 @dataclass(frozen=True)
 class Alignment:
-    """Latency per width and the fraction of a block each candidate multiple saves."""
+    """Latency per width, and per candidate multiple where rounding up costs nothing."""
 
     widths: tuple[int, ...]
     ms: tuple[float, ...]
-    saved: dict[int, float] = field(default_factory=dict)
+    round_up_free: dict[int, float] = field(default_factory=dict)  # share of widths
+    penalty: dict[int, float] = field(default_factory=dict)
     multiple: int = 1
-    threshold: float = 0.25
 
     def to_dict(self) -> dict:
-        return {"widths": list(self.widths), "ms": list(self.ms), "saved_fraction": self.saved,
-                "multiple": self.multiple, "threshold": self.threshold,
+        return {"widths": list(self.widths), "ms": list(self.ms), "round_up_free": self.round_up_free,
+                "penalty_one_channel_off": self.penalty, "multiple": self.multiple,
                 "method": "one 3x3 Conv with w input and w output channels timed at every width; "
-                          "saved_fraction[m] = median share of a block of m channels that a width "
-                          "below a multiple of m saves; the multiple is the largest m saving at most "
-                          "the threshold"}
+                          "round_up_free[m] = share of widths where the next multiple of m is no slower "
+                          "(1%); the multiple is the largest m where that share is at least 90%"}
 
 
 def conv_model(width: int, size: int, batch: int, seed: int = 0) -> onnx.ModelProto:
@@ -67,26 +65,28 @@ def conv_model(width: int, size: int, batch: int, seed: int = 0) -> onnx.ModelPr
 
 
 def probe_multiple(target: TargetProfile, *, widths: Sequence[int] = tuple(range(24, 89)), size: int = 14,
-                   timer: Timer | None = None, threshold: float = 0.25) -> Alignment:
+                   timer: Timer | None = None) -> Alignment:
     """Time the Conv at every width on ``target`` and pick the preferred multiple."""
     timer = timer or TargetTimer(target)
     ms = timer.time([conv_model(w, size, target.batch) for w in widths])
-    return analyse_staircase(widths, ms, threshold=threshold)
+    return analyse_widths(widths, ms)
 
 
-def analyse_staircase(widths: Sequence[int], ms: Sequence[float], *, threshold: float = 0.25) -> Alignment:
-    """The saved fraction per candidate multiple, and the largest multiple saving little."""
+def analyse_widths(widths: Sequence[int], ms: Sequence[float], *, need: float = 0.9,
+                   slack: float = 0.01) -> Alignment:
+    """Per candidate multiple, the share of widths where rounding up is free; the multiple."""
     t = dict(zip(widths, ms))
-    saved = {m: _saved(t, m) for m in CANDIDATES}
-    ok = [m for m, s in saved.items() if s is not None and s <= threshold]
-    return Alignment(tuple(widths), tuple(ms), {m: s for m, s in saved.items() if s is not None},
-                     max(ok, default=1), threshold)
+    free = {m: s for m in CANDIDATES if (s := _round_up_free(t, m, slack)) is not None}
+    penalty = {m: p for m in CANDIDATES if (p := _penalty(t, m)) is not None}
+    return Alignment(tuple(widths), tuple(ms), free, penalty,
+                     max((m for m, s in free.items() if s >= need), default=1))
 
 
-def _saved(t: dict[int, float], m: int) -> float | None:
-    shares = []
-    for w in t:
-        lo, hi = m * (w // m), m * math.ceil(w / m)
-        if w % m and lo in t and hi in t and t[hi] > t[lo]:
-            shares.append((t[hi] - t[w]) / (t[hi] - t[lo]))
-    return statistics.median(shares) if len(shares) >= 3 else None
+def _round_up_free(t: dict[int, float], m: int, slack: float) -> float | None:
+    ups = [t[-(-w // m) * m] <= t[w] * (1 + slack) for w in t if w % m and -(-w // m) * m in t]
+    return sum(ups) / len(ups) if len(ups) >= 3 else None
+
+
+def _penalty(t: dict[int, float], m: int) -> float | None:
+    ratios = [min(t[w - 1], t[w + 1]) / t[w] for w in t if w % m == 0 and w - 1 in t and w + 1 in t]
+    return statistics.median(ratios) if ratios else None

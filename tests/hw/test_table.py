@@ -75,14 +75,17 @@ def test_sample_widths_are_capped_on_a_multiple_of_the_block():
     assert len(widths) <= 66 and all(w % 8 == 0 for w in widths) and widths[-1] == 2048
 
 
-def test_staircase_analysis_finds_the_block_and_no_block_on_a_smooth_kernel():
-    import math
-
-    from deploypipe.hw.align import analyse_staircase
+def test_width_probe_finds_the_multiple_on_a_saw_tooth_and_none_on_a_smooth_kernel():
+    """As measured here: multiples of 8 fastest, multiples of 4 between, odd widths slowest."""
+    from deploypipe.hw.align import analyse_widths
 
     widths = list(range(24, 89))
     rng = np.random.default_rng(0)
-    noisy = [math.ceil(w / 8) * (1 + 0.01 * rng.standard_normal()) for w in widths]
-    assert analyse_staircase(widths, noisy).multiple == 8
-    assert analyse_staircase(widths, [math.ceil(w / 16) for w in widths]).multiple == 16
-    assert analyse_staircase(widths, [w * w for w in widths]).multiple == 1
+    saw = [w * w * (1.0 if w % 8 == 0 else 1.4 if w % 4 == 0 else 1.9) * (1 + 0.02 * rng.standard_normal())
+           for w in widths]
+    result = analyse_widths(widths, saw)
+    assert result.multiple == 8 and result.penalty[8] > 1.5
+    smooth = analyse_widths(widths, [w * w * (1 + 0.002 * rng.standard_normal()) for w in widths])
+    assert smooth.multiple == 1
+    steps = analyse_widths(widths, [float(-(-w // 16)) + w / 1000 for w in widths])
+    assert steps.multiple == 16
