@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from deploypipe.errors import InputError
 from deploypipe.train import agree, all_reduce_sum, broadcast_object, on_rank_zero
@@ -114,3 +115,16 @@ def test_collectives_are_identity_in_a_world_of_one():
     assert agree(value, what="x") is value
     assert all_reduce_sum([1, 2]).tolist() == [1.0, 2.0]
     assert on_rank_zero(lambda a, b: a + b, 2, b=3) == 5
+
+
+@pytest.mark.slow
+def test_cli_nproc_relaunches_through_torchrun_and_rank_zero_writes(tmp_path):
+    out = tmp_path / "model.pt"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
+    proc = subprocess.run([sys.executable, "-m", "deploypipe", "train", "--arch", "test_resnet_cifar", "--dataset",
+                           "digits", "--epochs", "1", "--limit", "300", "-o", str(out), "--nproc", "2"],
+                          cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "distributed: 2 processes (gloo)" in proc.stderr
+    assert proc.stdout.count("wrote ") == 1 and proc.stderr.count("epoch 1/1") == 1  # rank 0 only
+    assert torch.load(out, weights_only=True)["format"].startswith("deploypipe.checkpoint")
