@@ -23,7 +23,7 @@ from ..utils.files import check_output_path, write_json
 from ..utils.log import get_logger
 from .config import BuildConfig
 from .report import dense_vs_pruned, group_rows, now
-from .run import Run
+from .run import Run, chain_keys
 
 log = get_logger("build")
 ROUND_EVAL_IMAGES = 2000
@@ -49,7 +49,10 @@ class _TorchBuild:
     def __init__(self, config: BuildConfig, target):
         self.config = config
         self.target = target
-        self.run_dir = Run(Path(config.out_dir))
+        from ..train import is_rank_zero
+
+        keys, inputs = stage_keys(config, target)
+        self.run_dir = Run(Path(config.out_dir), keys=keys, inputs=inputs, writer=is_rank_zero())
         self.round_to = config.round_to or target.round_to
         self.report: dict[str, Any] = {}
         self.latency = None  # LatencyPlan, for a latency budget
@@ -74,12 +77,18 @@ class _TorchBuild:
             if input_shape is None:
                 raise InputError(f"the input shape of {cfg.model} is unknown",
                                  hint="pass --dataset or --input-size and --in-channels")
-        if cfg.from_zoo:
+        if cfg.from_zoo and self._restore(model, "train", "trained.pt") is None:
             with run.stage("train", f"training {arch['name']} on {data.name} for {cfg.pretrain_epochs} epochs"):
                 self._fit(model, data, cfg.pretrain_epochs, cfg.pretrain_lr)
-        dense_acc = self._accuracy(model, data)
-        with run.stage("export_dense"):
-            dense_parity = once(self._export, model, "dense.onnx", input_shape)
+                once(self._save_checkpoint, model, arch, input_shape, data, "trained.pt")
+            run.record("train", ["trained.pt"])
+        dense = run.cached("export_dense")
+        if dense is None:
+            with run.stage("export_dense"):
+                dense = {"accuracy": self._accuracy(model, data),
+                         "parity": once(self._export, model, "dense.onnx", input_shape)}
+                once(self._save_checkpoint, model, arch, input_shape, data, "dense.pt")
+            run.record("export_dense", ["dense.onnx", "dense.pt"], dense)
         teacher = copy.deepcopy(model).eval() if cfg.distill else None
         ctx, method = self._context(model, data, input_shape, teacher)
         if cfg.budget.kind == "latency":
@@ -87,18 +96,34 @@ class _TorchBuild:
                            f"on {self.target.name}"):
                 self.latency = once(self._calibrate, ctx)
                 ctx.latency = self.latency.result.allocator
-        with run.stage("prune", f"pruning with {cfg.method} ({cfg.importance}) to {cfg.budget.describe()}"):
-            self._prune(ctx, method)
-        if not method.finetunes and cfg.epochs > 0 and data is not None:
+        pruned = self._restore(model, "prune", "pruned_raw.pt")
+        if pruned is None:
+            with run.stage("prune", f"pruning with {cfg.method} ({cfg.importance}) to {cfg.budget.describe()}"):
+                self._prune(ctx, method)
+                once(self._save_checkpoint, model, arch, input_shape, data, "pruned_raw.pt")
+            run.record("prune", ["pruned_raw.pt"], {"rounds": ctx.rounds, "oracle": ctx.oracle})
+        else:
+            ctx.pruner.refresh()
+            ctx.rounds, ctx.oracle = pruned["rounds"], pruned["oracle"]
+        finetune = not method.finetunes and cfg.epochs > 0 and data is not None
+        if finetune and self._restore(model, "finetune", "pruned.pt") is None:
             with run.stage("finetune", f"fine-tuning {cfg.epochs} epochs"
                            + (" with distillation" if teacher is not None else "")):
                 self._fit(model, data, cfg.epochs, cfg.lr, teacher=teacher)
-        pruned_acc = self._accuracy(model, data)
-        with run.stage("export_pruned"):
-            pruned_parity = once(self._export, model, "pruned.onnx", input_shape)
-            once(self._save_checkpoint, model, arch, input_shape, data)
+                once(self._save_checkpoint, model, arch, input_shape, data, "pruned.pt")
+            run.record("finetune", ["pruned.pt"])
+        final = run.cached("export_pruned")
+        if final is None:
+            with run.stage("export_pruned"):
+                final = {"accuracy": self._accuracy(model, data),
+                         "parity": once(self._export, model, "pruned.onnx", input_shape)}
+                if not finetune:  # otherwise the fine-tuning stage wrote it
+                    once(self._save_checkpoint, model, arch, input_shape, data, "pruned.pt")
+            run.record("export_pruned", ["pruned.onnx"] + ([] if finetune else ["pruned.pt"]), final)
         with run.stage("profile", f"profiling dense and pruned models on {self.target.name}"):
             dense_prof, pruned_prof = once(self._profile)
+        dense_acc, pruned_acc = dense["accuracy"], final["accuracy"]
+        dense_parity, pruned_parity = dense["parity"], final["parity"]
         return once(self._write_report, ctx, method, dense_acc, pruned_acc, dense_parity, pruned_parity,
                     dense_prof, pruned_prof)
 
@@ -114,10 +139,14 @@ class _TorchBuild:
         return (cfg.in_channels or info.default_input[0], size, size)
 
     def _zoo_model(self, data):
+        import torch
+
         from ..models import create_model
 
-        model = create_model(self.config.model[4:], num_classes=self.config.num_classes or data.num_classes,
-                             in_channels=data.in_channels, input_size=data.image_size)
+        with torch.random.fork_rng(devices=[]):  # seeded initialisation, global RNG untouched
+            torch.manual_seed(self.config.seed)
+            model = create_model(self.config.model[4:], num_classes=self.config.num_classes or data.num_classes,
+                                 in_channels=data.in_channels, input_size=data.image_size)
         return model, dict(model.deploypipe_arch), data.input_shape
 
     def _load(self):
@@ -214,16 +243,27 @@ class _TorchBuild:
             raise VerificationError(f"the PyTorch-pruned model differs from the ONNX-shrunk original by "
                                     f"{ctx.oracle['max_abs']:.3g}", hint="please report this model")
 
-    def _save_checkpoint(self, model, arch, input_shape, data) -> None:
+    def _save_checkpoint(self, model, arch, input_shape, data, name: str) -> None:
         from ..checkpoint import save_checkpoint
 
-        meta = {"input_shape": list(input_shape), "pruned_by": "deploypipe build",
+        meta = {"input_shape": list(input_shape), "written_by": "deploypipe build",
                 "dataset": data.name if data is not None else None}
-        if arch:
-            save_checkpoint(self.run_dir.path("pruned.pt"), model, arch=arch["name"], arch_kwargs=arch["kwargs"],
-                            metadata=meta)
-        else:
-            save_checkpoint(self.run_dir.path("pruned.pt"), model, arch=None, arch_kwargs={}, metadata=meta)
+        save_checkpoint(self.run_dir.path(name), model, arch=arch["name"] if arch else None,
+                        arch_kwargs=arch["kwargs"] if arch else {}, metadata=meta)
+
+    def _restore(self, model, stage: str, name: str) -> dict | None:
+        """Load the weights (and widths) a finished stage saved; None if it must run."""
+        data = self.run_dir.cached(stage)
+        if data is None:
+            return None
+        import torch
+
+        from ..models.resize import resize_to_state_dict
+
+        state = torch.load(self.run_dir.path(name), map_location="cpu", weights_only=True)["state_dict"]
+        resize_to_state_dict(model, state)
+        model.load_state_dict(state)
+        return data
 
     def _profile(self):
         from ..measure.profile import profile_onnx
@@ -262,7 +302,7 @@ class _TorchBuild:
             "layers": {"dense": [l.to_dict() for l in dense_prof.layers],
                        "pruned": [l.to_dict() for l in pruned_prof.layers]},
             "stages": self.run_dir.stages,
-            "artifacts": ["dense.onnx", "pruned.onnx", "pruned.pt", "report.json"],
+            "artifacts": ["dense.onnx", "dense.pt", "pruned.onnx", "pruned.pt", "report.json"],
         }
         if self.latency is not None:
             report.update(self.latency.report(self.run_dir.out_dir, pruned_prof.latency_ms))
@@ -273,6 +313,33 @@ class _TorchBuild:
         write_json(self.run_dir.path("report.json"), report)
         try_write_html_report(self.run_dir.out_dir)
         return report
+
+
+def stage_keys(config: BuildConfig, target) -> tuple[dict[str, str], dict[str, Any]]:
+    """What each stage's result depends on: the model file's content, the data, the versions,
+    and the options of that stage and the stages before it (not where results go or how
+    they are shown)."""
+    from ..utils.files import sha256_file
+
+    path = Path(config.model)
+    c = dataclasses.asdict(config)
+    pick = lambda *names: {n: c[n] for n in names}  # noqa: E731
+    inputs = {"model": config.model, "model_sha256": sha256_file(path) if path.is_file() else None,
+              "dataset": config.dataset, "deploypipe": __version__}
+    base = {**inputs, **pick("seed", "limit", "arch", "num_classes", "in_channels", "input_size", "trust_model",
+                             "batch_size")}
+    keys = chain_keys(base, [
+        ("train", pick("pretrain_epochs", "pretrain_lr")),
+        ("export_dense", {"tolerances": target.to_dict()["tolerances"], "verify": config.verify}),
+        ("prune", {**pick("method", "method_params", "importance", "allocation", "budget", "round_to", "max_ratio",
+                          "calibration_batches", "distill", "latency"),
+                   # methods other than one-shot train while they prune, with the fine-tuning options
+                   **({} if config.method == "oneshot" else pick("epochs", "lr")),
+                   "target": target.to_dict()}),
+        ("finetune", pick("epochs", "lr", "distill")),
+        ("export_pruned", {}),
+    ])
+    return keys, inputs
 
 
 def _round_accuracy(ctx, entry: dict) -> None:
