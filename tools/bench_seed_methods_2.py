@@ -59,7 +59,9 @@ def parse() -> argparse.Namespace:
     p.add_argument("--val-limit", type=int, default=200)
     p.add_argument("--test-limit", type=int, default=1000)
     p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--pretrain-epochs", type=int, default=3)
+    p.add_argument("--pretrain-epochs", type=int, default=4)
+    p.add_argument("--pretrain-lr", type=float, default=0.05)
+    p.add_argument("--pretrain-warmup", type=float, default=1.0, help="warm-up epochs of the pre-training")
     p.add_argument("--epochs", type=int, default=1, help="training epochs after pruning, for every variant")
     p.add_argument("--cpli-samples", type=int, default=128, help="CPLI calibration images")
     p.add_argument("--threads", type=int, default=1, help="torch threads for training (latency: 1, the target's)")
@@ -109,7 +111,8 @@ def train_dense(arch: str, data, args) -> tuple[torch.nn.Module, float, float]:
     model = create_model(arch, num_classes=data.num_classes, in_channels=data.in_channels,
                          input_size=data.image_size)
     start = time.perf_counter()
-    fit(model, data, TrainConfig(epochs=args.pretrain_epochs, batch_size=args.batch_size, lr=0.1, progress=False))
+    fit(model, data, TrainConfig(epochs=args.pretrain_epochs, batch_size=args.batch_size, lr=args.pretrain_lr,
+                                 warmup_epochs=min(args.pretrain_warmup, args.pretrain_epochs), progress=False))
     return model, evaluate(model, data.test), time.perf_counter() - start
 
 
@@ -296,7 +299,9 @@ def document(args, data, results: list[dict], held: bool, load_start, started: f
         "conditions": {
             "dataset": f"MNIST ({data.source})", "input": list(data.input_shape),
             "subset": {"train": len(data.train), "val": len(data.val), "test": len(data.test)},
-            "batch_size": args.batch_size, "pretrain": {"epochs": args.pretrain_epochs, "lr": 0.1},
+            "batch_size": args.batch_size,
+            "pretrain": {"epochs": args.pretrain_epochs, "lr": args.pretrain_lr, "warmup_epochs": args.pretrain_warmup,
+                         "schedule": "cosine"},
             "after_pruning": {"epochs": args.epochs, "steps_per_epoch": steps_per_epoch(data, args),
                               "finetune_lr": FINETUNE_LR, "schedule": "cosine",
                               "kd": {"alpha": 0.9, "tau": 4.0},
