@@ -93,9 +93,12 @@ class FisherScores(Callback):
 
     def on_after_backward(self, state: TrainState) -> None:
         n = int(state.inputs.shape[0])  # type: ignore[union-attr]
-        for gid, grad in self.live.grads().items():
-            per_sample = grad.detach().double() * n  # undo the batch mean: dL_n/dm, not dL_n/dm / N
-            self.sums[gid] += (per_sample ** 2).sum(0).cpu().numpy()
+        # undo the batch mean (dL_n/dm, not dL_n/dm / N); under DDP each rank saw its own
+        # shard, so the scores are summed over ranks and every rank removes the same channel
+        step = {gid: ((grad.detach().double() * n) ** 2).sum(0).cpu().numpy()
+                for gid, grad in self.live.grads().items()}
+        for gid, s in self.live.ctx.sum_over_ranks(step).items():
+            self.sums[gid] += s
         self.batches += 1
 
     def on_step_end(self, state: TrainState) -> None:
