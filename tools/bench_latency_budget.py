@@ -66,6 +66,7 @@ MODELS = {
     "mobilenet_v2": Spec("mobilenet_v2", "mnist", 28, step=16),
     "resnet50": Spec("resnet50", None, 224, in_channels=3, step=32, iterations=(("cpu", 10),), profiles=("cpu",)),
 }
+BATCH = 32  # small batches: enough SGD steps on a 2,000-image subset
 SMOKE = Spec("test_resnet_cifar", "digits", 8, limit=300, pretrain_epochs=1, finetune_epochs=1,
              iterations=(("cpu-batch32", 10),), profiles=("cpu-batch32",))
 
@@ -113,11 +114,11 @@ def prepared(spec: Spec):
     model, data = create(spec), load_data(spec)
     if data is None:
         return model, None
-    path = cache_dir() / f"{spec.name}-{spec.dataset}-{spec.limit}-{spec.pretrain_epochs}ep.pt"
+    path = cache_dir() / f"{spec.name}-{spec.dataset}-{spec.limit}-{spec.pretrain_epochs}ep-b{BATCH}.pt"
     if path.is_file():
         model.load_state_dict(torch.load(path, weights_only=True))
         return model, data
-    fit(model, data, TrainConfig(epochs=spec.pretrain_epochs, lr=0.1, seed=0, progress=False))
+    fit(model, data, TrainConfig(epochs=spec.pretrain_epochs, batch_size=BATCH, lr=0.05, seed=0, progress=False))
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.save(model.state_dict(), path)
     return model, data
@@ -325,7 +326,8 @@ def finetuned_accuracy(spec: Spec, model, data, widths) -> float:
     ctx = PruneContext(pruner, PruneRequest(budget=Budget.parse("ratio", 0.5)))
     scores = ctx.scores()
     ctx.prune(select_drop([scores.get(g.id, np.zeros(g.width)) for g in pruner.groups], widths))
-    fit(pruner.model, data, TrainConfig(epochs=spec.finetune_epochs, lr=0.01, seed=0, progress=False))
+    fit(pruner.model, data, TrainConfig(epochs=spec.finetune_epochs, batch_size=BATCH, lr=0.01, seed=0,
+                                        progress=False))
     return float(evaluate(pruner.model, data.test))
 
 
