@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+import os
 import platform
 import sys
 import tempfile
@@ -42,7 +43,9 @@ def parse() -> argparse.Namespace:
     p.add_argument("--train-limit", type=int, default=6000, help="training images per split (subset of MNIST)")
     p.add_argument("--pretrain-epochs", type=int, default=6)
     p.add_argument("--finetune-epochs", type=int, default=2)
-    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--pretrain-lr", type=float, default=0.05)
+    p.add_argument("--threads", type=int, default=1, help="torch threads for training (the machine has 2 cores)")
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "vs_torch_pruning.json"))
     return p.parse_args()
 
@@ -129,12 +132,45 @@ def main() -> int:
     data = load_dataset("mnist", seed=0, limit=args.train_limit)
     shape = (1, *data.input_shape)
     results = []
+    started, load_start = time.perf_counter(), os.getloadavg()
+
+    def write() -> None:
+        doc = {
+            "benchmark": "deploypipe vs torch-pruning 1.6.1 (MetaPruner, GroupMagnitudeImportance p=2)",
+            "command": " ".join(["python", "tools/" + Path(sys.argv[0]).name, *sys.argv[1:]]),
+            "conditions": {"dataset": f"MNIST ({data.source})",
+                           "subset": {"train": len(data.train), "val": len(data.val), "test": len(data.test)},
+                           "batch_size": args.batch_size,
+                           "pretrain": {"epochs": args.pretrain_epochs, "lr": args.pretrain_lr, "warmup_epochs": 1,
+                                        "schedule": "cosine"},
+                           "finetune": {"epochs": args.finetune_epochs, "lr": 0.01, "schedule": "cosine"},
+                           "importance": "group L2 magnitude on both sides; the classifier is never pruned",
+                           "budget": "MACs counted on the exported ONNX graph by the same counter for both tools; "
+                                     "torch-pruning's ratio bisected until its MACs meet the budget",
+                           "latency": "ONNX Runtime CPU, median of 5 interleaved repeats of 100 (batch 1) / 25 "
+                                      "(batch 32) iterations; 'batch1' = the cpu profile (default threads), "
+                                      "'batch32' = cpu-batch32 (1 thread)",
+                           "torch_threads": args.threads, "smoke": args.smoke,
+                           "shared_machine": "2 cores, shared with another benchmark training on the other core: "
+                                             "latencies carry that load (see load_average)"},
+            "load_average": {"start": list(load_start), "end": list(os.getloadavg())},
+            "wall_seconds": round(time.perf_counter() - started, 1),
+            "machine": hardware_fingerprint().to_dict(), "python": platform.python_version(),
+            "torch": torch.__version__, "results": results,
+        }
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(args.out).with_suffix(".tmp")
+        tmp.write_text(json.dumps(doc, indent=2) + "\n")
+        tmp.replace(args.out)
+
     for arch in args.archs.split(","):
         torch.manual_seed(0)
         dense = create_model(arch, num_classes=data.num_classes, in_channels=data.in_channels,
                              input_size=data.image_size)
         t0 = time.perf_counter()
-        fit(dense, data, TrainConfig(epochs=args.pretrain_epochs, lr=0.1, progress=False))
+        fit(dense, data, TrainConfig(epochs=args.pretrain_epochs, batch_size=args.batch_size, lr=args.pretrain_lr,
+                                     warmup_epochs=min(1.0, args.pretrain_epochs), progress=False))
+        pretrain_seconds = time.perf_counter() - t0
         dense_acc = evaluate(dense, data.test)
         dense_macs = macs_of(dense, shape)
         print(f"{arch}: dense {dense_acc:.4f} in {time.perf_counter() - t0:.0f}s, {dense_macs / 1e6:.1f} MMACs",
@@ -152,7 +188,8 @@ def main() -> int:
                     rows[name] = {"error": "could not reach the budget"}
                     continue
                 before = evaluate(model, data.test)
-                fit(model, data, TrainConfig(epochs=args.finetune_epochs, lr=0.01, progress=False))
+                fit(model, data, TrainConfig(epochs=args.finetune_epochs, batch_size=args.batch_size, lr=0.01,
+                                             progress=False))
                 rows[name] = {"accuracy_before_finetune": before, "accuracy": evaluate(model, data.test),
                               "macs": macs_of(model, shape),
                               "params": sum(p.numel() for p in model.parameters()),
@@ -165,22 +202,11 @@ def main() -> int:
             for name in live:
                 rows[name]["latency_ms"] = lat[name]
             results.append({"arch": arch, "budget_x": bx, "dense": {"accuracy": dense_acc, "macs": dense_macs,
-                            "params": sum(p.numel() for p in dense.parameters()), "latency_ms": lat["dense"]},
-                            "variants": rows})
-    doc = {
-        "benchmark": "deploypipe vs torch-pruning 1.6.1 (MetaPruner, GroupMagnitudeImportance p=2)",
-        "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
-        "conditions": {"dataset": f"MNIST ({data.source}), {args.train_limit} images per split at most",
-                       "pretrain_epochs": args.pretrain_epochs, "finetune_epochs": args.finetune_epochs,
-                       "finetune_lr": 0.01, "importance": "group L2 magnitude on both sides",
-                       "latency": "ONNX Runtime CPU, median of interleaved repeats; 'cpu' = batch 1, default "
-                                  "threads; 'cpu-batch32' = batch 32, 1 thread",
-                       "torch_threads": args.threads, "smoke": args.smoke},
-        "machine": hardware_fingerprint().to_dict(), "python": platform.python_version(),
-        "results": results,
-    }
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(doc, indent=2) + "\n")
+                            "params": sum(p.numel() for p in dense.parameters()), "latency_ms": lat["dense"],
+                            "pretrain_seconds": round(pretrain_seconds, 1)},
+                            "variants": rows, "load_average": list(os.getloadavg())})
+            write()
+    write()
     print(f"wrote {args.out}")
     return 0
 
