@@ -5,6 +5,7 @@ import argparse
 import shlex
 import sys
 
+from ..errors import InputError
 from .args import add_target, fraction, positive_int
 
 
@@ -22,6 +23,8 @@ def add_parser(sub) -> None:
     g = p.add_argument_group("pruning")
     g.add_argument("--method", default="oneshot", help="pruning method (see `deploypipe list methods`)")
     g.add_argument("--method-arg", action="append", metavar="KEY=VALUE", help="a method hyperparameter (repeatable)")
+    g.add_argument("--density", type=fraction, metavar="D",
+                   help="fbs: share of channels each input keeps (shorthand for --method-arg density=D)")
     g.add_argument("--importance", default="l1", help="channel criterion (see `deploypipe list importance`)")
     g.add_argument("--allocation", default="uniform", choices=("uniform", "global"),
                    help="uniform: every group loses the same share; global: least important channels anywhere")
@@ -88,9 +91,15 @@ def config_from_args(args: argparse.Namespace, argv: list[str] | None = None):
         budget = Budget.parse("params", args.params_budget)
     else:
         budget = Budget.parse("macs", args.macs_budget or "2x")
+    method_params = parse_method_args(args.method_arg)
+    if args.density is not None:
+        if args.method != "fbs":
+            raise InputError(f"--density is a parameter of --method fbs, not of {args.method!r}",
+                             hint="add --method fbs, or drop --density")
+        method_params["density"] = str(args.density)
     command = "deploypipe " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
     return BuildConfig(model=args.model, out_dir=Path(args.output), target=args.target, dataset=args.dataset,
-                       method=args.method, method_params=parse_method_args(args.method_arg),
+                       method=args.method, method_params=method_params,
                        importance=args.importance, allocation=args.allocation, budget=budget,
                        round_to=args.round_to, max_ratio=args.max_ratio, epochs=max(0, args.epochs), lr=args.lr,
                        batch_size=args.batch_size, distill=args.distill, pretrain_epochs=args.pretrain_epochs,
