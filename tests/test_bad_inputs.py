@@ -165,6 +165,7 @@ def test_bad_input(name, files, tmp_path, capsys, monkeypatch):
     assert lines and lines[-1].startswith("deploypipe: error:"), err
     assert len([l for l in lines if l.startswith("deploypipe: error:")]) == 1 and "Traceback" not in err + out
     message = lines[-1]
+    print(f"[{name}] exit {code}: {message}")  # the matrix in the note: pytest -rP tests/test_bad_inputs.py
     assert needle.lower() in message.lower(), f"{name}: {message!r} does not mention {needle!r}"
     assert message.rstrip().endswith((".", "?", "!"))
     assert {p: sha256_file(p) for p in inputs} == before, f"{name} modified an input"

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Mapping, Sequence
@@ -180,6 +181,11 @@ def _session(path: Path, target: TargetProfile, so: "onnxruntime.SessionOptions"
         raise UnsupportedError(f"ONNX Runtime cannot run {str(path)!r} on "
                                f"{', '.join(target.providers)} alone: {reason}",
                                hint="some op has no GPU kernel; try another GPU target")
+    op = re.search(r"([\w.]*:?\w+)\(-?\d+\) is not a registered function/op", reason)
+    if op:
+        raise UnsupportedError(f"{str(path)!r} uses the op {op.group(1)}, which ONNX Runtime does not know",
+                               hint="export the model with standard ONNX ops, or register the custom op's "
+                                    "library with ONNX Runtime")
     raise InputError(f"ONNX Runtime cannot load {str(path)!r}: {reason}",
                      hint="check that it is a valid ONNX model")
 

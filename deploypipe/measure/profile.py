@@ -95,9 +95,10 @@ def check_onnx_file(path: str | Path) -> Path:
     import onnx
 
     path = Path(path)
+    if path.is_dir():
+        raise InputError(f"{str(path)!r} is a folder, not an ONNX file", hint="give the path of the .onnx file")
     if not path.is_file():
-        raise InputError(f"ONNX file {str(path)!r} does not exist",
-                         hint="check the path" if not path.exists() else "give a file, not a folder")
+        raise InputError(f"ONNX file {str(path)!r} does not exist", hint="check the path")
     try:
         model = onnx.load(str(path), load_external_data=False)
     except Exception:  # protobuf's DecodeError and friends

@@ -89,7 +89,11 @@ class Reader:
         allowed = set(allowed)
         unknown = sorted(set(self.data) - allowed - self.seen)
         if unknown:
-            self.fail(unknown[0], f"is not a known field (allowed: {', '.join(sorted(allowed))})")
+            import difflib
+
+            close = difflib.get_close_matches(unknown[0], sorted(allowed), n=1)
+            fix = f"did you mean '{self.prefix}{close[0]}'? " if close else ""
+            self.fail(unknown[0], f"is not a known field; {fix}allowed: {', '.join(sorted(allowed))}")
 
 
 def _describe(value: Any) -> str:
