@@ -8,6 +8,7 @@ with (accuracies, weight hashes, widths, collective results) to OUT/rank<R>.json
 """
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import sys
@@ -21,6 +22,7 @@ from deploypipe.errors import BudgetError
 from deploypipe.models import create_model
 from deploypipe.prune.budget import Budget
 from deploypipe.prune.methods import PruneContext, PruneRequest, create_method
+from deploypipe.prune.methods._live import LiveChannels
 from deploypipe.prune.torch_groups import TorchPruner
 from deploypipe.train import (TrainConfig, distributed_session, evaluate, fit, on_rank_zero, rank, solo,
                               world_size)
@@ -60,6 +62,29 @@ def prune_part(model: torch.nn.Module, data, out: dict) -> None:
                summed=ctx.sum_over_ranks({0: np.array([rank() + 1.0, 1.0])})[0].tolist())
 
 
+def fisher_part(model: torch.nn.Module, data, out: dict) -> None:
+    """Group Fisher removes channels from its own masks while training: every rank must
+    pick the same ones, which needs the Fisher information summed over ranks."""
+    request = PruneRequest(budget=Budget("ratio", 0.3), importance="l1")
+    ctx = PruneContext(TorchPruner(model, (1, 1, 8, 8)), request, data=data,
+                       train_config=TrainConfig(epochs=2, batch_size=64, lr=0.1, progress=False))
+    out["dense_widths"] = [int(w) for w in ctx.pruner.widths()]
+    kills: list = []  # every (group, channels) each rank masks, in order: slims would hide a divergence
+    original = LiveChannels.kill
+
+    def recording_kill(self, gid, idx):
+        kills.append([int(gid), [int(i) for i in np.atleast_1d(idx)]])
+        original(self, gid, idx)
+
+    LiveChannels.kill = recording_kill
+    try:
+        create_method("group_fisher", {"d": 2, "slim_every": 4}).run(ctx)
+    finally:
+        LiveChannels.kill = original
+    out["fisher"] = {"kills": kills, "widths": [int(w) for w in ctx.pruner.widths()], "weights": weights_hash(model),
+                     "kept": [ctx.kept[g].tolist() for g in sorted(ctx.kept)]}
+
+
 def collectives_part(out: dict) -> None:
     def fail() -> None:
         raise BudgetError("rank 0 says no")
@@ -76,6 +101,7 @@ def main(folder: Path) -> None:
         out: dict = {"rank": rank(), "world": world_size()}
         data = load_dataset("digits")
         model = train_part(data, out)
+        fisher_part(copy.deepcopy(model), data, out)
         prune_part(model, data, out)
         collectives_part(out)
         (folder / f"rank{rank()}.json").write_text(json.dumps(out))

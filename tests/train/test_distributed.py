@@ -63,6 +63,12 @@ def test_every_rank_ends_with_identical_weights_and_widths(runs):
     assert sum(r0["widths"]) < 48  # something was pruned (dense: 4+4+8+8+16+16 prunable)
 
 
+def test_group_fisher_removes_the_same_channels_on_every_rank(runs):
+    _, (r0, r1) = runs
+    assert r0["fisher"] == r1["fisher"]  # widths, kept channel indices and weights
+    assert sum(r0["fisher"]["widths"]) < sum(r0["dense_widths"])
+
+
 def test_rank_zero_decides_when_ranks_disagree(runs):
     _, (r0, r1) = runs
     for r in (r0, r1):  # rank 0 asked to drop channel 0 of the group, rank 1 channel 1
