@@ -45,9 +45,60 @@ def parse() -> argparse.Namespace:
     p.add_argument("--finetune-epochs", type=int, default=2)
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--pretrain-lr", type=float, default=0.05)
+    p.add_argument("--repeats", type=int, default=7, help="interleaved latency repeats (--latency-only)")
     p.add_argument("--threads", type=int, default=1, help="torch threads for training (the machine has 2 cores)")
-    p.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "vs_torch_pruning.json"))
-    return p.parse_args()
+    p.add_argument("--latency-only", action="store_true",
+                   help="no training: time uniform widths (torch-pruning, deploypipe unrounded and rounded to "
+                        "the cpu targets' multiple of 8) on randomly initialised models, interleaved")
+    p.add_argument("--out", default=None, help="default: benchmarks/results/vs_torch_pruning[_latency].json")
+    args = p.parse_args()
+    if args.out is None:
+        name = "vs_torch_pruning_latency.json" if args.latency_only else "vs_torch_pruning.json"
+        args.out = str(ROOT / "benchmarks" / "results" / name)
+    return args
+
+
+def latency_only(args) -> int:
+    """Latency depends on the widths alone: uniform allocations (which do not depend on the
+    weights) timed with random weights, the widths rounded to 8 or not."""
+    from deploypipe.measure.fingerprint import hardware_fingerprint
+    from deploypipe.models import create_model
+
+    shape, started, load_start = (1, 1, 28, 28), time.perf_counter(), os.getloadavg()
+    results = []
+    for arch in args.archs.split(","):
+        torch.manual_seed(0)
+        dense = create_model(arch, num_classes=10, in_channels=1, input_size=28)
+        dense_macs = macs_of(dense, shape)
+        for bx in (float(b) for b in args.budgets.split(",")):
+            models = {"torch_pruning_uniform": tp_prune(dense, shape, dense_macs / bx, False)[0],
+                      "deploypipe_uniform": dp_prune(dense, shape, bx, "uniform")[0],
+                      "deploypipe_uniform_round8": dp_prune(dense, shape, bx, "uniform", round_to=8)[0]}
+            lat = latency({"dense": dense, **models}, shape, repeats=args.repeats, iterations=100)
+            row = {"arch": arch, "budget_x": bx, "dense": {"macs": dense_macs, "latency_ms": lat["dense"]},
+                   "variants": {}, "load_average": list(os.getloadavg())}
+            for name, m in models.items():
+                widths = [int(c.out_channels) for c in m.modules() if isinstance(c, torch.nn.Conv2d)]
+                row["variants"][name] = {
+                    "macs": macs_of(m, shape), "latency_ms": lat[name],
+                    "speedup": {b: lat["dense"][b] / lat[name][b] for b in lat[name]},
+                    "conv_widths_multiple_of_8": sum(w % 8 == 0 for w in widths) / len(widths)}
+                print(f"{arch} {bx:g}x {name:26s} batch32 {lat[name]['batch32']:.2f} ms "
+                      f"({row['variants'][name]['speedup']['batch32']:.2f}x), batch1 {lat[name]['batch1']:.3f} ms",
+                      flush=True)
+            results.append(row)
+    doc = {"benchmark": "latency of uniform widths, rounded to 8 or not, against torch-pruning's (no training)",
+           "command": " ".join(["python", "tools/" + Path(sys.argv[0]).name, *sys.argv[1:]]),
+           "conditions": {"input": list(shape), "weights": "random (latency depends on widths only)",
+                          "latency": f"ONNX Runtime CPU, median of {args.repeats} interleaved repeats of 100 "
+                                     "(batch 1, cpu profile, default threads) / 25 (batch 32, cpu-batch32, "
+                                     "1 thread) iterations"},
+           "load_average": {"start": list(load_start), "end": list(os.getloadavg())},
+           "wall_seconds": round(time.perf_counter() - started, 1),
+           "machine": hardware_fingerprint().to_dict(), "results": results}
+    Path(args.out).write_text(json.dumps(doc, indent=2) + "\n")
+    print(f"wrote {args.out}")
+    return 0
 
 
 def macs_of(model: torch.nn.Module, shape) -> float:
@@ -86,7 +137,7 @@ def tp_prune(model, shape, target_macs: float, global_pruning: bool):
     return tp_once(model, shape, best_ratio, global_pruning)
 
 
-def dp_prune(model, shape, budget_x: float, allocation: str):
+def dp_prune(model, shape, budget_x: float, allocation: str, round_to: int = 1):
     from deploypipe.prune.budget import Budget
     from deploypipe.prune.methods import PruneContext, PruneRequest, create_method
     from deploypipe.prune.torch_groups import TorchPruner
@@ -94,7 +145,8 @@ def dp_prune(model, shape, budget_x: float, allocation: str):
     candidate = copy.deepcopy(model)
     start = time.perf_counter()
     pruner = TorchPruner(candidate, shape)
-    request = PruneRequest(budget=Budget("macs", budget_x, "reduction"), importance="l2", allocation=allocation)
+    request = PruneRequest(budget=Budget("macs", budget_x, "reduction"), importance="l2", allocation=allocation,
+                           round_to=round_to)
     create_method("oneshot").run(PruneContext(pruner, request))
     return candidate, time.perf_counter() - start
 
@@ -120,6 +172,9 @@ def latency(models: dict[str, torch.nn.Module], shape, repeats: int, iterations:
 
 def main() -> int:
     args = parse()
+    if args.latency_only:
+        torch.set_num_threads(args.threads)
+        return latency_only(args)
     if args.smoke:
         args.archs, args.budgets = "resnet20", "2"
         args.train_limit, args.pretrain_epochs, args.finetune_epochs = 300, 1, 1
