@@ -5,7 +5,7 @@ import argparse
 import json
 from pathlib import Path
 
-from ..errors import InputError
+from ..errors import InputError, UnsupportedError
 from .args import add_json_out, fraction, positive_int
 
 
@@ -57,6 +57,12 @@ def run(args: argparse.Namespace) -> int:
     check_output_path(args.output, args.model)
     start = time.perf_counter()
     analysis = analyse(load_onnx(args.model))
+    if not analysis.prunable:
+        frozen = [g for g in analysis.groups if g.frozen and g.reasons]
+        first = f" (e.g. group {frozen[0].id}: {frozen[0].reasons[0]})" if frozen else ""
+        raise UnsupportedError(f"no channel group of {args.model!r} can lose channels: all "
+                               f"{len(analysis.groups)} are frozen{first}",
+                               hint="run `deploypipe inspect` for every group's reason; nothing was written")
     if args.drop:
         drop = read_drop_file(args.drop)
     else:

@@ -23,6 +23,28 @@ def model_path(tmp_path):
     return path
 
 
+def _mystery_model() -> onnx.ModelProto:
+    import numpy as np
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    weights = [numpy_helper.from_array(rng.random((8, 3, 3, 3), dtype=np.float32), "w1"),
+               numpy_helper.from_array(rng.random((4, 8, 3, 3), dtype=np.float32), "w2")]
+    nodes = [helper.make_node("Conv", ["x", "w1"], ["a"], pads=[1, 1, 1, 1]),
+             helper.make_node("Mystery", ["a"], ["b"], domain="com.example"),
+             helper.make_node("Conv", ["b", "w2"], ["y"], pads=[1, 1, 1, 1])]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, 8, 8])], weights)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("com.example", 1)])
+
+
+def test_inspect_freezes_an_op_without_shapes_and_names_it(tmp_path, capsys):
+    path = tmp_path / "mystery.onnx"
+    onnx.save(_mystery_model(), str(path))
+    code, stdout, _ = run(capsys, "inspect", path)
+    assert code == 0 and "Mystery node" in stdout and "0 prunable" in stdout
+
+
 def run(capsys, *argv):
     code = main([str(a) for a in argv])
     out, err = capsys.readouterr()
@@ -63,7 +85,7 @@ def test_shrink_drop_file_and_round_to(model_path, tmp_path, capsys):
 
 
 @pytest.mark.parametrize("case", ["not_onnx", "truncated", "frozen_group", "out_of_range", "all_channels",
-                                  "bad_json", "output_is_input", "missing"])
+                                  "bad_json", "output_is_input", "missing", "op_without_shapes"])
 def test_bad_input_is_one_sentence_exit_2_and_input_unchanged(case, model_path, tmp_path, capsys):
     target = model_path
     args = ["--ratio", "0.5"]
@@ -75,6 +97,9 @@ def test_bad_input_is_one_sentence_exit_2_and_input_unchanged(case, model_path, 
         target.write_bytes(model_path.read_bytes()[:200])
     elif case == "missing":
         target = tmp_path / "nope.onnx"
+    elif case == "op_without_shapes":  # a custom op between two convs: no shape, nothing prunable
+        target = tmp_path / "mystery.onnx"
+        onnx.save(_mystery_model(), str(target))
     elif case in ("frozen_group", "out_of_range", "all_channels", "bad_json"):
         from deploypipe.graph import analyse, load_onnx
 
