@@ -38,7 +38,7 @@ def files(tmp_path_factory):
     assert main(["train", "--arch", "test_resnet_cifar", "--dataset", "digits", "--epochs", "1",
                  "--limit", "200", "-o", str(ckpt)]) == 0
     model_onnx = d / "model.onnx"
-    onnx.save(build_cnn(random_spec(3)), str(model_onnx))
+    onnx.save(build_cnn(random_spec(20)), str(model_onnx))  # prunable groups and a frozen channel shuffle
     return {"dir": d, "ckpt": ckpt, "onnx": model_onnx}
 
 
