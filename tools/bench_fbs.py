@@ -24,8 +24,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import dataclasses
-import fcntl
 import os
 import platform
 import sys
@@ -36,13 +34,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from _benchlib import LOCK, load_mnist_subset, lock_held
 
 warnings.filterwarnings("ignore")
 ROOT = Path(__file__).resolve().parents[1]
 ROUND_TO = 8  # the cpu-batch32 target's channel multiple
 FINETUNE_LR = 0.01
 PRETRAIN_LR = 0.05
-LOCK = "/tmp/deploypipe-measure.lock"
 
 
 def parse() -> argparse.Namespace:
@@ -75,16 +73,7 @@ def parse() -> argparse.Namespace:
 
 # -- data and the dense model -------------------------------------------------------------------
 def load_data(args):
-    from torch.utils.data import TensorDataset
-
-    from deploypipe.data import load_dataset
-
-    data = load_dataset("mnist", seed=0, limit=args.train_limit)
-
-    def head(ds, n):
-        return TensorDataset(*(t[:n] for t in ds.tensors))
-
-    return dataclasses.replace(data, val=head(data.val, args.val_limit), test=head(data.test, args.test_limit))
+    return load_mnist_subset(args.train_limit, args.val_limit, args.test_limit)
 
 
 def train_config(args, epochs: int, lr: float = FINETUNE_LR, warmup: float = 0.0):
@@ -233,18 +222,6 @@ def one_density(arch, dense, data, shape, d: float, args, tmp: Path, paths: dict
 
 
 # -- the record ---------------------------------------------------------------------------------
-def lock_held() -> bool:
-    """Whether someone holds the shared measurement lock (our own ``flock`` parent, normally)."""
-    try:
-        with open(LOCK, "a") as f:
-            try:
-                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except OSError:
-                return True
-            fcntl.flock(f, fcntl.LOCK_UN)
-            return False
-    except OSError:
-        return False
 
 
 def conditions(args, data, load_start, started) -> dict:

@@ -33,6 +33,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from _benchlib import load_mnist_subset
 
 warnings.filterwarnings("ignore")
 ROOT = Path(__file__).resolve().parents[1]
@@ -72,16 +73,7 @@ def parse() -> argparse.Namespace:
 
 # -- data and the dense model -------------------------------------------------------------------
 def load_data(args):
-    from torch.utils.data import TensorDataset
-
-    from deploypipe.data import load_dataset
-
-    data = load_dataset("mnist", seed=0, limit=args.train_limit)
-
-    def head(ds, n):
-        return TensorDataset(*(t[:n] for t in ds.tensors))
-
-    return dataclasses.replace(data, val=head(data.val, args.val_limit), test=head(data.test, args.test_limit))
+    return load_mnist_subset(args.train_limit, args.val_limit, args.test_limit)
 
 
 def steps_per_epoch(data, batch: int) -> int:

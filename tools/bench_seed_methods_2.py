@@ -28,8 +28,6 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):  # b
 
 import argparse  # noqa: E402
 import copy
-import dataclasses
-import fcntl
 import json
 import platform
 import sys
@@ -40,12 +38,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from _benchlib import LOCK, load_mnist_subset, lock_held
 
 warnings.filterwarnings("ignore")
 ROOT = Path(__file__).resolve().parents[1]
 ROUND_TO = 8
 FINETUNE_LR = 0.01
-LOCK = "/tmp/deploypipe-measure.lock"
 VARIANTS = ("l1", "kd", "cpli", "cascade0", "cascade1", "cascade2")
 
 
@@ -78,29 +76,9 @@ def parse() -> argparse.Namespace:
     return args
 
 
-def lock_held() -> bool:
-    """Whether another process (the ``flock`` wrapping this run) holds the measurement lock."""
-    with open(LOCK, "a") as f:
-        try:
-            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return True
-        fcntl.flock(f, fcntl.LOCK_UN)
-        return False
-
-
 # -- data and the dense model -------------------------------------------------------------------
 def load_data(args):
-    from torch.utils.data import TensorDataset
-
-    from deploypipe.data import load_dataset
-
-    data = load_dataset("mnist", seed=0, limit=args.train_limit)
-
-    def head(ds, n):
-        return TensorDataset(*(t[:n] for t in ds.tensors))
-
-    return dataclasses.replace(data, val=head(data.val, args.val_limit), test=head(data.test, args.test_limit))
+    return load_mnist_subset(args.train_limit, args.val_limit, args.test_limit)
 
 
 def train_dense(arch: str, data, args) -> tuple[torch.nn.Module, float, float]:
