@@ -164,10 +164,10 @@ class Bench:
         return self.seen[key]
 
     def allocator(self, table, coupled: bool = True):
-        from deploypipe.hw import Coupling, LatencyAllocator
+        from deploypipe.hw import LatencyAllocator
 
-        return LatencyAllocator(table, round_to=self.target.round_to, max_ratio=0.9,
-                                coupling=Coupling.of(self.analysis) if coupled else None)
+        return LatencyAllocator.for_model(table, self.analysis, round_to=self.target.round_to, max_ratio=0.9,
+                                          coupled=coupled)
 
 
 def loop(bench: Bench, table, ratio: float, coupled: bool) -> dict:

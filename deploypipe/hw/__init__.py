@@ -2,11 +2,11 @@
 budget, and the loop that measures the pruned model until the measurement meets the budget.
 
     table = measure_table(analysis, load_target("cpu"))          # cached per machine
-    alloc = LatencyAllocator(table, round_to=8, coupling=Coupling.of(analysis))
+    alloc = LatencyAllocator.for_model(table, analysis, round_to=8)  # coupling, layer weights
     keep = alloc.keep(widths, scores, prunable, budget_ms=5.0)   # exact knapsack (HALP)
     result = latency_loop(analysis, scores, prunable, alloc, budget, target, TargetTimer(target))
 """
-from .allocate import LatencyAllocator, width_options
+from .allocate import LatencyAllocator, layer_counts, width_options
 from .coupling import Coupling
 from .loop import LoopResult, LoopRound, latency_loop
 from .measure import TableSpec, measure_table, sample_widths
@@ -16,4 +16,4 @@ from .timer import TargetTimer, Timer
 
 __all__ = ["Coupling", "GroupTable", "LatencyAllocator", "LatencyTable", "LoopResult", "LoopRound",
            "TableSpec", "TargetTimer", "Timer", "group_subgraph", "latency_loop", "measure_table",
-           "sample_widths", "width_options", "with_batch"]
+           "layer_counts", "sample_widths", "width_options", "with_batch"]

@@ -54,13 +54,13 @@ def plan_latency(analysis: Analysis, scores: Sequence[np.ndarray], prunable: Seq
                  target: TargetProfile, budget: Budget, *, round_to: int, max_ratio: float,
                  options: LatencyOptions = LatencyOptions(), timer=None) -> LatencyPlan:
     """Measure (or load) the table of ``analysis.model`` and run the loop."""
-    from ..hw import Coupling, LatencyAllocator, TableSpec, TargetTimer, latency_loop, measure_table
+    from ..hw import LatencyAllocator, TableSpec, TargetTimer, latency_loop, measure_table
 
     timer = timer or TargetTimer(target)
     spec = TableSpec(step=options.step, cache_dir=options.cache_dir, use_cache=options.use_cache)
     table = measure_table(analysis, target, spec, timer=timer)
-    alloc = LatencyAllocator(table, round_to=round_to, max_ratio=max_ratio,
-                             coupling=Coupling.of(analysis) if options.coupled else None)
+    alloc = LatencyAllocator.for_model(table, analysis, round_to=round_to, max_ratio=max_ratio,
+                                       coupled=options.coupled)
     flagged = table.non_monotonic()
     if flagged:
         log.info("latency table: %d group(s) measured slower at a narrower width (%s); the allocation "

@@ -6,7 +6,7 @@ import pytest
 
 from deploypipe.errors import BudgetError
 from deploypipe.hw import Coupling, GroupTable, LatencyAllocator, LatencyTable, TableSpec, measure_table
-from deploypipe.hw.allocate import undominated, width_options
+from deploypipe.hw.allocate import layer_counts, undominated, width_options
 from deploypipe.prune.allocate import select_drop
 from deploypipe.targets import load_target
 
@@ -56,10 +56,14 @@ def test_coupled_model_is_exact_where_latency_is_bilinear_and_additive_is_not(re
     assert worst > 0.2  # double-counted Convs
 
 
-@pytest.mark.parametrize("coupled", [True, False], ids=["coupled", "additive"])
-def test_keep_meets_the_budget_keeps_a_block_and_beats_random_feasible_widths(resnet_analysis, macs_table, coupled):
+@pytest.mark.parametrize("coupled,weighted", [(True, False), (False, False), (True, True)],
+                         ids=["coupled", "additive", "coupled-layer-weights"])
+def test_keep_meets_the_budget_keeps_a_block_and_beats_random_feasible_widths(resnet_analysis, macs_table, coupled,
+                                                                             weighted):
     a = resnet_analysis
-    alloc = LatencyAllocator(macs_table, round_to=8, coupling=Coupling.of(a) if coupled else None)
+    alloc = LatencyAllocator(macs_table, round_to=8, coupling=Coupling.of(a) if coupled else None,
+                             layers=layer_counts(a) if weighted else None)
+    weight = layer_counts(a) if weighted else {}
     rng = np.random.default_rng(1)
     scores = [rng.random(g.width) + (g.id % 3) for g in a.groups]
     prunable = [g.prunable for g in a.groups]
@@ -68,7 +72,7 @@ def test_keep_meets_the_budget_keeps_a_block_and_beats_random_feasible_widths(re
     assert alloc.predict(keep) <= budget * (1 + 1e-9)
     assert all(k >= 8 and k % 8 == 0 for k, g in zip(keep, a.groups) if g.prunable)
     assert all(k == g.width for k, g in zip(keep, a.groups) if not g.prunable)
-    norm = [s / s.mean() for s in scores]
+    norm = [weight.get(g, 1) * s / s.sum() for g, s in enumerate(scores)]
     value = lambda w: sum(np.sort(s)[::-1][:k].sum() for s, k in zip(norm, w))  # noqa: E731
     for _ in range(200):  # no random feasible allocation keeps more importance
         w = _random_widths(a, macs_table, rng)
@@ -78,6 +82,27 @@ def test_keep_meets_the_budget_keeps_a_block_and_beats_random_feasible_widths(re
     for g, idx in drop.items():
         kept = np.setdiff1d(np.arange(len(scores[g])), idx)
         assert scores[g][kept].min() >= scores[g][idx].max()
+
+
+def test_layer_weights_keep_residual_streams_at_least_as_wide_as_their_blocks(resnet_analysis, macs_table):
+    """A residual stream lives in ~8 convolutions, an inner group in 2: without the layer
+    weight the knapsack buys its latency cheaply and strips it first (stage 2 to 8 of 32
+    channels, every inner group of the stage left at 32)."""
+    a = resnet_analysis
+    layers = layer_counts(a)
+    rng = np.random.default_rng(1)
+    scores = [rng.random(g.width) + 1 for g in a.groups]
+    prunable = [g.prunable for g in a.groups]
+    streams = [g for g in layers if layers[g] > 2 and prunable[g]]
+    assert len(streams) == 3  # one per stage
+    plain = LatencyAllocator(macs_table, round_to=8, coupling=Coupling.of(a))
+    weighted = LatencyAllocator.for_model(macs_table, a, round_to=8)
+    kept = {name: alloc.keep(a.widths(), scores, prunable, 0.5 * macs_table.dense_ms) / a.widths()
+            for name, alloc in (("plain", plain), ("weighted", weighted))}
+    stages = [(s, [g for g in range(s + 1, e) if prunable[g]]) for s, e in zip(streams, streams[1:] + [len(a.groups)])]
+    stripped = lambda k: [s for s, inner in stages if k[s] < np.mean(k[inner])]  # noqa: E731
+    assert stripped(kept["plain"])  # the bias the weight removes
+    assert stripped(kept["weighted"]) == []
 
 
 def test_a_budget_below_the_fastest_is_one_sentence_with_the_number(resnet_analysis, macs_table):
@@ -144,3 +169,12 @@ def test_iterative_method_reaches_the_latency_budget_in_steps():
     create_method("iterative", {"steps": "2"}).run(ctx)
     assert len(ctx.rounds) == 2
     assert ctx.latency.predict(pruner.widths()) <= 0.5 * table.dense_ms * (1 + 1e-9)
+
+
+def test_kept_value_is_the_share_of_importance_kept_per_layer():
+    from deploypipe.hw.allocate import kept_value
+
+    assert kept_value(np.array([1.0, 3.0]), layers=2) == pytest.approx([1.5, 2.0])  # best channel first
+    assert kept_value(np.zeros(4)) == pytest.approx([0.25, 0.5, 0.75, 1.0])  # no signal: by count
+    wide, narrow = kept_value(np.ones(960)), kept_value(np.ones(16))
+    assert wide[-1] == narrow[-1] == pytest.approx(1.0) and wide[7] < narrow[7]  # 8 channels of 960 vs of 16

@@ -93,3 +93,16 @@ def test_the_loop_refuses_once_the_fastest_widths_measure_over_the_budget(setup)
         latency_loop(a, scores, prunable, alloc, Budget.parse("latency", "0.3"), TARGET, oracle, rounds=8)
     assert oracle.calls <= 1 + 2 * 3  # dense, then at most three rounds of (dense, pruned)
     assert "--latency-ratio 0.3" in str(exc.value) or "--latency-ratio 0.4" in str(exc.value)
+
+
+@pytest.mark.parametrize("measured,expected", [
+    (10.0, 0.25),  # no saving at all: at most 4x less trust, not 20x
+    (9.0, 0.5),  # half the predicted saving
+    (6.0, 2.0),  # twice the predicted saving
+    (1.0, 4.0),  # far more than predicted: at most 4x
+])
+def test_one_round_moves_the_scale_at_most_four_times(measured, expected):
+    from deploypipe.hw import LoopRound
+
+    r = LoopRound(1, 1.0, 8.0, predicted_ms=8.0, measured_ms=measured, dense_ms=10.0, widths=(8,), macs=1.0)
+    assert r.next_scale == pytest.approx(expected)

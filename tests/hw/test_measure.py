@@ -78,7 +78,7 @@ def test_an_interrupted_run_resumes_where_it_stopped(resnet_analysis):
     assert 0 < len(saved["groups"]) < len(resnet_analysis.prunable)
     rest = MacsTimer()
     table = measure_table(resnet_analysis, target, QUIET, timer=rest)
-    done = sum(len(g["widths"]) for g in saved["groups"].values())
+    done = sum(len(g["widths"]) + 1 for g in saved["groups"].values())  # + the dense model beside each
     assert rest.calls == full.calls - 1 - done  # neither the dense model nor a finished group again
     assert len(table.groups) == len(resnet_analysis.prunable) and table.meta["complete"]
 
@@ -103,3 +103,46 @@ def test_architecture_hash_ignores_weights_but_not_shapes(resnet_analysis):
 
     smaller = shrink(resnet_analysis, {1: [0, 1]})
     assert architecture_hash(smaller) != architecture_hash(model)
+
+
+class DriftingTimer(MacsTimer):
+    """MacsTimer on a machine whose load changes between calls: call k runs ``factors[k % n]``
+    times slower (the first call, the table's dense model, at 1)."""
+
+    def __init__(self, factors=(1.0, 2.7, 0.6, 1.9)):
+        super().__init__()
+        self.factors, self.call = factors, 0
+
+    def time(self, models):
+        factor = self.factors[self.call % len(self.factors)]
+        self.call += 1
+        return [factor * ms for ms in super().time(models)]
+
+
+def test_groups_measured_under_different_load_speak_the_table_unit(resnet_analysis):
+    target, spec = load_target("cpu"), TableSpec(show_progress=False, use_cache=False)
+    quiet = measure_table(resnet_analysis, target, spec, timer=MacsTimer())
+    drifting = measure_table(resnet_analysis, target, spec, timer=DriftingTimer())
+    assert drifting.dense_ms == quiet.dense_ms
+    for g, t in quiet.groups.items():
+        assert drifting.groups[g].ms == pytest.approx(t.ms, rel=1e-9)
+
+
+def test_a_call_longer_than_a_chunk_scales_later_chunks_by_its_reference(monkeypatch):
+    """Chunks are timed at different moments: each later chunk re-times the first model and
+    is scaled by it, so all answers are in the first chunk's unit."""
+    from deploypipe.hw import timer as timer_module
+
+    timer = timer_module.TargetTimer(load_target("cpu"))
+    loads = iter([1.0, 3.0, 0.5, 2.0])
+    seen = []
+
+    def chunk(models):
+        load = next(loads)
+        seen.append(list(models))
+        return [load * m for m in models]
+
+    monkeypatch.setattr(timer, "_time_chunk", chunk)
+    truth = [float(i + 1) for i in range(3 * timer_module.CHUNK)]
+    assert timer.time(truth) == pytest.approx(truth, rel=1e-12)
+    assert all(c[0] == truth[0] for c in seen) and len(seen) == 4
