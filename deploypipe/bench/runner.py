@@ -67,6 +67,7 @@ def time_cases(suite_name: str, cases: Sequence[Case], reference: Case | None,
                target: TargetProfile, settings: RunSettings) -> BenchRun:
     """Build an engine per ONNX file and time ``cases`` (and the reference) in rounds."""
     from ..backends import backend_for_target
+    from ..backends.ort import settle_seconds
 
     load_before = _load_average()
     everything = [*cases, *([reference] if reference else [])]
@@ -77,7 +78,10 @@ def time_cases(suite_name: str, cases: Sequence[Case], reference: Case | None,
             if case.onnx_path not in engines:
                 engines[case.onnx_path] = stack.enter_context(backend.build(case.onnx_path, target))
 
+        settle = settle_seconds(target) if len(engines) > 1 else 0.0
+
         def measure(case: Case, warmup: int = settings.warmup) -> LatencyStats:
+            time.sleep(settle)  # other sessions' spinning threads fall asleep first
             return engines[case.onnx_path].time(case.batch, warmup, settings.iterations,
                                                 sample_shape=case.shape)
 

@@ -22,7 +22,7 @@ import numpy as np
 
 from ..errors import InputError
 
-FORMAT = "deploypipe.latency_table/2"  # /2: groups timed beside the dense model
+FORMAT = "deploypipe.latency_table/3"  # /2: groups timed beside the dense model; /3: settled sessions
 NOISE = 0.02  # a narrower width must be this much slower (relative) to count as non-monotonic
 
 

@@ -12,11 +12,15 @@ the models of one call stay comparable (a group's table once compared its dense 
 timed alone in a last chunk, with narrower widths timed seconds earlier: 27.7 ms at 256
 channels against 70.0 ms at 128).
 
+Sessions with a CPU thread pool slow each other down when timed back to back (see
+:func:`deploypipe.backends.ort.settle_seconds`): the timer pauses before each burst.
+
 A :class:`Timer` is anything with ``time(models) -> [ms]``; tests pass counting fakes.
 """
 from __future__ import annotations
 
 import statistics
+import time
 import tempfile
 from pathlib import Path
 from typing import Protocol, Sequence
@@ -49,6 +53,9 @@ class TargetTimer:
         self.bursts = max(1, min(bursts, self.iterations))
         # microsecond sub-graphs: at least MS_PER_ITERATION of timing per asked iteration
         self.min_burst_seconds = self.iterations * MS_PER_ITERATION / 1000 / self.bursts
+        from ..backends.ort import settle_seconds
+
+        self.settle = settle_seconds(target)
         self.calls = 0  # models timed (for reports and tests)
 
     def time(self, models: Sequence[onnx.ModelProto]) -> list[float]:
@@ -80,6 +87,8 @@ class TargetTimer:
         values: list[list[float]] = [[] for _ in engines]
         for burst in range(self.bursts):
             for i, engine in enumerate(engines):
+                if self.settle and len(engines) > 1:
+                    time.sleep(self.settle)
                 stats = engine.time(t.batch, self.warmup if burst == 0 else 1, per_burst,
                                     min_seconds=self.min_burst_seconds, sample_shape=_sample_shape(engine, t))
                 values[i].append(stats.statistic(t.statistic))

@@ -52,7 +52,7 @@ def test_lut_measures_writes_and_then_reads_the_cache(tiny_onnx, profile, tmp_pa
     code, stdout, _ = run(capsys, "lut", tiny_onnx, "--target", profile, "-o", out)
     assert code == 0, stdout
     table = json.loads(out.read_text())
-    assert table["format"] == "deploypipe.latency_table/2" and table["groups"]
+    assert table["format"] == "deploypipe.latency_table/3" and table["groups"]
     for g in table["groups"].values():
         assert g["widths"][-1] == g["width"] and len(g["widths"]) == len(g["ms"]) and min(g["ms"]) > 0
     assert "measured in" in stdout

@@ -146,3 +146,31 @@ def test_a_call_longer_than_a_chunk_scales_later_chunks_by_its_reference(monkeyp
     truth = [float(i + 1) for i in range(3 * timer_module.CHUNK)]
     assert timer.time(truth) == pytest.approx(truth, rel=1e-12)
     assert all(c[0] == truth[0] for c in seen) and len(seen) == 4
+
+
+def test_multi_threaded_cpu_sessions_settle_before_each_burst(monkeypatch):
+    """ORT's spinning worker threads of one session slow the next one down: the timer
+    pauses before each burst on a multi-threaded CPU target, never on a single-threaded one."""
+    from deploypipe.backends.ort import SETTLE_SECONDS, settle_seconds
+    from deploypipe.hw import timer as timer_module
+
+    assert settle_seconds(load_target("cpu")) == SETTLE_SECONDS  # threads = 0: the library's pool
+    assert settle_seconds(load_target("cpu-batch32")) == 0.0  # one thread: no pool
+    assert settle_seconds(load_target("torch-cuda")) == 0.0
+
+    class Engine:
+        inputs = ()
+
+        def time(self, batch, warmup, iterations, **kw):
+            events.append("run")
+            return type("Stats", (), {"statistic": lambda self, name: 1.0})()
+
+    events = []
+    monkeypatch.setattr(timer_module.time, "sleep", lambda s: events.append(s))
+    for name, expected in (("cpu", SETTLE_SECONDS), ("cpu-batch32", None)):
+        events.clear()
+        timer = timer_module.TargetTimer(load_target(name), iterations=10, bursts=2)
+        timer._interleave([Engine(), Engine()])
+        runs = events.count("run")
+        assert runs == 4
+        assert events == ([expected, "run"] * runs if expected else ["run"] * runs)

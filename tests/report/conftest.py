@@ -37,7 +37,7 @@ def latency_run(run_dir) -> Path:
 def add_latency_sections(folder: Path) -> None:
     report = json.loads((folder / "report.json").read_text())
     groups = [g for g in report["groups"] if not g["frozen"]]
-    table = {"format": "deploypipe.latency_table/2", "dense_ms": 0.05, "meta": {"target": "cpu"},
+    table = {"format": "deploypipe.latency_table/3", "dense_ms": 0.05, "meta": {"target": "cpu"},
              "groups": {str(g["id"]): {"width": g["width_before"], "widths": list(range(1, g["width_before"] + 1)),
                                        "ms": [0.01 + 0.002 * k * (g["id"] + 1) for k in range(g["width_before"])],
                                        "key": [f"layer{g['id']}.conv.weight", 0, 0], "nodes": 4}
