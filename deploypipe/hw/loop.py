@@ -124,19 +124,30 @@ class _Search:
     def record(self, r: LoopRound, *, bracket: bool = True) -> None:
         """Keep ``r``; ``bracket=False`` for a round whose widths did not come from its scale."""
         self.rounds.append(r)
-        if not bracket:
-            return
-        if r.measured_ms > r.budget_ms:
-            self.upper = min(self.upper, r.scale)
-        elif r.measured_ms < (1 - self.tolerance) * r.budget_ms:
-            self.lower = max(self.lower, r.scale)
+        if bracket:
+            self.learn(r.scale, r.measured_ms, r.budget_ms)
+
+    def learn(self, scale: float, measured_ms: float, budget_ms: float) -> bool:
+        """Narrow the bracket with a model of ``scale`` measured at ``measured_ms``; False
+        when that model landed in the window (nothing to narrow)."""
+        if measured_ms > budget_ms:
+            self.upper = min(self.upper, scale)
+        elif measured_ms < (1 - self.tolerance) * budget_ms:
+            self.lower = max(self.lower, scale)
+        else:
+            return False
+        return True
 
     def done(self) -> bool:
         r = self.rounds[-1]
         return (1 - self.tolerance) * r.budget_ms <= r.measured_ms <= r.budget_ms
 
     def next_scale(self) -> float:
-        s = self.rounds[-1].next_scale
+        return self.inside(self.rounds[-1].next_scale)
+
+    def inside(self, s: float) -> float:
+        """``s`` if strictly inside the bracket, else its geometric middle (or a step out of
+        the one known end)."""
         lo, hi = self.lower, self.upper
         if lo < s < hi:
             return s
@@ -173,6 +184,7 @@ def latency_loop(analysis: Analysis, scores: Sequence[np.ndarray], prunable: Seq
             alloc = dataclasses.replace(alloc, scale=search.next_scale(), dense_ms=search.rounds[-1].dense_ms)
         try:
             keep, note = alloc.keep(widths, scores, prunable, alloc.budget_ms(budget)), ""
+            keep, alloc = _unmeasured(keep, alloc, widths, scores, prunable, budget, search, run)
         except BudgetError:  # the corrected table puts the budget out of reach: the fastest is closest
             keep, note = alloc.fastest(widths, prunable), "fastest allowed widths"
             alloc = dataclasses.replace(alloc, fastest_fits=True)
@@ -187,6 +199,27 @@ def latency_loop(analysis: Analysis, scores: Sequence[np.ndarray], prunable: Seq
             break  # the fastest widths missed where an earlier round met: noise, keep that round
     best = search.best()
     return LoopResult(tuple(search.rounds), best, tolerance, used[best])
+
+
+SEARCH_TRIES = 12  # allocations tried (no measuring) for widths that no round has measured
+
+
+def _unmeasured(keep: np.ndarray, alloc: LatencyAllocator, widths, scores, prunable, budget: Budget,
+                search: _Search, run: "_Runner") -> tuple[np.ndarray, LatencyAllocator]:
+    """Widths an earlier round measured teach nothing: their scale counts as that round's
+    outcome (too slow or too fast), the bracket is bisected and the allocation tried again.
+    Without this, two allocations either side of a step in the latency (a 1-ms model at
+    batch 1: 0.47 ms and 0.73 ms, nothing measured between) took turns until the rounds ran out."""
+    for _ in range(SEARCH_TRIES):
+        known = run.seen.get(tuple(int(w) for w in keep))
+        if known is None or not search.learn(alloc.scale, known[1], budget.target(known[0])):
+            break
+        candidate = dataclasses.replace(alloc, scale=search.inside(alloc.scale))
+        try:
+            keep, alloc = candidate.keep(widths, scores, prunable, candidate.budget_ms(budget)), candidate
+        except BudgetError:
+            break
+    return keep, alloc
 
 
 def _check_reachable(alloc: LatencyAllocator, widths, prunable, budget: Budget, run: "_Runner",

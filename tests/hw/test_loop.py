@@ -106,3 +106,29 @@ def test_one_round_moves_the_scale_at_most_four_times(measured, expected):
 
     r = LoopRound(1, 1.0, 8.0, predicted_ms=8.0, measured_ms=measured, dense_ms=10.0, widths=(8,), macs=1.0)
     assert r.next_scale == pytest.approx(expected)
+
+
+@pytest.mark.parametrize("outcome", ["too slow", "too fast"])
+def test_widths_measured_before_are_not_measured_again_the_bracket_moves_instead(setup, outcome):
+    """A proposal whose widths an earlier round measured counts as that round's outcome: the
+    scale moves past it (no measuring) until the knapsack proposes widths not yet measured."""
+    import dataclasses
+    from types import SimpleNamespace
+
+    from deploypipe.hw.loop import _Search, _unmeasured
+
+    a, table, scores, prunable = setup
+    alloc = dataclasses.replace(LatencyAllocator.for_model(table, a, round_to=8), dense_ms=table.dense_ms)
+    budget = Budget.parse("latency", 0.5)
+    keep = alloc.keep(a.widths(), scores, prunable, alloc.budget_ms(budget))
+    measured = table.dense_ms * (0.6 if outcome == "too slow" else 0.3)
+    run = SimpleNamespace(seen={tuple(int(w) for w in keep): (table.dense_ms, measured)})
+    search = _Search(0.05)
+    new_keep, new_alloc = _unmeasured(keep, alloc, a.widths(), scores, prunable, budget, search, run)
+    assert tuple(int(w) for w in new_keep) not in run.seen
+    if outcome == "too slow":  # trust the table less: predicted savings shrink, more is pruned
+        assert search.upper == 1.0 and new_alloc.scale < 1.0
+        assert a.cost.macs(new_keep) < a.cost.macs(keep)
+    else:
+        assert search.lower == 1.0 and new_alloc.scale > 1.0
+        assert a.cost.macs(new_keep) > a.cost.macs(keep)
