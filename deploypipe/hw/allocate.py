@@ -11,11 +11,11 @@ residual-stream channel shared by 19 convolutions worth as much as one inside a 
 knapsack then stripped the residual streams and the narrow early layers first, where
 latency is cheap to buy and accuracy is not. Measured at the same latency on cpu-batch32
 (L1 scores, 1 epoch of fine-tuning on 2,000 MNIST images,
-``benchmarks/results/latency_budget.json``): resnet56 at 0.3 of the dense latency 88.1%
-against 76.3% with per-channel values in the benchmark's previous run (uniform 81.8%,
-MACs-global 84.0%); mobilenet_v2 at 0.5 95.3% against 91.1% (uniform 95.2%). The values are still nearly linear in the
-channels kept (L1 scores vary little inside a layer), so the knapsack can cut a few
-groups to their floor: mobilenet_v2 at 0.3 kept 85.2% against uniform's 94.2%. A width whose
+``benchmarks/results/latency_budget.json`` and its history): mobilenet_v2 at 0.5 of the
+dense latency 95.3% against 91.1% with per-channel values (uniform 95.5%); resnet56 at 0.3
+88.1% against 76.3% (uniform 81.8%, one run). The values are still nearly linear in the
+channels kept (L1 scores vary little inside a layer), so the knapsack can cut a few groups
+to their floor: mobilenet_v2 at 0.3 kept 87.7% against uniform's 94.3%. A width whose
 table latency is no lower than a wider option's is never offered: cutting channels that
 buy no time (a misaligned width, or a measured step backwards) only loses accuracy.
 """
