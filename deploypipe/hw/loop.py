@@ -8,13 +8,14 @@ same machine load, and a ratio budget is taken against the dense latency of that
 Round 1 trusts the table (scale 1). The scale multiplies the table's latency changes: each
 later round multiplies it by the last round's measured / predicted saving (dense minus
 pruned, measured against predicted; at most 4x either way), so a table that over-promises
-is corrected where it is wrong while the dense latency, measured each round, stays exact. The scale is kept
-strictly inside the bracket of scales already seen to give a model slower than the budget
-and more than ``tolerance`` under it, so a model error that changes with the allocation
-cannot make the loop oscillate. Allocations
-aim at the middle of the window ``[(1 - tolerance) * budget, budget]``. The loop stops
-when a measurement lands in the window, or after ``rounds`` rounds with the round that
-came closest from below (or, if none met the budget, the fastest one).
+is corrected where it is wrong while the dense latency, measured each round, stays exact.
+The scale is kept strictly inside the bracket of scales already seen to give a model
+slower than the budget and more than ``tolerance`` under it, so a model error that changes
+with the allocation cannot make the loop oscillate; widths a round already measured are
+never measured again (the bracket is bisected instead). Allocations aim at the middle of
+the window ``[(1 - tolerance) * budget, budget]``. The loop stops when a measurement lands
+in the window, or after ``rounds`` rounds with the round that came closest from below (or,
+if none met the budget, the fastest one).
 """
 from __future__ import annotations
 
@@ -211,7 +212,7 @@ def _unmeasured(keep: np.ndarray, alloc: LatencyAllocator, widths, scores, pruna
     Without this, two allocations either side of a step in the latency (a 1-ms model at
     batch 1: 0.47 ms and 0.73 ms, nothing measured between) took turns until the rounds ran out."""
     for _ in range(SEARCH_TRIES):
-        known = run.seen.get(tuple(int(w) for w in keep))
+        known = run.seen.get(_key(keep))
         if known is None or not search.learn(alloc.scale, known[1], budget.target(known[0])):
             break
         candidate = dataclasses.replace(alloc, scale=search.inside(alloc.scale))
@@ -247,6 +248,11 @@ def _out_of_reach(r: LoopRound, target: TargetProfile) -> BudgetError:
                        "or allow more pruning per group with --max-ratio")
 
 
+def _key(widths: Sequence[int]) -> tuple[int, ...]:
+    """Widths as the key of the measurements already taken."""
+    return tuple(int(w) for w in widths)
+
+
 @dataclass
 class _Runner:
     """Builds one round's pruned model and measures it beside the dense one."""
@@ -260,7 +266,7 @@ class _Runner:
 
     def round(self, index: int, keep: np.ndarray, alloc: LatencyAllocator, budget: Budget,
               note: str = "") -> LoopRound:
-        key = tuple(int(w) for w in keep)
+        key = _key(keep)
         if key in self.seen:  # the same widths again: their measurement is known
             dense_ms, measured = self.seen[key]
             note = note or "same widths as an earlier round (not measured again)"

@@ -20,8 +20,8 @@ A :class:`Timer` is anything with ``time(models) -> [ms]``; tests pass counting 
 from __future__ import annotations
 
 import statistics
-import time
 import tempfile
+import time
 from pathlib import Path
 from typing import Protocol, Sequence
 
