@@ -37,6 +37,7 @@ import numpy as np
 warnings.filterwarnings("ignore")
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from deploypipe.pipeline.latency import LatencyOptions  # noqa: E402
 SHARED = ("the machine (2 cores) was shared with other engineers running tests, training and benchmarks; "
           "timed phases ran under flock /tmp/deploypipe-measure.lock, which they also take for timing, "
           "but their untimed work still ran; load averages before and after each run are recorded")
@@ -63,12 +64,24 @@ class Spec:
     def iterations_for(self, profile: str) -> int | None:
         return dict(self.iterations).get(profile)
 
+    @property
+    def label(self) -> str:
+        """The name in results and ``--models``: the zoo name, with the input size if not the usual one."""
+        usual = {"mnist": 28, "digits": 8, None: 224}.get(self.dataset)
+        return self.name if self.input_size == usual else f"{self.name}@{self.input_size}"
 
-MODELS = {
-    "resnet56": Spec("resnet56", "mnist", 28),
-    "mobilenet_v2": Spec("mobilenet_v2", "mnist", 28, step=16),
-    "resnet50": Spec("resnet50", None, 224, in_channels=3, step=32, iterations=(("cpu", 10),), profiles=("cpu",)),
-}
+
+MODELS = {s.label: s for s in (
+    Spec("resnet56", "mnist", 28),
+    Spec("mobilenet_v2", "mnist", 28, step=16),
+    Spec("resnet50", None, 224, in_channels=3, step=32, iterations=(("cpu", 10),), profiles=("cpu",)),
+    # batch 32 on one thread: 3.3 s per inference at 224 (0.86 s at 112), which would make the
+    # table take hours; at 64 x 64 (stem 32, last stage 2 x 2) the same network and widths
+    # take ~0.3 s, sampled every 64 channels, 5 iterations
+    Spec("resnet50", None, 64, in_channels=3, step=64, iterations=(("cpu-batch32", 5),),
+         profiles=("cpu-batch32",)),
+)}
+ROUNDS, TOLERANCE = LatencyOptions().rounds, LatencyOptions().tolerance  # as `deploypipe build`
 BATCH = 32  # small batches: enough SGD steps on a 2,000-image subset
 SMOKE = Spec("test_resnet_cifar", "digits", 8, limit=300, pretrain_epochs=1, finetune_epochs=1,
              iterations=(("cpu-batch32", 10),), profiles=("cpu-batch32",))
@@ -78,7 +91,7 @@ def parse() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--phase", choices=("prepare", "measure", "accuracy", "all"), default="all")
     p.add_argument("--smoke", action="store_true", help="a tiny model, one profile, one budget (~1 minute)")
-    p.add_argument("--models", default="resnet56,mobilenet_v2,resnet50")
+    p.add_argument("--models", default=",".join(MODELS))
     p.add_argument("--profiles", help="only these profiles (default: each model's)")
     p.add_argument("--budgets", default="0.7,0.5,0.3")
     p.add_argument("--no-additive", action="store_true", help="skip the additive-model loop")
@@ -148,7 +161,8 @@ class Bench:
         self.prunable = [pruner.is_prunable(g) for g in self.analysis.groups]
         self.timer = TargetTimer(self.target, iterations=spec.iterations_for(profile))
         self.dense = with_batch(self.analysis.model, self.target.batch, self.target.input_shape)
-        self.seen: dict[tuple, tuple[float, float]] = {}
+        self.seen: dict[tuple, float] = {}  # widths -> pruned ms
+        self.dense_ms: list[float] = []  # every dense measurement beside a pruned model
 
     def model_at(self, keep):
         from deploypipe.graph import shrink
@@ -159,12 +173,14 @@ class Bench:
                           self.target.input_shape)
 
     def measure(self, keep) -> tuple[float, float]:
-        """(dense ms, pruned ms), timed interleaved."""
+        """(dense ms, pruned ms): the pruned model timed interleaved with the dense one, the
+        dense latency the median of all its measurements so far (as the loop takes it: one
+        dense measurement can be an outlier while the pruned one beside it is not)."""
         key = tuple(int(k) for k in keep)
         if key not in self.seen:
-            dense, pruned = self.timer.time([self.dense, self.model_at(keep)])
-            self.seen[key] = (dense, pruned)
-        return self.seen[key]
+            dense, self.seen[key] = self.timer.time([self.dense, self.model_at(keep)])
+            self.dense_ms.append(dense)
+        return float(np.median(self.dense_ms)), self.seen[key]
 
     def allocator(self, table, coupled: bool = True):
         from deploypipe.hw import LatencyAllocator
@@ -181,12 +197,14 @@ def loop(bench: Bench, table, ratio: float, coupled: bool) -> dict:
     start = time.perf_counter()
     try:
         result = latency_loop(bench.analysis, bench.scores, bench.prunable, bench.allocator(table, coupled),
-                              Budget.parse("latency", ratio), bench.target, bench.timer, rounds=5, tolerance=0.05)
+                              Budget.parse("latency", ratio), bench.target, bench.timer, rounds=ROUNDS,
+                              tolerance=TOLERANCE)
     except BudgetError as exc:
         return {"error": exc.sentence(), "seconds": time.perf_counter() - start}
     c = result.chosen
+    bench.dense_ms += [r.dense_round_ms for r in result.rounds if r.dense_round_ms is not None]
     return {"rounds": [r.to_dict() for r in result.rounds], **result.to_dict(),
-            "measured_ratio": c.measured_ms / c.dense_ms, "widths": list(c.widths), "macs": c.macs,
+            "measured_ratio": c.measured_ms / result.dense_ms, "widths": list(c.widths), "macs": c.macs,
             "seconds": round(time.perf_counter() - start, 2)}
 
 
@@ -350,13 +368,16 @@ def header(results: dict, args: argparse.Namespace) -> None:
 
     results.update({"conditions": {"shared_machine": SHARED, "machine": hardware_fingerprint().to_dict(),
                                    "importance": "l1 (weight magnitude), the same for every allocation",
-                                   "tolerance": 0.05, "max_rounds": 5},
+                                   "tolerance": TOLERANCE, "max_rounds": ROUNDS},
                     "commands": sorted(set(results.get("commands", [])) | {" ".join(sys.argv)})})
 
 
 def selected(args: argparse.Namespace) -> list[tuple[Spec, str]]:
     if args.smoke:
         return [(SMOKE, p) for p in SMOKE.profiles]
+    unknown = sorted(set(args.models.split(",")) - set(MODELS))
+    if unknown:
+        raise SystemExit(f"unknown model(s) {', '.join(unknown)}: choose from {', '.join(MODELS)}")
     wanted = args.profiles.split(",") if args.profiles else None
     return [(MODELS[m], p) for m in args.models.split(",") for p in MODELS[m].profiles
             if wanted is None or p in wanted]
@@ -403,7 +424,7 @@ def main() -> int:
     results = load(out)
     header(results, args)
     for spec, profile in selected(args):
-        key = f"{spec.name}/{profile}"
+        key = f"{spec.label}/{profile}"
         if args.phase in ("prepare", "all"):
             prepared(spec)
         if args.phase in ("measure", "all"):

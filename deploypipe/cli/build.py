@@ -43,8 +43,8 @@ def add_parser(sub) -> None:
     g.add_argument("--calibration-batches", type=positive_int, default=8,
                    help="batches of 64 for data-driven criteria (default 8)")
     lat = p.add_argument_group("latency budgets")
-    lat.add_argument("--latency-rounds", type=positive_int, default=5,
-                     help="most measure-and-correct rounds (default 5)")
+    lat.add_argument("--latency-rounds", type=positive_int, default=8,
+                     help="most measure-and-correct rounds (default 8)")
     lat.add_argument("--latency-tolerance", type=fraction, default=0.05,
                      help="stop once a measurement is within this fraction under the budget (default 0.05)")
     lat.add_argument("--lut-step", type=positive_int, metavar="N",
