@@ -208,8 +208,9 @@ def latency_loop(analysis: Analysis, scores: Sequence[np.ndarray], prunable: Seq
                 raise _out_of_reach(last, target)
             break  # the fastest widths missed where an earlier round met: noise, keep that round
     dense_ms = run.reference()
-    best = search.best(budget.target(dense_ms))
-    return LoopResult(tuple(search.rounds), best, tolerance, used[best], dense_ms, budget.target(dense_ms))
+    final_ms = budget.target(dense_ms)
+    best = search.best(final_ms)
+    return LoopResult(tuple(search.rounds), best, tolerance, used[best], dense_ms, final_ms)
 
 
 SEARCH_TRIES = 12  # allocations tried (no measuring) for widths that no round has measured
