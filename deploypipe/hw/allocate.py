@@ -92,6 +92,10 @@ class LatencyAllocator:
     coupling: Coupling | None = None
     fastest_fits: bool = False  # measured: the fastest widths meet the budget the table puts out of reach
     layers: Mapping[int, int] | None = None
+    # measured widths for one budget (ms, as ``budget_ms`` gives it): the loop's walk between two
+    # measured models found them, no scale of the table reproduces them
+    pinned: tuple[int, ...] | None = None
+    pinned_ms: float | None = None
 
     @classmethod
     def for_model(cls, table: LatencyTable, analysis, *, round_to: int = 1, max_ratio: float = 0.9,
@@ -142,7 +146,10 @@ class LatencyAllocator:
              budget_ms: float) -> np.ndarray:
         """Widths that maximise kept importance with ``predict(widths) <= budget_ms``. With a
         coupling, the knapsack runs with each group's factor fixed at the last answer's widths
-        until the answer repeats (a few rounds); the best answer that the full model accepts wins."""
+        until the answer repeats (a few rounds); the best answer that the full model accepts wins.
+        At the budget of :attr:`pinned` widths, those (no wider than ``widths``)."""
+        if self.pinned is not None and math.isclose(budget_ms, self.pinned_ms, rel_tol=1e-9):
+            return np.minimum(np.array(self.pinned, dtype=np.int64), np.asarray(widths, dtype=np.int64))
         fastest = self.fastest(widths, prunable)
         if self.predict(fastest) > budget_ms * (1 + 1e-9):
             if self.fastest_fits:

@@ -17,7 +17,15 @@ The scale is kept strictly inside the bracket of scales already seen to give a m
 slower than the budget and more than ``tolerance`` under it, so a model error that changes
 with the allocation cannot make the loop oscillate; widths a round already measured are
 never measured again (the bracket is bisected instead). Allocations aim at the middle of
-the window ``[(1 - tolerance) * budget, budget]``. The loop stops when a measurement lands
+the window ``[(1 - tolerance) * budget, budget]``.
+
+Once one round has measured a model too slow and another one too fast, the table's scale has
+had its say: near the narrowest widths the target's latency has steps the isolated
+sub-graphs never showed, and a single scale cannot place a model between the two. Later
+rounds walk from the too-fast model to the too-slow one, one allowed width of one group at a
+time (the knapsack's greedy order), and take the step where the straight line through the
+two measurements meets the aim (regula falsi on the walk, clamped away from its ends). Such
+widths come from no scale, so the result's allocator keeps them pinned to the budget. The loop stops when a measurement lands
 in the window, or after ``rounds`` rounds; the result is the round that came closest from
 below the final budget (or, if none met it, the fastest one).
 """
@@ -36,7 +44,7 @@ from ..prune.allocate import select_drop
 from ..prune.budget import Budget
 from ..targets import TargetProfile
 from ..utils.log import get_logger
-from .allocate import LatencyAllocator
+from .allocate import LatencyAllocator, kept_value
 from .subgraph import with_batch
 from .timer import Timer
 
@@ -164,6 +172,15 @@ class _Search:
         step = 1 + self.tolerance
         return lo * step if s <= lo else hi / step
 
+    def bracket(self, budget_ms: float) -> tuple[LoopRound, LoopRound] | None:
+        """The slowest round more than ``tolerance`` under ``budget_ms`` and the fastest round
+        over it, or None until both exist."""
+        fast = [r for r in self.rounds if r.measured_ms < (1 - self.tolerance) * budget_ms]
+        slow = [r for r in self.rounds if r.measured_ms > budget_ms]
+        if not fast or not slow:
+            return None
+        return max(fast, key=lambda r: r.measured_ms), min(slow, key=lambda r: r.measured_ms)
+
     def any_met(self) -> bool:
         return any(r.measured_ms <= r.budget_ms for r in self.rounds)
 
@@ -191,16 +208,21 @@ def latency_loop(analysis: Analysis, scores: Sequence[np.ndarray], prunable: Seq
     while len(search.rounds) < rounds and not (search.rounds and search.done()):
         if search.rounds:
             alloc = dataclasses.replace(alloc, scale=search.next_scale(), dense_ms=run.reference(),
-                                        fastest_fits=False)
-        try:
-            keep, note = alloc.keep(widths, scores, prunable, alloc.budget_ms(budget)), ""
-            keep, alloc = _unmeasured(keep, alloc, widths, scores, prunable, budget, search, run)
-        except BudgetError:  # the corrected table puts the budget out of reach: the fastest is closest
-            keep, note = alloc.fastest(widths, prunable), "fastest allowed widths"
-            alloc = dataclasses.replace(alloc, fastest_fits=True)
+                                        fastest_fits=False, pinned=None, pinned_ms=None)
+        walk = _between(search, alloc, run, budget, widths, scores, prunable)
+        if walk is not None:  # measured models either side of the window: the table has had its say
+            keep, note = walk
+            alloc = dataclasses.replace(alloc, pinned=_key(keep), pinned_ms=alloc.budget_ms(budget))
+        else:
+            try:
+                keep, note = alloc.keep(widths, scores, prunable, alloc.budget_ms(budget)), ""
+                keep, alloc = _unmeasured(keep, alloc, widths, scores, prunable, budget, search, run)
+            except BudgetError:  # the corrected table puts the budget out of reach: the fastest is closest
+                keep, note = alloc.fastest(widths, prunable), "fastest allowed widths"
+                alloc = dataclasses.replace(alloc, fastest_fits=True)
         used.append(alloc)
         last = run.round(len(search.rounds) + 1, keep, alloc, budget, note)
-        search.record(last)
+        search.record(last, bracket=walk is None)
         log.info("latency round %d: predicted %.4g ms, measured %.4g ms (budget %.4g ms)",
                  last.round, last.predicted_ms, last.measured_ms, last.budget_ms)
         if alloc.fastest_fits and last.measured_ms > last.budget_ms:
@@ -232,6 +254,76 @@ def _unmeasured(keep: np.ndarray, alloc: LatencyAllocator, widths, scores, pruna
         except BudgetError:
             break
     return keep, alloc
+
+
+# A walk round aims at most this share of the way from either measured end (in predicted
+# latency): a straight line through two measurements either side of a step in the latency
+# would otherwise creep towards the step from one side (regula falsi's stall).
+WALK_CLAMP = 0.15
+
+
+def _between(search: _Search, alloc: LatencyAllocator, run: "_Runner", budget: Budget, widths, scores,
+             prunable) -> tuple[np.ndarray, str] | None:
+    """Once one round measured too slow and another too fast, the next widths come from the
+    walk between those two models (see :func:`walk`), not from the table's scale: the step
+    whose straight line through the two measurements (latency against the table's prediction
+    along the walk) meets the aim. None when there is no such pair or no unmeasured step
+    between them.
+
+    The table's single scale cannot resolve what lies between two such models when the
+    target's latency has a step the isolated sub-graphs never showed (resnet56 on cpu-batch32
+    at 0.3 of dense: the narrowest widths 16.5 ms, every knapsack answer above them 21.1-25.5 ms
+    against a 20.9 ms budget, for eight rounds)."""
+    budget_ms = budget.target(run.reference())
+    pair = search.bracket(budget_ms)
+    if pair is None:
+        return None
+    fast, slow = pair
+    path = walk(alloc, fast.widths, slow.widths, widths, scores, prunable)
+    steps = [i for i in range(1, len(path) - 1) if _key(path[i]) not in run.seen]
+    if not steps:
+        return None
+    pred = np.array([alloc.predict(k) for k in path])
+    aim = (1 - search.tolerance / 2) * budget_ms
+    share = float(np.clip((aim - fast.measured_ms) / (slow.measured_ms - fast.measured_ms), WALK_CLAMP,
+                          1 - WALK_CLAMP))
+    span = pred[-1] - pred[0]
+    if abs(span) > 1e-9 * abs(pred[0]):
+        position = (pred - pred[0]) / span
+    else:  # the table sees no difference between the two: go by step count
+        position = np.arange(len(path)) / (len(path) - 1)
+    i = min(steps, key=lambda j: (abs(position[j] - share), j))
+    return path[i], (f"between rounds {fast.round} and {slow.round} ({fast.measured_ms:.4g} and "
+                     f"{slow.measured_ms:.4g} ms measured), {share:.0%} of the way")
+
+
+def walk(alloc: LatencyAllocator, fast: Sequence[int], slow: Sequence[int], widths, scores,
+         prunable) -> list[np.ndarray]:
+    """Widths from ``fast`` to ``slow`` one allowed width of one group at a time: first the
+    groups that ``slow`` keeps narrower are cut to its widths, then the others widen in order of
+    kept value per ms of the table's latency (the knapsack's greedy order). ``widths``: the dense
+    widths the options come from."""
+    table, layers = alloc.table, alloc.layers or {}
+    cur = np.array(fast, dtype=np.int64)
+    path = [cur.copy()]
+    items = [g for g in alloc._items(widths, prunable) if cur[g] != slow[g]]
+    opts = {g: set(alloc.options(g, int(widths[g]))) | {int(slow[g])} for g in items}
+    for g in items:
+        for w in sorted((o for o in opts[g] if slow[g] <= o < cur[g]), reverse=True):
+            cur[g] = w
+            path.append(cur.copy())
+    values = {g: kept_value(scores[g], layers.get(g, 1)) for g in items}
+
+    def ratio(g: int, w: int) -> float:
+        cost = max(table.latency(g, w) - table.latency(g, int(cur[g])), 1e-12)
+        return (values[g][w - 1] - values[g][int(cur[g]) - 1]) / cost
+
+    ups = {g: sorted(o for o in opts[g] if cur[g] < o <= slow[g]) for g in items}
+    while any(ups.values()):
+        g = max((g for g in items if ups[g]), key=lambda g: (ratio(g, ups[g][0]), -g))
+        cur[g] = ups[g].pop(0)
+        path.append(cur.copy())
+    return path
 
 
 def _check_reachable(alloc: LatencyAllocator, widths, prunable, budget: Budget, run: "_Runner",
