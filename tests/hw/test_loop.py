@@ -165,3 +165,64 @@ def test_a_ratio_budget_follows_the_median_dense_not_one_outlier(setup):
     assert result.rounds[0].dense_round_ms == pytest.approx(1.7 * dense)
     assert result.dense_ms == pytest.approx(dense) and result.budget_ms == pytest.approx(0.5 * dense)
     assert result.met and result.within, [r.to_dict() for r in result.rounds]
+
+
+def test_the_walk_goes_from_the_fast_model_to_the_slow_one_one_width_at_a_time(setup):
+    """Groups the slow model keeps narrower are cut first, then the others widen one allowed
+    width at a time: every step lies between the two models and costs latency."""
+    from deploypipe.hw.loop import walk
+
+    a, table, scores, prunable = setup
+    alloc = LatencyAllocator.for_model(table, a, round_to=8)
+    widths = a.widths()
+    fast = alloc.keep(widths, scores, prunable, alloc.budget_ms(Budget.parse("latency", "0.4")))
+    slow = alloc.keep(widths, scores, prunable, alloc.budget_ms(Budget.parse("latency", "0.8")))
+    g = max((g for g in range(len(widths)) if prunable[g] and slow[g] > fast[g]), key=lambda g: slow[g])
+    fast[g] = slow[g] + 8  # one group the fast model keeps wider: the walk cuts it first
+    path = walk(alloc, fast, slow, widths, scores, prunable)
+    assert np.array_equal(path[0], fast) and np.array_equal(path[-1], slow)
+    low, high = np.minimum(fast, slow), np.maximum(fast, slow)
+    for before, after in zip(path, path[1:]):
+        assert np.count_nonzero(before != after) == 1
+        assert np.all(low <= after) and np.all(after <= high)
+    assert path[1][g] == slow[g]  # the cut came first
+    predicted = [alloc.predict(k) for k in path[1:]]
+    assert all(p <= q + 1e-12 for p, q in zip(predicted, predicted[1:]))  # then only wider, only slower
+
+
+class _FloorBonus(MacsTimer):
+    """Every prunable group at its narrowest allowed width runs ``bonus_ms`` faster than its
+    MACs say (a fast path for narrow kernels that isolated sub-graphs at the sampled widths
+    never showed): the narrowest model is far faster than the table thinks, the models just
+    above it are not."""
+
+    def __init__(self, fastest, prunable, bonus_ms: float):
+        super().__init__()
+        self.fastest, self.prunable, self.bonus_ms = fastest, prunable, bonus_ms
+
+    def time(self, models):
+        from deploypipe.graph import analyse
+
+        out = super().time(models)
+        for i, m in enumerate(models):
+            w = analyse(m).widths()
+            out[i] -= self.bonus_ms * sum(p and w[g] <= self.fastest[g] for g, p in enumerate(self.prunable))
+        return out
+
+
+def test_a_budget_between_a_step_is_met_by_walking_between_the_measured_models(setup):
+    """A budget just above the narrowest widths: they measure far under it, the knapsack's
+    answers above them over it. Re-scaling the table alone took all eight rounds here; the
+    walk between the two measured models lands in the window in round 3."""
+    a, table, scores, prunable = setup
+    alloc = LatencyAllocator.for_model(table, a, round_to=8)
+    fastest = alloc.fastest(a.widths(), prunable)
+    floor = MacsTimer().time([_model(a, scores, fastest)])[0]
+    oracle = _FloorBonus(fastest, prunable, 0.2 * floor / sum(prunable))
+    budget = Budget.parse("latency", f"{floor:.6f}ms")
+    result = latency_loop(a, scores, prunable, alloc, budget, TARGET, oracle, rounds=8)
+    assert result.met and result.within, [r.to_dict() for r in result.rounds]
+    assert len(result.rounds) <= 3 and "between rounds" in result.chosen.note
+    # no scale of the table gives these widths: the calibrated allocator keeps them for the budget
+    keep = result.allocator.keep(a.widths(), scores, prunable, result.allocator.budget_ms(budget))
+    assert tuple(int(k) for k in keep) == result.chosen.widths
