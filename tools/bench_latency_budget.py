@@ -174,13 +174,16 @@ class Bench:
 
     def measure(self, keep) -> tuple[float, float]:
         """(dense ms, pruned ms): the pruned model timed interleaved with the dense one, the
-        dense latency the median of all its measurements so far (as the loop takes it: one
-        dense measurement can be an outlier while the pruned one beside it is not)."""
+        dense latency the median of its last three measurements, as the loop takes it (one
+        dense measurement can be an outlier while the pruned one beside it is not, and the
+        machine drifts)."""
+        from deploypipe.hw.loop import RECENT
+
         key = tuple(int(k) for k in keep)
         if key not in self.seen:
             dense, self.seen[key] = self.timer.time([self.dense, self.model_at(keep)])
             self.dense_ms.append(dense)
-        return float(np.median(self.dense_ms)), self.seen[key]
+        return float(np.median(self.dense_ms[-RECENT:])), self.seen[key]
 
     def allocator(self, table, coupled: bool = True):
         from deploypipe.hw import LatencyAllocator

@@ -3,11 +3,14 @@ it on the target, correct the table's scale, allocate again.
 
 Latency does not depend on the weights, so each round shrinks the dense ONNX graph
 (exact surgery, no training) and times it interleaved with the dense model. A ratio budget
-is taken against the *median* of every dense measurement so far (two before round 1, one
-per round), not the round's own: single dense measurements are outliers on a shared
-machine while the pruned model timed beside them is not (mobilenet_v2 at batch 1, ten
+is taken against the *median of the last three* dense measurements (two before round 1, one
+per round): not the round's own alone, because single dense measurements are outliers on a
+shared machine while the pruned model timed beside them is not (mobilenet_v2 at batch 1, ten
 interleaved pairs: dense 1.85-2.39 ms, pruned 0.79-0.87 ms; one round's dense of 2.48 ms
-against 1.43-1.51 ms in the others once made a 0.3 budget 1.7x too loose).
+against 1.43-1.51 ms in the others once made a 0.3 budget 1.7x too loose), and not the
+median of all of them, because the machine drifts (one loop's dense went 1.35, 1.27, 1.28,
+1.63, 1.73, 1.80, 1.80, 2.42 ms over eight rounds, and the median of all judged a model
+timed at 1.27 against 1.7). Every round is judged against its own budget.
 
 Round 1 trusts the table (scale 1). The scale multiplies the table's latency changes: each
 later round multiplies it by the last round's measured / predicted saving (dense minus
@@ -63,11 +66,16 @@ class LoopRound:
     budget_ms: float  # this round's budget (a ratio budget: against dense_ms)
     predicted_ms: float  # the scaled table's prediction for this round's widths
     measured_ms: float
-    dense_ms: float  # the dense latency this round used: the median of the dense measurements so far
+    dense_ms: float  # the dense latency this round used: the median of the last three dense measurements
     widths: tuple[int, ...]
     macs: float
     note: str = ""
     dense_round_ms: float | None = None  # the dense model timed beside this round's model
+
+    @property
+    def relative(self) -> float:
+        """Measured latency over this round's budget."""
+        return self.measured_ms / self.budget_ms
 
     @property
     def error(self) -> float:
@@ -97,8 +105,8 @@ class LoopResult:
     best: int  # index into rounds
     tolerance: float
     allocator: LatencyAllocator  # calibrated: reproduces the best round's allocation
-    dense_ms: float  # the median of every dense measurement of the loop
-    budget_ms: float  # the budget against that dense latency: what the verdict is on
+    dense_ms: float  # the chosen round's dense latency (median of the last three measured)
+    budget_ms: float  # the chosen round's budget: what the verdict is on
 
     @property
     def chosen(self) -> LoopRound:
@@ -172,24 +180,24 @@ class _Search:
         step = 1 + self.tolerance
         return lo * step if s <= lo else hi / step
 
-    def bracket(self, budget_ms: float) -> tuple[LoopRound, LoopRound] | None:
-        """The slowest round more than ``tolerance`` under ``budget_ms`` and the fastest round
-        over it, or None until both exist."""
-        fast = [r for r in self.rounds if r.measured_ms < (1 - self.tolerance) * budget_ms]
-        slow = [r for r in self.rounds if r.measured_ms > budget_ms]
+    def bracket(self) -> tuple[LoopRound, LoopRound] | None:
+        """The slowest round more than ``tolerance`` under its budget and the fastest round
+        over its budget (relative to each round's budget), or None until both exist."""
+        fast = [r for r in self.rounds if r.relative < 1 - self.tolerance]
+        slow = [r for r in self.rounds if r.relative > 1]
         if not fast or not slow:
             return None
-        return max(fast, key=lambda r: r.measured_ms), min(slow, key=lambda r: r.measured_ms)
+        return max(fast, key=lambda r: r.relative), min(slow, key=lambda r: r.relative)
 
     def any_met(self) -> bool:
         return any(r.measured_ms <= r.budget_ms for r in self.rounds)
 
-    def best(self, budget_ms: float) -> int:
-        """The round closest under ``budget_ms`` (the fastest one if none is under it)."""
-        feasible = [i for i, r in enumerate(self.rounds) if r.measured_ms <= budget_ms]
+    def best(self) -> int:
+        """The round closest under its budget (the relatively fastest one if none is under)."""
+        feasible = [i for i, r in enumerate(self.rounds) if r.relative <= 1]
         if feasible:
-            return max(feasible, key=lambda i: self.rounds[i].measured_ms)
-        return min(range(len(self.rounds)), key=lambda i: self.rounds[i].measured_ms)
+            return max(feasible, key=lambda i: self.rounds[i].relative)
+        return min(range(len(self.rounds)), key=lambda i: self.rounds[i].relative)
 
 
 def latency_loop(analysis: Analysis, scores: Sequence[np.ndarray], prunable: Sequence[bool],
@@ -209,7 +217,7 @@ def latency_loop(analysis: Analysis, scores: Sequence[np.ndarray], prunable: Seq
         if search.rounds:
             alloc = dataclasses.replace(alloc, scale=search.next_scale(), dense_ms=run.reference(),
                                         fastest_fits=False, pinned=None, pinned_ms=None)
-        walk = _between(search, alloc, run, budget, widths, scores, prunable)
+        walk = _between(search, alloc, run, widths, scores, prunable)
         if walk is not None:  # measured models either side of the window: the table has had its say
             keep, note = walk
             alloc = dataclasses.replace(alloc, pinned=_key(keep), pinned_ms=alloc.budget_ms(budget))
@@ -229,10 +237,9 @@ def latency_loop(analysis: Analysis, scores: Sequence[np.ndarray], prunable: Seq
             if not search.any_met():
                 raise _out_of_reach(last, target)
             break  # the fastest widths missed where an earlier round met: noise, keep that round
-    dense_ms = run.reference()
-    final_ms = budget.target(dense_ms)
-    best = search.best(final_ms)
-    return LoopResult(tuple(search.rounds), best, tolerance, used[best], dense_ms, final_ms)
+    best = search.best()
+    chosen = search.rounds[best]
+    return LoopResult(tuple(search.rounds), best, tolerance, used[best], chosen.dense_ms, chosen.budget_ms)
 
 
 SEARCH_TRIES = 12  # allocations tried (no measuring) for widths that no round has measured
@@ -262,20 +269,19 @@ def _unmeasured(keep: np.ndarray, alloc: LatencyAllocator, widths, scores, pruna
 WALK_CLAMP = 0.15
 
 
-def _between(search: _Search, alloc: LatencyAllocator, run: "_Runner", budget: Budget, widths, scores,
+def _between(search: _Search, alloc: LatencyAllocator, run: "_Runner", widths, scores,
              prunable) -> tuple[np.ndarray, str] | None:
     """Once one round measured too slow and another too fast, the next widths come from the
     walk between those two models (see :func:`walk`), not from the table's scale: the step
     whose straight line through the two measurements (latency against the table's prediction
-    along the walk) meets the aim. None when there is no such pair or no unmeasured step
-    between them.
+    along the walk, each measurement relative to its own round's budget) meets the aim. None
+    when there is no such pair or no unmeasured step between them.
 
     The table's single scale cannot resolve what lies between two such models when the
     target's latency has a step the isolated sub-graphs never showed (resnet56 on cpu-batch32
     at 0.3 of dense: the narrowest widths 16.5 ms, every knapsack answer above them 21.1-25.5 ms
     against a 20.9 ms budget, for eight rounds)."""
-    budget_ms = budget.target(run.reference())
-    pair = search.bracket(budget_ms)
+    pair = search.bracket()
     if pair is None:
         return None
     fast, slow = pair
@@ -284,17 +290,16 @@ def _between(search: _Search, alloc: LatencyAllocator, run: "_Runner", budget: B
     if not steps:
         return None
     pred = np.array([alloc.predict(k) for k in path])
-    aim = (1 - search.tolerance / 2) * budget_ms
-    share = float(np.clip((aim - fast.measured_ms) / (slow.measured_ms - fast.measured_ms), WALK_CLAMP,
-                          1 - WALK_CLAMP))
+    aim = 1 - search.tolerance / 2  # of each round's budget
+    share = float(np.clip((aim - fast.relative) / (slow.relative - fast.relative), WALK_CLAMP, 1 - WALK_CLAMP))
     span = pred[-1] - pred[0]
     if abs(span) > 1e-9 * abs(pred[0]):
         position = (pred - pred[0]) / span
     else:  # the table sees no difference between the two: go by step count
         position = np.arange(len(path)) / (len(path) - 1)
     i = min(steps, key=lambda j: (abs(position[j] - share), j))
-    return path[i], (f"between rounds {fast.round} and {slow.round} ({fast.measured_ms:.4g} and "
-                     f"{slow.measured_ms:.4g} ms measured), {share:.0%} of the way")
+    return path[i], (f"between rounds {fast.round} and {slow.round} (measured {fast.relative:.2f} and "
+                     f"{slow.relative:.2f} of their budgets), {share:.0%} of the way")
 
 
 def walk(alloc: LatencyAllocator, fast: Sequence[int], slow: Sequence[int], widths, scores,
@@ -356,6 +361,9 @@ def _key(widths: Sequence[int]) -> tuple[int, ...]:
     return tuple(int(w) for w in widths)
 
 
+RECENT = 3  # dense measurements a budget is taken against: one outlier cannot move it, drift can
+
+
 @dataclass
 class _Runner:
     """Builds one round's pruned model and measures it beside the dense one."""
@@ -369,8 +377,8 @@ class _Runner:
     dense_ms: list = dataclasses.field(default_factory=list)  # every dense measurement
 
     def reference(self) -> float:
-        """The dense latency: the median of its measurements so far."""
-        return float(np.median(self.dense_ms))
+        """The dense latency now: the median of its last :data:`RECENT` measurements."""
+        return float(np.median(self.dense_ms[-RECENT:]))
 
     def round(self, index: int, keep: np.ndarray, alloc: LatencyAllocator, budget: Budget,
               note: str = "") -> LoopRound:

@@ -226,3 +226,35 @@ def test_a_budget_between_a_step_is_met_by_walking_between_the_measured_models(s
     # no scale of the table gives these widths: the calibrated allocator keeps them for the budget
     keep = result.allocator.keep(a.widths(), scores, prunable, result.allocator.budget_ms(budget))
     assert tuple(int(k) for k in keep) == result.chosen.widths
+
+
+class _SlowerFrom(MacsTimer):
+    """From the ``at``-th (dense, pruned) pair on, the machine runs everything ``factor``
+    slower (another tenant arrived)."""
+
+    def __init__(self, factor: float, at: int, overhead_ms: float = 0.0):
+        super().__init__(overhead_ms=overhead_ms)
+        self.factor, self.at, self.pairs = factor, at, 0
+
+    def time(self, models):
+        out = super().time(models)
+        if len(models) == 2 and out[0] != out[1]:
+            self.pairs += 1
+            if self.pairs >= self.at:
+                out = [ms * self.factor for ms in out]
+        return out
+
+
+@pytest.mark.parametrize("at", [2, 3])
+def test_a_ratio_budget_follows_a_machine_that_slows_down(setup, at):
+    """The machine turns 1.5x slower mid-loop: every verdict compares a model with the dense
+    latency of its own time (the last three dense measurements), so the chosen model is
+    within the window of the dense timed beside it. Against the median of all dense
+    measurements a model timed on the slow machine was judged against a fast dense."""
+    a, table, scores, prunable = setup
+    oracle = _SlowerFrom(1.5, at, overhead_ms=0.4 * table.dense_ms)
+    alloc = LatencyAllocator.for_model(table, a, round_to=8)
+    result = latency_loop(a, scores, prunable, alloc, Budget.parse("latency", "0.5"), TARGET, oracle, rounds=8)
+    chosen = result.chosen
+    assert result.met and result.within, [r.to_dict() for r in result.rounds]
+    assert 0.95 * 0.5 <= chosen.measured_ms / chosen.dense_round_ms <= 0.5, [r.to_dict() for r in result.rounds]
