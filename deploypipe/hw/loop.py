@@ -28,9 +28,11 @@ sub-graphs never showed, and a single scale cannot place a model between the two
 rounds walk from the too-fast model to the too-slow one, one allowed width of one group at a
 time (the knapsack's greedy order), and take the step where the straight line through the
 two measurements meets the aim (regula falsi on the walk, clamped away from its ends). Such
-widths come from no scale, so the result's allocator keeps them pinned to the budget. The loop stops when a measurement lands
-in the window, or after ``rounds`` rounds; the result is the round that came closest from
-below the final budget (or, if none met it, the fastest one).
+widths come from no scale, so the result's allocator keeps them pinned to the budget.
+
+The loop stops when a measurement lands in the window, or after ``rounds`` rounds; the
+result is the round that came closest under its own budget (or, if none met it, the one
+relatively fastest).
 """
 from __future__ import annotations
 
@@ -190,7 +192,7 @@ class _Search:
         return max(fast, key=lambda r: r.relative), min(slow, key=lambda r: r.relative)
 
     def any_met(self) -> bool:
-        return any(r.measured_ms <= r.budget_ms for r in self.rounds)
+        return any(r.relative <= 1 for r in self.rounds)
 
     def best(self) -> int:
         """The round closest under its budget (the relatively fastest one if none is under)."""
@@ -263,8 +265,8 @@ def _unmeasured(keep: np.ndarray, alloc: LatencyAllocator, widths, scores, pruna
     return keep, alloc
 
 
-# A walk round aims at most this share of the way from either measured end (in predicted
-# latency): a straight line through two measurements either side of a step in the latency
+# A walk round aims at least this share of the way from either measured end (in the table's
+# prediction along the walk): a straight line through two measurements either side of a step in the latency
 # would otherwise creep towards the step from one side (regula falsi's stall).
 WALK_CLAMP = 0.15
 
