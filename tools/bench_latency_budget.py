@@ -161,7 +161,7 @@ class Bench:
         self.prunable = [pruner.is_prunable(g) for g in self.analysis.groups]
         self.timer = TargetTimer(self.target, iterations=spec.iterations_for(profile))
         self.dense = with_batch(self.analysis.model, self.target.batch, self.target.input_shape)
-        self.seen: dict[tuple, float] = {}  # widths -> pruned ms
+        self.seen: dict[tuple, tuple[float, float]] = {}  # widths -> (dense ms then, pruned ms)
         self.dense_ms: list[float] = []  # every dense measurement beside a pruned model
 
     def model_at(self, keep):
@@ -174,16 +174,17 @@ class Bench:
 
     def measure(self, keep) -> tuple[float, float]:
         """(dense ms, pruned ms): the pruned model timed interleaved with the dense one, the
-        dense latency the median of its last three measurements, as the loop takes it (one
-        dense measurement can be an outlier while the pruned one beside it is not, and the
-        machine drifts)."""
+        dense latency the median of the last three dense measurements when it was timed, as
+        the loop takes it (one dense measurement can be an outlier while the pruned one beside
+        it is not, and the machine drifts: widths timed again later keep their own time's pair)."""
         from deploypipe.hw.loop import RECENT
 
         key = tuple(int(k) for k in keep)
         if key not in self.seen:
-            dense, self.seen[key] = self.timer.time([self.dense, self.model_at(keep)])
+            dense, pruned = self.timer.time([self.dense, self.model_at(keep)])
             self.dense_ms.append(dense)
-        return float(np.median(self.dense_ms[-RECENT:])), self.seen[key]
+            self.seen[key] = (float(np.median(self.dense_ms[-RECENT:])), pruned)
+        return self.seen[key]
 
     def allocator(self, table, coupled: bool = True):
         from deploypipe.hw import LatencyAllocator

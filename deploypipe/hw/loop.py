@@ -255,7 +255,7 @@ def _unmeasured(keep: np.ndarray, alloc: LatencyAllocator, widths, scores, pruna
     batch 1: 0.47 ms and 0.73 ms, nothing measured between) took turns until the rounds ran out."""
     for _ in range(SEARCH_TRIES):
         known = run.seen.get(_key(keep))
-        if known is None or not search.learn(alloc.scale, known, budget.target(run.reference())):
+        if known is None or not search.learn(alloc.scale, known[0], budget.target(known[1])):
             break
         candidate = dataclasses.replace(alloc, scale=search.inside(alloc.scale))
         try:
@@ -375,7 +375,9 @@ class _Runner:
     target: TargetProfile
     timer: Timer
     dense: Any
-    seen: dict = dataclasses.field(default_factory=dict)  # widths -> measured ms
+    # widths -> (measured ms, the dense ms of that time): judged later against the dense of
+    # their own time, not of the later round's (the machine drifts)
+    seen: dict = dataclasses.field(default_factory=dict)
     dense_ms: list = dataclasses.field(default_factory=list)  # every dense measurement
 
     def reference(self) -> float:
@@ -386,15 +388,15 @@ class _Runner:
               note: str = "") -> LoopRound:
         key, dense_round = _key(keep), None
         if key in self.seen:  # the same widths again: their measurement is known
-            measured = self.seen[key]
+            measured, dense_ms = self.seen[key]
             note = note or "same widths as an earlier round (not measured again)"
         else:
             model = shrink(self.analysis, select_drop(self.scores, keep))
             dense_round, measured = self.timer.time([self.dense, with_batch(model, self.target.batch,
                                                                             self.target.input_shape)])
-            self.seen[key] = measured
             self.dense_ms.append(dense_round)
-        dense_ms = self.reference()
+            dense_ms = self.reference()
+            self.seen[key] = (measured, dense_ms)
         now = dataclasses.replace(alloc, dense_ms=dense_ms)
         return LoopRound(index, alloc.scale, budget.target(dense_ms), now.predict(keep), measured, dense_ms,
                          key, float(self.analysis.cost.macs(keep)), note, dense_round)

@@ -122,7 +122,7 @@ def test_widths_measured_before_are_not_measured_again_the_bracket_moves_instead
     budget = Budget.parse("latency", 0.5)
     keep = alloc.keep(a.widths(), scores, prunable, alloc.budget_ms(budget))
     measured = table.dense_ms * (0.6 if outcome == "too slow" else 0.3)
-    run = SimpleNamespace(seen={tuple(int(w) for w in keep): measured}, reference=lambda: table.dense_ms)
+    run = SimpleNamespace(seen={tuple(int(w) for w in keep): (measured, table.dense_ms)})
     search = _Search(0.05)
     new_keep, new_alloc = _unmeasured(keep, alloc, a.widths(), scores, prunable, budget, search, run)
     assert tuple(int(w) for w in new_keep) not in run.seen
