@@ -258,3 +258,15 @@ def test_a_ratio_budget_follows_a_machine_that_slows_down(setup, at):
     chosen = result.chosen
     assert result.met and result.within, [r.to_dict() for r in result.rounds]
     assert 0.95 * 0.5 <= chosen.measured_ms / chosen.dense_round_ms <= 0.5, [r.to_dict() for r in result.rounds]
+
+
+def test_a_loop_on_an_unsteady_machine_says_its_verdict_is_approximate(setup):
+    a, table, scores, prunable = setup
+    alloc = LatencyAllocator.for_model(table, a, round_to=8)
+    budget = Budget.parse("latency", "0.5")
+    steady = latency_loop(a, scores, prunable, alloc, budget, TARGET, MacsTimer(overhead_ms=0.4 * table.dense_ms))
+    assert steady.dense_spread == pytest.approx(1.0) and "busy machine" not in steady.sentence()
+    busy = latency_loop(a, scores, prunable, alloc, budget, TARGET,
+                        _SlowerFrom(1.5, 2, overhead_ms=0.4 * table.dense_ms))
+    assert busy.dense_spread == pytest.approx(1.5)
+    assert "1.50x slower at worst" in busy.sentence() and busy.to_dict()["dense_spread"] == pytest.approx(1.5)
