@@ -305,7 +305,8 @@ class _TorchBuild:
             "artifacts": ["dense.onnx", "dense.pt", "pruned.onnx", "pruned.pt", "report.json"],
         }
         if self.latency is not None:
-            report.update(self.latency.report(self.run_dir.out_dir, pruned_prof.latency_ms))
+            final = self.latency.check(self.run_dir.path("dense.onnx"), self.run_dir.path("pruned.onnx"))
+            report.update(self.latency.report(self.run_dir.out_dir, pruned_prof.latency_ms, final))
             report["latency_result"]["final_widths_match_loop"] = bool(
                 list(ctx.pruner.widths()) == list(self.latency.result.chosen.widths))
             report["artifacts"].insert(-1, "latency_table.json")

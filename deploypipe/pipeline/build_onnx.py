@@ -71,7 +71,8 @@ def build_onnx(config: BuildConfig, target) -> dict[str, Any]:
         "artifacts": ["dense.onnx", "pruned.onnx", "report.json"],
     }
     if latency is not None:
-        report.update(latency.report(run.out_dir, pruned_prof.latency_ms))
+        final = latency.check(run.path("dense.onnx"), run.path("pruned.onnx"))
+        report.update(latency.report(run.out_dir, pruned_prof.latency_ms, final))
         report["artifacts"].insert(-1, "latency_table.json")
     report["artifacts"].append("report.html")
     write_json(run.path("report.json"), report)

@@ -57,6 +57,8 @@ def summary(report: dict[str, Any], out_dir: str) -> str:
         lines.append(f"{'latency p90':14}{dl['p90']:>10.3f}ms{pl['p90']:>10.3f}ms")
     if report.get("latency_result"):
         lines.append(report["latency_result"]["sentence"])
+        if report["latency_result"].get("final_sentence"):
+            lines.append(report["latency_result"]["final_sentence"])
     v = report["verification"]
     checks = [f"{label} {v[key]:.2g}" for label, key in (("torch vs ONNX", "torch_vs_onnx_max_abs"),
                                                          ("oracle", "oracle_max_abs")) if v.get(key) is not None]

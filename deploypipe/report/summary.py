@@ -35,8 +35,9 @@ def summary_section(report: Report) -> Section:
     passed = (report.get("verification") or {}).get("passed")
     body = table(["", "dense", "pruned", "change"], rows) + f"<p>verification: {verdict(passed)}</p>"
     result = report.get("latency_result") or {}
-    if result.get("sentence"):
-        body += f"<p>{esc(result['sentence'])}</p>"
+    for key in ("sentence", "final_sentence"):
+        if result.get(key):
+            body += f"<p>{esc(result[key])}</p>"
     return Section("summary", "Summary", body)
 
 

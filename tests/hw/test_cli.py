@@ -89,6 +89,10 @@ def test_build_with_a_latency_ratio_reports_every_round(profile, tmp_path, capsy
     assert (out / report["latency_table"]["path"]).is_file() and report["latency_table"]["groups"] > 0
     result = report["latency_result"]
     assert result["final_widths_match_loop"] and "latency budget" in result["sentence"]
+    # the files the build wrote, timed interleaved as the loop times: judged against their own dense
+    assert result["final_budget_ms"] == pytest.approx(0.85 * result["final_dense_ms"])
+    assert result["final_meets_budget"] == (result["final_pruned_ms"] <= result["final_budget_ms"])
+    assert "exported pruned model, timed beside the dense one" in stdout
     assert report["pruned"]["macs"] < report["dense"]["macs"]
     assert "latency budget" in stdout and "latency" in [s["name"] for s in report["stages"]]
     widths = [g["width_after"] for g in report["groups"] if not g["frozen"]]
@@ -118,3 +122,4 @@ def test_build_of_an_onnx_file_under_a_latency_ratio(tiny_onnx, profile, tmp_pat
     chosen = report["latency_loop"][report["latency_result"]["chosen_round"] - 1]
     widths = [g["width_after"] for g in report["groups"]]
     assert widths == chosen["widths"] and report["verification"]["passed"]
+    assert report["latency_result"]["final_budget_ms"] == pytest.approx(0.85 * report["latency_result"]["final_dense_ms"])
