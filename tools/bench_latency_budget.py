@@ -146,6 +146,7 @@ class Bench:
 
     def __init__(self, spec: Spec, profile: str, model):
         from deploypipe.hw import TargetTimer, with_batch
+        from deploypipe.hw.loop import Runner
         from deploypipe.prune.budget import Budget
         from deploypipe.prune.methods import PruneContext, PruneRequest
         from deploypipe.prune.torch_groups import TorchPruner
@@ -161,30 +162,17 @@ class Bench:
         self.prunable = [pruner.is_prunable(g) for g in self.analysis.groups]
         self.timer = TargetTimer(self.target, iterations=spec.iterations_for(profile))
         self.dense = with_batch(self.analysis.model, self.target.batch, self.target.input_shape)
-        self.seen: dict[tuple, tuple[float, float]] = {}  # widths -> (dense ms then, pruned ms)
-        self.dense_ms: list[float] = []  # every dense measurement beside a pruned model
+        self.runner = Runner(self.analysis, self.scores, self.target, self.timer, self.dense)
 
     def model_at(self, keep):
-        from deploypipe.graph import shrink
-        from deploypipe.hw import with_batch
-        from deploypipe.prune.allocate import select_drop
-
-        return with_batch(shrink(self.analysis, select_drop(self.scores, keep)), self.target.batch,
-                          self.target.input_shape)
+        return self.runner.model_at(keep)
 
     def measure(self, keep) -> tuple[float, float]:
-        """(dense ms, pruned ms): the pruned model timed interleaved with the dense one, the
-        dense latency the median of the last three dense measurements when it was timed, as
-        the loop takes it (one dense measurement can be an outlier while the pruned one beside
-        it is not, and the machine drifts: widths timed again later keep their own time's pair)."""
-        from deploypipe.hw.loop import RECENT
-
-        key = tuple(int(k) for k in keep)
-        if key not in self.seen:
-            dense, pruned = self.timer.time([self.dense, self.model_at(keep)])
-            self.dense_ms.append(dense)
-            self.seen[key] = (float(np.median(self.dense_ms[-RECENT:])), pruned)
-        return self.seen[key]
+        """(dense ms, pruned ms), measured as the loop measures: the pruned model timed
+        interleaved with the dense one, against the dense reference of that time (the median
+        of the last three dense measurements); widths measured before are not timed again."""
+        pruned, dense, _ = self.runner.measure(keep)
+        return dense, pruned
 
     def allocator(self, table, coupled: bool = True):
         from deploypipe.hw import LatencyAllocator
@@ -206,7 +194,7 @@ def loop(bench: Bench, table, ratio: float, coupled: bool) -> dict:
     except BudgetError as exc:
         return {"error": exc.sentence(), "seconds": time.perf_counter() - start}
     c = result.chosen
-    bench.dense_ms += [r.dense_round_ms for r in result.rounds if r.dense_round_ms is not None]
+    bench.runner.dense_ms += [r.dense_round_ms for r in result.rounds if r.dense_round_ms is not None]
     return {"rounds": [r.to_dict() for r in result.rounds], **result.to_dict(),
             "measured_ratio": c.measured_ms / result.dense_ms, "widths": list(c.widths), "macs": c.macs,
             "seconds": round(time.perf_counter() - start, 2)}

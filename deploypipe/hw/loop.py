@@ -224,7 +224,7 @@ def latency_loop(analysis: Analysis, scores: Sequence[np.ndarray], prunable: Seq
     """Calibrate ``allocator`` on the target until a measured pruned model meets ``budget``."""
     widths = analysis.widths()
     dense = with_batch(analysis.model, target.batch, target.input_shape)
-    run = _Runner(analysis, scores, target, timer, dense)
+    run = Runner(analysis, scores, target, timer, dense)
     run.dense_ms.extend(timer.time([dense, dense]))
     alloc = dataclasses.replace(allocator, dense_ms=run.reference(), scale=1.0, aim=1 - tolerance / 2)
     search = _Search(tolerance)
@@ -265,7 +265,7 @@ SEARCH_TRIES = 12  # allocations tried (no measuring) for widths that no round h
 
 
 def _unmeasured(keep: np.ndarray, alloc: LatencyAllocator, widths, scores, prunable, budget: Budget,
-                search: _Search, run: "_Runner") -> tuple[np.ndarray, LatencyAllocator]:
+                search: _Search, run: Runner) -> tuple[np.ndarray, LatencyAllocator]:
     """Widths an earlier round measured teach nothing: their scale counts as that round's
     outcome (too slow or too fast), the bracket is bisected and the allocation tried again.
     Without this, two allocations either side of a step in the latency (a 1-ms model at
@@ -288,7 +288,7 @@ def _unmeasured(keep: np.ndarray, alloc: LatencyAllocator, widths, scores, pruna
 WALK_CLAMP = 0.15
 
 
-def _between(search: _Search, alloc: LatencyAllocator, run: "_Runner", widths, scores,
+def _between(search: _Search, alloc: LatencyAllocator, run: Runner, widths, scores,
              prunable) -> tuple[np.ndarray, str] | None:
     """Once one round measured too slow and another too fast, the next widths come from the
     walk between those two models (see :func:`walk`), not from the table's scale: the step
@@ -350,7 +350,7 @@ def walk(alloc: LatencyAllocator, fast: Sequence[int], slow: Sequence[int], widt
     return path
 
 
-def _check_reachable(alloc: LatencyAllocator, widths, prunable, budget: Budget, run: "_Runner",
+def _check_reachable(alloc: LatencyAllocator, widths, prunable, budget: Budget, run: Runner,
                      search: _Search) -> bool:
     """A budget the table says is out of reach: measure the fastest model to be sure
     (True when it did, and the fastest model met the budget: a round)."""
@@ -384,8 +384,9 @@ RECENT = 3  # dense measurements a budget is taken against: one outlier cannot m
 
 
 @dataclass
-class _Runner:
-    """Builds one round's pruned model and measures it beside the dense one."""
+class Runner:
+    """Builds pruned models and measures each beside the dense one, at most once per widths
+    (the loop's rounds; the benchmark's baselines measure the same way)."""
 
     analysis: Analysis
     scores: Sequence[np.ndarray]
@@ -401,19 +402,27 @@ class _Runner:
         """The dense latency now: the median of its last :data:`RECENT` measurements."""
         return float(np.median(self.dense_ms[-RECENT:]))
 
+    def model_at(self, keep: Sequence[int]) -> Any:
+        """The dense graph shrunk to ``keep`` (channels kept by score), at the target's batch."""
+        model = shrink(self.analysis, select_drop(self.scores, keep))
+        return with_batch(model, self.target.batch, self.target.input_shape)
+
+    def measure(self, keep: Sequence[int]) -> tuple[float, float, float | None]:
+        """(pruned ms, the dense reference of that time, the dense ms timed beside it or None
+        when these widths were measured before and are not measured again)."""
+        key = _key(keep)
+        if key in self.seen:
+            return (*self.seen[key], None)
+        dense_round, measured = self.timer.time([self.dense, self.model_at(keep)])
+        self.dense_ms.append(dense_round)
+        self.seen[key] = (measured, self.reference())
+        return (*self.seen[key], dense_round)
+
     def round(self, index: int, keep: np.ndarray, alloc: LatencyAllocator, budget: Budget,
               note: str = "") -> LoopRound:
-        key, dense_round = _key(keep), None
-        if key in self.seen:  # the same widths again: their measurement is known
-            measured, dense_ms = self.seen[key]
+        measured, dense_ms, dense_round = self.measure(keep)
+        if dense_round is None:
             note = note or "same widths as an earlier round (not measured again)"
-        else:
-            model = shrink(self.analysis, select_drop(self.scores, keep))
-            dense_round, measured = self.timer.time([self.dense, with_batch(model, self.target.batch,
-                                                                            self.target.input_shape)])
-            self.dense_ms.append(dense_round)
-            dense_ms = self.reference()
-            self.seen[key] = (measured, dense_ms)
         now = dataclasses.replace(alloc, dense_ms=dense_ms)
         return LoopRound(index, alloc.scale, budget.target(dense_ms), now.predict(keep), measured, dense_ms,
-                         key, float(self.analysis.cost.macs(keep)), note, dense_round)
+                         _key(keep), float(self.analysis.cost.macs(keep)), note, dense_round)

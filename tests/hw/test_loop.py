@@ -134,9 +134,9 @@ def test_widths_measured_before_are_not_measured_again_the_bracket_moves_instead
         assert a.cost.macs(new_keep) > a.cost.macs(keep)
 
 
-class _DenseOutlier(MacsTimer):
-    """The dense model measures ``factor`` slower in the ``at``-th call that times it beside a
-    pruned model (a busy moment that hit the dense bursts only); the pruned model is exact."""
+class _Disturbed(MacsTimer):
+    """A machine that misbehaves from the ``at``-th call timing (dense, pruned) on, by
+    ``factor``; subclasses say how in :meth:`disturb`."""
 
     def __init__(self, factor: float, at: int = 1, overhead_ms: float = 0.0):
         super().__init__(overhead_ms=overhead_ms)
@@ -146,9 +146,19 @@ class _DenseOutlier(MacsTimer):
         out = super().time(models)
         if len(models) == 2 and out[0] != out[1]:  # (dense, pruned), not the loop's first (dense, dense)
             self.pairs += 1
-            if self.pairs == self.at:
-                out[0] *= self.factor
+            out = self.disturb(out)
         return out
+
+    def disturb(self, out: list[float]) -> list[float]:
+        raise NotImplementedError
+
+
+class _DenseOutlier(_Disturbed):
+    """The dense model measures ``factor`` slower in the ``at``-th pair only (a busy moment
+    that hit the dense bursts); the pruned model is exact."""
+
+    def disturb(self, out):
+        return [out[0] * self.factor, out[1]] if self.pairs == self.at else out
 
 
 def test_a_ratio_budget_follows_the_median_dense_not_one_outlier(setup):
@@ -228,21 +238,11 @@ def test_a_budget_between_a_step_is_met_by_walking_between_the_measured_models(s
     assert tuple(int(k) for k in keep) == result.chosen.widths
 
 
-class _SlowerFrom(MacsTimer):
-    """From the ``at``-th (dense, pruned) pair on, the machine runs everything ``factor``
-    slower (another tenant arrived)."""
+class _SlowerFrom(_Disturbed):
+    """From the ``at``-th pair on, everything runs ``factor`` slower (another tenant arrived)."""
 
-    def __init__(self, factor: float, at: int, overhead_ms: float = 0.0):
-        super().__init__(overhead_ms=overhead_ms)
-        self.factor, self.at, self.pairs = factor, at, 0
-
-    def time(self, models):
-        out = super().time(models)
-        if len(models) == 2 and out[0] != out[1]:
-            self.pairs += 1
-            if self.pairs >= self.at:
-                out = [ms * self.factor for ms in out]
-        return out
+    def disturb(self, out):
+        return [ms * self.factor for ms in out] if self.pairs >= self.at else out
 
 
 @pytest.mark.parametrize("at", [2, 3])
