@@ -95,6 +95,8 @@ def parse() -> argparse.Namespace:
     p.add_argument("--profiles", help="only these profiles (default: each model's)")
     p.add_argument("--budgets", default="0.7,0.5,0.3")
     p.add_argument("--no-additive", action="store_true", help="skip the additive-model loop")
+    p.add_argument("--value-exponent", type=float, default=1.0,
+                   help="the knapsack's kept value 1 - (1 - share)^q (1: the share; > 1: diminishing returns)")
     p.add_argument("--summary", action="store_true", help="print the results file in short and exit")
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "latency_budget.json"))
     return p.parse_args()
@@ -178,7 +180,7 @@ class Bench:
         from deploypipe.hw import LatencyAllocator
 
         return LatencyAllocator.for_model(table, self.analysis, round_to=self.target.round_to, max_ratio=0.9,
-                                          coupled=coupled)
+                                          coupled=coupled, exponent=VALUE_EXPONENT)
 
 
 def loop(bench: Bench, table, ratio: float, coupled: bool) -> dict:
@@ -289,7 +291,8 @@ def measure_run(spec: Spec, profile: str, budgets: list[float], additive: bool) 
     start = time.perf_counter()
     table = measure_table(bench.analysis, bench.target, TableSpec(step=spec.step, show_progress=False),
                           timer=bench.timer)
-    out = {"spec": asdict(spec), "profile": bench.target.to_dict(), "table": table.summary(),
+    out = {"spec": asdict(spec), "profile": bench.target.to_dict(), "value_exponent": VALUE_EXPONENT,
+           "table": table.summary(),
            "table_seconds": round(time.perf_counter() - start, 1), "budgets": {}}
     for ratio in budgets:
         out["budgets"][str(ratio)] = budget_run(bench, table, ratio, additive and spec.dataset is not None,
@@ -406,8 +409,13 @@ def _loop_line(r: dict) -> str:
             f"{r['measured_ms'] / r['budget_ms'] - 1:+.1%} vs budget, within 5%: {r['within_tolerance']}")
 
 
+VALUE_EXPONENT = 1.0  # of the latency-aware knapsack's kept value (--value-exponent)
+
+
 def main() -> int:
+    global VALUE_EXPONENT
     args = parse()
+    VALUE_EXPONENT = args.value_exponent
     out = Path(args.out if not args.smoke or "--out" in sys.argv else "/tmp/latency_budget_smoke.json")
     if args.summary:
         print("\n".join(summary(load(out))))

@@ -56,13 +56,15 @@ def undominated(options: Sequence[int], latency) -> list[int]:
     return sorted(keep)
 
 
-def kept_value(scores: np.ndarray, layers: float = 1.0) -> np.ndarray:
+def kept_value(scores: np.ndarray, layers: float = 1.0, exponent: float = 1.0) -> np.ndarray:
     """``value[k-1]``: the share of the group's importance that its best ``k`` channels
-    hold, times the number of ``layers`` the group's channels live in."""
+    hold, times the number of ``layers`` the group's channels live in. ``exponent`` q > 1
+    makes it ``1 - (1 - share) ** q``: diminishing returns, each channel cut from an already
+    narrow group worth more than one cut from a full group."""
     s = np.sort(np.asarray(scores, dtype=np.float64))[::-1]
     total = float(np.sum(s))
     share = np.cumsum(s) / total if total > 0 else np.arange(1, len(s) + 1) / max(len(s), 1)
-    return layers * share
+    return layers * (1 - (1 - np.minimum(share, 1.0)) ** exponent)
 
 
 def layer_counts(analysis) -> dict[int, int]:
@@ -96,13 +98,18 @@ class LatencyAllocator:
     # measured models found them, no scale of the table reproduces them
     pinned: tuple[int, ...] | None = None
     pinned_ms: float | None = None
+    exponent: float = 1.0  # of the kept value (see :func:`kept_value`); 1: the share itself
 
     @classmethod
     def for_model(cls, table: LatencyTable, analysis, *, round_to: int = 1, max_ratio: float = 0.9,
-                  coupled: bool = True) -> "LatencyAllocator":
+                  coupled: bool = True, exponent: float = 1.0) -> "LatencyAllocator":
         """The allocator for ``analysis``'s model: coupling factors and layer weights from it."""
         return cls(table, round_to=round_to, max_ratio=max_ratio, layers=layer_counts(analysis),
-                   coupling=Coupling.of(analysis) if coupled else None)
+                   coupling=Coupling.of(analysis) if coupled else None, exponent=exponent)
+
+    def value(self, scores: np.ndarray, gid: int) -> np.ndarray:
+        """Group ``gid``'s kept value by width (see :func:`kept_value`)."""
+        return kept_value(scores, (self.layers or {}).get(gid, 1), self.exponent)
 
     @property
     def dense(self) -> float:
@@ -186,8 +193,7 @@ class _Problem:
         self.alloc, self.widths, self.budget_ms = alloc, np.array(widths, dtype=np.int64), budget_ms
         self.items = alloc._items(widths, prunable)
         self.opts = {g: alloc.options(g, int(widths[g])) for g in self.items}
-        layers = alloc.layers or {}
-        self.values = [kept_value(scores[g], layers.get(g, 1))[np.array(self.opts[g]) - 1] for g in self.items]
+        self.values = [alloc.value(scores[g], g)[np.array(self.opts[g]) - 1] for g in self.items]
 
     def solve(self, rho: dict[int, float]) -> tuple[np.ndarray, float] | None:
         """The knapsack with group factors ``rho``: (widths, kept value), or None if infeasible."""

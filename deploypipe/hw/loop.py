@@ -55,7 +55,7 @@ from ..prune.allocate import select_drop
 from ..prune.budget import Budget
 from ..targets import TargetProfile
 from ..utils.log import get_logger
-from .allocate import LatencyAllocator, kept_value
+from .allocate import LatencyAllocator
 from .subgraph import with_batch
 from .timer import Timer
 
@@ -372,7 +372,7 @@ def walk(alloc: LatencyAllocator, fast: Sequence[int], slow: Sequence[int], widt
     groups that ``slow`` keeps narrower are cut to its widths, then the others widen in order of
     kept value per ms of the table's latency (the knapsack's greedy order). ``widths``: the dense
     widths the options come from."""
-    table, layers = alloc.table, alloc.layers or {}
+    table = alloc.table
     cur = np.array(fast, dtype=np.int64)
     path = [cur.copy()]
     items = [g for g in alloc._items(widths, prunable) if cur[g] != slow[g]]
@@ -381,7 +381,7 @@ def walk(alloc: LatencyAllocator, fast: Sequence[int], slow: Sequence[int], widt
         for w in sorted((o for o in opts[g] if slow[g] <= o < cur[g]), reverse=True):
             cur[g] = w
             path.append(cur.copy())
-    values = {g: kept_value(scores[g], layers.get(g, 1)) for g in items}
+    values = {g: alloc.value(scores[g], g) for g in items}
 
     def ratio(g: int, w: int) -> float:
         cost = max(table.latency(g, w) - table.latency(g, int(cur[g])), 1e-12)

@@ -178,3 +178,19 @@ def test_kept_value_is_the_share_of_importance_kept_per_layer():
     assert kept_value(np.zeros(4)) == pytest.approx([0.25, 0.5, 0.75, 1.0])  # no signal: by count
     wide, narrow = kept_value(np.ones(960)), kept_value(np.ones(16))
     assert wide[-1] == narrow[-1] == pytest.approx(1.0) and wide[7] < narrow[7]  # 8 channels of 960 vs of 16
+
+
+def test_a_value_exponent_gives_diminishing_returns():
+    """q = 2: 1 - (1 - share)^2. Keeping half a group is worth 3/4 of it, so a knapsack that
+    has to cut two equal groups by half in all cuts both halfway rather than one to nothing."""
+    from deploypipe.hw import knapsack
+    from deploypipe.hw.allocate import kept_value
+
+    v = kept_value(np.ones(4), exponent=2.0)
+    assert v == pytest.approx([1 - 0.75 ** 2, 0.75, 1 - 0.25 ** 2, 1.0])
+    assert kept_value(np.ones(4), exponent=1.0) == pytest.approx(kept_value(np.ones(4)))
+    costs = [[1.0, 2.0, 3.0, 4.0]] * 2  # two groups, 1 ms per channel, 4 ms to spend: half the channels
+    linear = knapsack.solve(costs, [kept_value(np.ones(4))] * 2, 4.0)
+    assert linear.value == pytest.approx(1.0)  # any split of the 4 channels is worth the same
+    concave = knapsack.solve(costs, [kept_value(np.ones(4), exponent=2.0)] * 2, 4.0)
+    assert list(concave.picks) == [1, 1] and concave.value == pytest.approx(1.5)  # 2 channels each
