@@ -95,8 +95,9 @@ def parse() -> argparse.Namespace:
     p.add_argument("--profiles", help="only these profiles (default: each model's)")
     p.add_argument("--budgets", default="0.7,0.5,0.3")
     p.add_argument("--no-additive", action="store_true", help="skip the additive-model loop")
-    p.add_argument("--value-exponent", type=float, default=1.0,
-                   help="the knapsack's kept value 1 - (1 - share)^q (1: the share; > 1: diminishing returns)")
+    p.add_argument("--value-exponent", type=float,
+                   help="the knapsack's kept value 1 - (1 - share)^q (1: the share; > 1: diminishing returns; "
+                   "default: the library's)")
     p.add_argument("--summary", action="store_true", help="print the results file in short and exit")
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "latency_budget.json"))
     return p.parse_args()
@@ -409,13 +410,15 @@ def _loop_line(r: dict) -> str:
             f"{r['measured_ms'] / r['budget_ms'] - 1:+.1%} vs budget, within 5%: {r['within_tolerance']}")
 
 
-VALUE_EXPONENT = 1.0  # of the latency-aware knapsack's kept value (--value-exponent)
+VALUE_EXPONENT = None  # of the latency-aware knapsack's kept value (--value-exponent; None: the library's)
 
 
 def main() -> int:
     global VALUE_EXPONENT
     args = parse()
-    VALUE_EXPONENT = args.value_exponent
+    from deploypipe.hw.allocate import VALUE_EXPONENT as default
+
+    VALUE_EXPONENT = default if args.value_exponent is None else args.value_exponent
     out = Path(args.out if not args.smoke or "--out" in sys.argv else "/tmp/latency_budget_smoke.json")
     if args.summary:
         print("\n".join(summary(load(out))))

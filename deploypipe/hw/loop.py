@@ -368,29 +368,41 @@ def _beside(path, rel, lo: int, hi: int, alloc: LatencyAllocator, run: Runner, w
 
 def walk(alloc: LatencyAllocator, fast: Sequence[int], slow: Sequence[int], widths, scores,
          prunable) -> list[np.ndarray]:
-    """Widths from ``fast`` to ``slow`` one allowed width of one group at a time: first the
-    groups that ``slow`` keeps narrower are cut to its widths, then the others widen in order of
-    kept value per ms of the table's latency (the knapsack's greedy order). ``widths``: the dense
-    widths the options come from."""
+    """Widths from ``fast`` to ``slow`` one allowed width of one group at a time, the table's
+    prediction climbing about steadily: a group that ``slow`` keeps wider widens while the
+    prediction is under the straight line from one model's prediction to the other's, a group
+    that ``slow`` keeps narrower is cut while it is over it. Widenings go in order of kept
+    value per ms (the knapsack's greedy order), cuts in order of least value lost per ms
+    saved. ``widths``: the dense widths the options come from.
+
+    All cuts first (the walk before) made the first part of the walk faster than the fast
+    model itself, and a search along it spent its rounds there: resnet56 on cpu-batch32 at
+    0.5, five rounds between models measured 0.92 and 1.06 of the budget all measured
+    0.85-0.90, each a little faster than the last."""
     table = alloc.table
     cur = np.array(fast, dtype=np.int64)
     path = [cur.copy()]
     items = [g for g in alloc._items(widths, prunable) if cur[g] != slow[g]]
     opts = {g: set(alloc.options(g, int(widths[g]))) | {int(slow[g])} for g in items}
-    for g in items:
-        for w in sorted((o for o in opts[g] if slow[g] <= o < cur[g]), reverse=True):
-            cur[g] = w
-            path.append(cur.copy())
     values = {g: alloc.value(scores[g], g) for g in items}
-
-    def ratio(g: int, w: int) -> float:
-        cost = max(table.latency(g, w) - table.latency(g, int(cur[g])), 1e-12)
-        return (values[g][w - 1] - values[g][int(cur[g]) - 1]) / cost
-
+    downs = {g: sorted((o for o in opts[g] if slow[g] <= o < cur[g]), reverse=True) for g in items}
     ups = {g: sorted(o for o in opts[g] if cur[g] < o <= slow[g]) for g in items}
-    while any(ups.values()):
-        g = max((g for g in items if ups[g]), key=lambda g: (ratio(g, ups[g][0]), -g))
-        cur[g] = ups[g].pop(0)
+
+    def per_ms(g: int, w: int) -> float:
+        """Value gained per ms spent moving group ``g`` to ``w`` (value lost per ms saved for a cut)."""
+        dt = abs(table.latency(g, w) - table.latency(g, int(cur[g])))
+        return abs(values[g][w - 1] - values[g][int(cur[g]) - 1]) / max(dt, 1e-12)
+
+    start, end = alloc.predict(fast), alloc.predict(slow)
+    total = sum(map(len, downs.values())) + sum(map(len, ups.values()))
+    while len(path) <= total:
+        line = start + (end - start) * len(path) / total
+        if any(ups.values()) and (not any(downs.values()) or alloc.predict(cur) <= line):
+            g = max((g for g in items if ups[g]), key=lambda g: (per_ms(g, ups[g][0]), -g))
+            cur[g] = ups[g].pop(0)
+        else:
+            g = min((g for g in items if downs[g]), key=lambda g: (per_ms(g, downs[g][0]), g))
+            cur[g] = downs[g].pop(0)
         path.append(cur.copy())
     return path
 
