@@ -148,9 +148,13 @@ class LoopResult:
         unsteady = (f"; the dense model measured {self.dense_spread:.2f}x slower at worst than at best "
                     "during the loop (a busy machine), so the verdict is only that good"
                     if self.dense_spread > UNSTEADY else "")
+        slow = [r.relative for r in self.rounds if r.relative > 1]
+        short = (f"; no model measured between {c.relative:.2f} and {min(slow):.2f} of its budget: a step in "
+                 "the target's latency that the rounds did not split (more --latency-rounds, or a looser "
+                 "--latency-tolerance)" if self.met and not self.within and slow else "")
         return (f"latency budget {verdict} in round {c.round} of {len(self.rounds)}: measured "
                 f"{c.measured_ms:.4g} ms for a budget of {self.budget_ms:.4g} ms ({gap:+.1%}, dense "
-                f"{self.dense_ms:.4g} ms, {self.dense_ms / c.measured_ms:.2f}x faster){unsteady}")
+                f"{self.dense_ms:.4g} ms, {self.dense_ms / c.measured_ms:.2f}x faster){short}{unsteady}")
 
     def to_dict(self) -> dict[str, Any]:
         return {"met": self.met, "within_tolerance": self.within, "tolerance": self.tolerance,

@@ -332,3 +332,17 @@ def test_a_budget_inside_one_groups_step_is_met_by_holding_that_group_narrow(set
     assert "group 8 at 32 (not 40)" in result.chosen.note and result.chosen.widths[g] <= 32
     keep = result.allocator.keep(a.widths(), scores, prunable, result.allocator.budget_ms(budget))
     assert tuple(int(k) for k in keep) == result.chosen.widths
+
+
+def test_a_loop_that_ends_short_of_the_window_says_between_what(setup):
+    """Out of rounds before splitting a step: the verdict names the gap no model fell into."""
+    a, table, scores, prunable = setup
+    alloc = LatencyAllocator.for_model(table, a, round_to=8)
+    dense = MacsTimer().time([_model(a, scores, a.widths())])[0]
+    oracle = _GroupStep(8, 32, 0.2 * dense)
+    result = latency_loop(a, scores, prunable, alloc, Budget.parse("latency", "0.3"), TARGET, oracle, rounds=3)
+    slow = min(r.relative for r in result.rounds if r.relative > 1)
+    assert result.met and not result.within, [r.relative for r in result.rounds]
+    assert f"no model measured between {result.chosen.relative:.2f} and {slow:.2f}" in result.sentence()
+    landed = latency_loop(a, scores, prunable, alloc, Budget.parse("latency", "0.3"), TARGET, oracle, rounds=8)
+    assert landed.within and "no model measured" not in landed.sentence()
