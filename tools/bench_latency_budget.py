@@ -147,7 +147,7 @@ def prepared(spec: Spec):
 class Bench:
     """One model on one profile: its analysis, L1 scores, and a measuring helper."""
 
-    def __init__(self, spec: Spec, profile: str, model):
+    def __init__(self, spec: Spec, profile: str, model, exponent: float):
         from deploypipe.hw import TargetTimer, with_batch
         from deploypipe.hw.loop import Runner
         from deploypipe.prune.budget import Budget
@@ -156,6 +156,7 @@ class Bench:
         from deploypipe.targets import load_target
 
         self.spec, self.target = spec, load_target(profile)
+        self.exponent = exponent  # of the latency-aware knapsack's kept value
         self.shape = (spec.in_channels, spec.input_size, spec.input_size)
         pruner = TorchPruner(copy.deepcopy(model), (1, *self.shape))
         ctx = PruneContext(pruner, PruneRequest(budget=Budget.parse("ratio", 0.5)))
@@ -181,7 +182,7 @@ class Bench:
         from deploypipe.hw import LatencyAllocator
 
         return LatencyAllocator.for_model(table, self.analysis, round_to=self.target.round_to, max_ratio=0.9,
-                                          coupled=coupled, exponent=VALUE_EXPONENT)
+                                          coupled=coupled, exponent=self.exponent)
 
 
 def loop(bench: Bench, table, ratio: float, coupled: bool) -> dict:
@@ -283,16 +284,16 @@ def small_ratio_check(bench: Bench, table) -> list[dict]:
     return rows
 
 
-def measure_run(spec: Spec, profile: str, budgets: list[float], additive: bool) -> dict:
+def measure_run(spec: Spec, profile: str, budgets: list[float], additive: bool, exponent: float) -> dict:
     from deploypipe.hw import TableSpec, measure_table
 
     model, _ = prepared(spec)
     load_before = os.getloadavg()
-    bench = Bench(spec, profile, model)
+    bench = Bench(spec, profile, model, exponent)
     start = time.perf_counter()
     table = measure_table(bench.analysis, bench.target, TableSpec(step=spec.step, show_progress=False),
                           timer=bench.timer)
-    out = {"spec": asdict(spec), "profile": bench.target.to_dict(), "value_exponent": VALUE_EXPONENT,
+    out = {"spec": asdict(spec), "profile": bench.target.to_dict(), "value_exponent": exponent,
            "table": table.summary(),
            "table_seconds": round(time.perf_counter() - start, 1), "budgets": {}}
     for ratio in budgets:
@@ -410,15 +411,11 @@ def _loop_line(r: dict) -> str:
             f"{r['measured_ms'] / r['budget_ms'] - 1:+.1%} vs budget, within 5%: {r['within_tolerance']}")
 
 
-VALUE_EXPONENT = None  # of the latency-aware knapsack's kept value (--value-exponent; None: the library's)
-
-
 def main() -> int:
-    global VALUE_EXPONENT
     args = parse()
-    from deploypipe.hw.allocate import VALUE_EXPONENT as default
+    from deploypipe.hw.allocate import VALUE_EXPONENT
 
-    VALUE_EXPONENT = default if args.value_exponent is None else args.value_exponent
+    exponent = VALUE_EXPONENT if args.value_exponent is None else args.value_exponent
     out = Path(args.out if not args.smoke or "--out" in sys.argv else "/tmp/latency_budget_smoke.json")
     if args.summary:
         print("\n".join(summary(load(out))))
@@ -432,7 +429,7 @@ def main() -> int:
             prepared(spec)
         if args.phase in ("measure", "all"):
             print(f"measuring {key}", flush=True)
-            results["runs"][key] = measure_run(spec, profile, budgets, not args.no_additive)
+            results["runs"][key] = measure_run(spec, profile, budgets, not args.no_additive, exponent)
             save(out, results)
         if args.phase in ("accuracy", "all") and key in results["runs"]:
             print(f"fine-tuning {key}", flush=True)

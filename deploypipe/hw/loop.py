@@ -350,13 +350,16 @@ def _beside(path, rel, lo: int, hi: int, alloc: LatencyAllocator, run: Runner, w
     ended 16% under the budget after eight rounds."""
     narrow, wide = path[lo], path[hi]
     held = [g for g in range(len(narrow)) if narrow[g] != wide[g]]
-    now = budget.target(alloc.dense)
-    # measured models with the held groups narrow, too fast: the line through the closest two
-    known = sorted(((r, alloc.predict(k)) for k, r in ((np.array(k), run.relative(k, budget)) for k in run.seen)
-                    if np.array_equal(k[held], narrow[held]) and r < aim), key=lambda p: -p[0])[:2]
-    (r1, p1), slope = known[0], 1 / now  # of the budget per ms of prediction
-    if len(known) == 2 and known[0][1] - known[1][1] > 1e-9 * p1 and r1 > known[1][0]:
-        slope = (r1 - known[1][0]) / (p1 - known[1][1])
+    # measured models with the held groups narrow and too fast: the line through the closest two
+    fast = []
+    for key in run.seen:
+        r = run.relative(key, budget)
+        if r < aim and all(key[g] == narrow[g] for g in held):
+            fast.append((r, alloc.predict(key)))
+    (r1, p1), *rest = sorted(fast, reverse=True)
+    slope = 1 / budget.target(alloc.dense)  # of the budget per ms of prediction
+    if rest and p1 - rest[0][1] > 1e-9 * p1 and r1 > rest[0][0]:
+        slope = (r1 - rest[0][0]) / (p1 - rest[0][1])
     cap = np.array(widths, dtype=np.int64)
     cap[held] = narrow[held]
     try:
