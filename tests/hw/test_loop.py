@@ -346,3 +346,33 @@ def test_a_loop_that_ends_short_of_the_window_says_between_what(setup):
     assert f"no model measured between {result.chosen.relative:.2f} and {slow:.2f}" in result.sentence()
     landed = latency_loop(a, scores, prunable, alloc, Budget.parse("latency", "0.3"), TARGET, oracle, rounds=8)
     assert landed.within and "no model measured" not in landed.sentence()
+
+
+def test_a_walk_between_models_the_table_predicts_alike_goes_by_step_count(setup):
+    """Two allocations for one budget (different scores) that the table predicts within a
+    few percent of each other measured 0.90 and 1.05 of the budget: the table cannot say
+    where along the walk the latency changes, so the next model is the one halfway along
+    it by steps, where the straight line through the two measurements meets the aim (by
+    the table's prediction it was a step next to one end)."""
+    from deploypipe.hw.loop import LoopRound, Runner, _between, _key, _Search, walk
+
+    a, table, scores, prunable = setup
+    alloc = LatencyAllocator.for_model(table, a, round_to=8)
+    widths, budget = a.widths(), Budget.parse("latency", "0.5")
+    other = [np.random.default_rng(1).random(g.width) for g in a.groups]
+    fast = alloc.keep(widths, scores, prunable, alloc.budget_ms(budget))
+    slow = alloc.keep(widths, other, prunable, alloc.budget_ms(budget))
+    run = Runner(a, scores, TARGET, MacsTimer(), None, dense_ms=[alloc.dense])
+    search = _Search(0.05)
+    target_ms = budget.target(alloc.dense)
+    for i, (keep, relative) in enumerate([(fast, 0.90), (slow, 1.05)]):
+        run.seen[_key(keep)] = (relative * target_ms, alloc.dense)
+        search.record(LoopRound(i + 1, 1.0, target_ms, alloc.predict(keep), relative * target_ms, alloc.dense,
+                                _key(keep), 0.0))
+    predicted = [alloc.predict(fast), alloc.predict(slow)]
+    assert abs(predicted[1] - predicted[0]) < 0.15 * target_ms / 4  # the table sees a quarter of the gap at most
+    path = walk(alloc, fast, slow, widths, scores, prunable)
+    keep, note = _between(search, alloc, run, widths, scores, prunable, budget)
+    index = next(i for i, k in enumerate(path) if np.array_equal(k, keep))
+    assert "50% of the way" in note
+    assert 0.3 <= index / (len(path) - 1) <= 0.7, (index, len(path))
