@@ -166,7 +166,9 @@ class Bench:
         self.prunable = [pruner.is_prunable(g) for g in self.analysis.groups]
         self.timer = TargetTimer(self.target, iterations=spec.iterations_for(profile))
         self.dense = with_batch(self.analysis.model, self.target.batch, self.target.input_shape)
-        self.runner = Runner(self.analysis, self.scores, self.target, self.timer, self.dense)
+        # the loop's verdicts, the baselines and the small-ratio check time pairs like the build does
+        self.pair_timer = TargetTimer.for_pairs(self.target, iterations=spec.iterations_for(profile))
+        self.runner = Runner(self.analysis, self.scores, self.target, self.pair_timer, self.dense)
 
     def model_at(self, keep):
         return self.runner.model_at(keep)
@@ -193,7 +195,7 @@ def loop(bench: Bench, table, ratio: float, coupled: bool) -> dict:
     start = time.perf_counter()
     try:
         result = latency_loop(bench.analysis, bench.scores, bench.prunable, bench.allocator(table, coupled),
-                              Budget.parse("latency", ratio), bench.target, bench.timer, rounds=ROUNDS,
+                              Budget.parse("latency", ratio), bench.target, bench.pair_timer, rounds=ROUNDS,
                               tolerance=TOLERANCE)
     except BudgetError as exc:
         return {"error": exc.sentence(), "seconds": time.perf_counter() - start}
@@ -260,7 +262,7 @@ def reachable(keep_at, lo: float = 0.01, hi: float = 0.999) -> float:
 def side_by_side(bench: Bench, entries: dict) -> dict:
     """Time the dense model and every allocation's model together, one interleaved call."""
     names = [n for n, e in entries.items() if "widths" in e]
-    ms = bench.timer.time([bench.dense] + [bench.model_at(entries[n]["widths"]) for n in names])
+    ms = bench.pair_timer.time([bench.dense] + [bench.model_at(entries[n]["widths"]) for n in names])
     return {"dense_ms": ms[0], **{n: {"ms": m, "ratio": m / ms[0]} for n, m in zip(names, ms[1:])}}
 
 
@@ -284,6 +286,27 @@ def small_ratio_check(bench: Bench, table) -> list[dict]:
     return rows
 
 
+REPEATS = 6  # pairs timed for the repeatability of one verdict
+
+
+def repeatability(bench: Bench) -> dict:
+    """The noise a single verdict carries: one pruned model (every prunable group at half its
+    width, rounded to the profile's multiple) timed beside the dense one :data:`REPEATS`
+    times, as the loop times a round. A relative SD near the loop's 5% window means a model
+    in the window lands there partly by luck."""
+    from deploypipe.prune.allocate import uniform
+
+    keep = uniform(bench.analysis.widths(), 0.5, prunable=bench.prunable, round_to=bench.target.round_to)
+    model = bench.model_at(keep)
+    ratios = [pruned / dense for dense, pruned in (bench.pair_timer.time([bench.dense, model])
+                                                   for _ in range(REPEATS))]
+    r = np.array(ratios)
+    return {"what": "uniform 50% of channels, rounded; pruned/dense ratio of each pair", "ratios": ratios,
+            "median": float(np.median(r)), "relative_sd": float(r.std(ddof=1) / r.mean()),
+            "max_over_min": float(r.max() / r.min()), "bursts": bench.pair_timer.bursts,
+            "iterations": bench.pair_timer.iterations}
+
+
 def measure_run(spec: Spec, profile: str, budgets: list[float], additive: bool, exponent: float) -> dict:
     from deploypipe.hw import TableSpec, measure_table
 
@@ -295,7 +318,8 @@ def measure_run(spec: Spec, profile: str, budgets: list[float], additive: bool, 
                           timer=bench.timer)
     out = {"spec": asdict(spec), "profile": bench.target.to_dict(), "value_exponent": exponent,
            "table": table.summary(),
-           "table_seconds": round(time.perf_counter() - start, 1), "budgets": {}}
+           "table_seconds": round(time.perf_counter() - start, 1), "repeatability": repeatability(bench),
+           "budgets": {}}
     for ratio in budgets:
         out["budgets"][str(ratio)] = budget_run(bench, table, ratio, additive and spec.dataset is not None,
                                                 baselines_too=spec.dataset is not None)
@@ -382,14 +406,19 @@ def selected(args: argparse.Namespace) -> list[tuple[Spec, str]]:
 
 def summary(results: dict) -> list[str]:
     """One line per budget: rounds (predicted/measured/error), the outcome, the baselines."""
-    lines = []
+    lines, landed = [], []
     for key, run in results["runs"].items():
         t = run["table"]
         lines.append(f"{key}: table {t['groups']} groups, {t['samples']} samples, {run['table_seconds']} s; "
                      f"dense accuracy {run.get('dense_accuracy')}; load {run['load_before'][0]:.1f}"
                      f"->{run['load_after'][0]:.1f}")
+        if "repeatability" in run:
+            rep = run["repeatability"]
+            lines.append(f"  one verdict repeats to: pruned/dense {rep['median']:.3f}, relative SD "
+                         f"{rep['relative_sd']:.1%}, max/min {rep['max_over_min']:.2f} over {len(rep['ratios'])} pairs")
         for budget, e in run["budgets"].items():
             lines += [f"  budget {budget}: " + _loop_line(e["latency_aware"])]
+            landed.append(bool(e["latency_aware"].get("within_tolerance")))
             if "latency_aware_additive_model" in e:
                 lines.append("    additive model: " + _loop_line(e["latency_aware_additive_model"]))
             for name in ("latency_aware", "uniform", "macs_global"):
@@ -400,6 +429,7 @@ def summary(results: dict) -> list[str]:
         for row in run.get("small_ratio_check", []):
             lines.append(f"  {row['what']}: ratio {row['measured_ratio']}, slower than dense: "
                          f"{row['slower_than_dense']}")
+    lines.append(f"loops ending within the window: {sum(landed)} of {len(landed)}")
     return lines
 
 

@@ -4,7 +4,7 @@ budget, and the loop that measures the pruned model until the measurement meets 
     table = measure_table(analysis, load_target("cpu"))          # cached per machine
     alloc = LatencyAllocator.for_model(table, analysis, round_to=8)  # coupling, layer weights
     keep = alloc.keep(widths, scores, prunable, budget_ms=5.0)   # exact knapsack (HALP)
-    result = latency_loop(analysis, scores, prunable, alloc, budget, target, TargetTimer(target))
+    result = latency_loop(analysis, scores, prunable, alloc, budget, target, TargetTimer.for_pairs(target))
 """
 from .allocate import LatencyAllocator, layer_counts, width_options
 from .coupling import Coupling

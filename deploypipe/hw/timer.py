@@ -33,6 +33,11 @@ from ..utils.log import get_logger
 log = get_logger("hw")
 
 CHUNK = 8  # engines alive at once (memory)
+# Bursts for one pruned model timed beside the dense one (the loop's verdicts). The same pair
+# timed 12 times on this 2-core host (cpu profile, 100 iterations): the pruned/dense ratio
+# varied with a relative SD of 11-13% over 5 bursts, 4-9% over 11, at 1.2 and 1.8 s per pair;
+# 41 bursts of 2 iterations each were biased (a session waking up each burst) and worse.
+PAIR_BURSTS = 11
 MS_PER_ITERATION = 2.5  # floor on timing time per model: 100 iterations -> at least 0.25 s
 
 
@@ -57,6 +62,11 @@ class TargetTimer:
 
         self.settle = settle_seconds(target)
         self.calls = 0  # models timed (for reports and tests)
+
+    @classmethod
+    def for_pairs(cls, target: TargetProfile, *, iterations: int | None = None) -> TargetTimer:
+        """The timer of the loop's verdicts: more bursts than a table's (see :data:`PAIR_BURSTS`)."""
+        return cls(target, iterations=iterations, bursts=PAIR_BURSTS)
 
     def time(self, models: Sequence[onnx.ModelProto]) -> list[float]:
         out = self._time_chunk(models[:CHUNK])

@@ -81,9 +81,9 @@ def plan_latency(analysis: Analysis, scores: Sequence[np.ndarray], prunable: Seq
     """Measure (or load) the table of ``analysis.model`` and run the loop."""
     from ..hw import LatencyAllocator, TableSpec, TargetTimer, latency_loop, measure_table
 
-    timer = timer or TargetTimer(target)
     spec = TableSpec(step=options.step, cache_dir=options.cache_dir, use_cache=options.use_cache)
-    table = measure_table(analysis, target, spec, timer=timer)
+    table = measure_table(analysis, target, spec, timer=timer or TargetTimer(target))
+    timer = timer or TargetTimer.for_pairs(target)
     alloc = LatencyAllocator.for_model(table, analysis, round_to=round_to, max_ratio=max_ratio,
                                        coupled=options.coupled)
     flagged = table.non_monotonic()

@@ -174,3 +174,26 @@ def test_multi_threaded_cpu_sessions_settle_before_each_burst(monkeypatch):
         runs = events.count("run")
         assert runs == 4
         assert events == ([expected, "run"] * runs if expected else ["run"] * runs)
+
+
+def test_the_loops_pair_timer_takes_more_bursts_than_a_tables(monkeypatch):
+    """A verdict on one pruned model is timed over PAIR_BURSTS bursts (never more bursts than
+    iterations); the table keeps the cheaper default."""
+    from deploypipe.hw import timer as timer_module
+
+    cpu = load_target("cpu")
+    assert timer_module.TargetTimer(cpu).bursts == 5
+    assert timer_module.TargetTimer.for_pairs(cpu).bursts == timer_module.PAIR_BURSTS > 5
+    assert timer_module.TargetTimer.for_pairs(cpu, iterations=4).bursts == 4
+
+    class Engine:
+        inputs = ()
+
+        def time(self, batch, warmup, iterations, **kw):
+            runs.append(iterations)
+            return type("Stats", (), {"statistic": lambda self, name: 1.0})()
+
+    runs = []
+    monkeypatch.setattr(timer_module.time, "sleep", lambda s: None)
+    timer_module.TargetTimer.for_pairs(cpu)._interleave([Engine(), Engine()])
+    assert len(runs) == 2 * timer_module.PAIR_BURSTS and sum(runs) <= 2 * cpu.iterations
