@@ -304,9 +304,10 @@ def _between(search: _Search, alloc: LatencyAllocator, run: Runner, widths, scor
     the last model measured too fast and the first one after it measured too slow close in on
     the budget: the next step is where the straight line through their two measurements
     (latency against the position along the walk, see :func:`_positions`; each measurement
-    relative to its own round's budget) meets the aim. Pairs of rounds are tried closest first; when every
-    pair's walk has no unmeasured step left between those two models, the budget lies inside
-    one step of the walk (see :func:`_beside`). None when nothing is left to try.
+    relative to its own round's budget) meets the aim. Pairs of rounds are tried closest
+    first; when every pair's walk has no unmeasured step left between those two models, the
+    budget lies inside one step of the walk (see :func:`_beside`). None when nothing is left
+    to try.
 
     The table's single scale cannot resolve what lies between two such models when the
     target's latency has a step the isolated sub-graphs never showed (resnet56 on cpu-batch32
