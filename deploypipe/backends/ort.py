@@ -139,6 +139,14 @@ class OrtEngine(Engine):
     def providers(self) -> list[str]:
         return self.session.get_providers()
 
+    @property
+    def timing(self) -> str:
+        """What :meth:`time` measures."""
+        if on_gpu(self.target):
+            return ("host clock around a run whose inputs and outputs are bound on the GPU "
+                    "(no host copies; waits for the outputs)")
+        return "host clock"
+
     def run(self, feeds: Mapping[str, np.ndarray]) -> list[np.ndarray]:
         self._check_open()
         return self.session.run(None, dict(feeds))
@@ -176,7 +184,7 @@ class OrtEngine(Engine):
         if on_gpu(self.target):
             preload_cuda_libraries()
         session = _session(self.model_path, self.target, so,
-                           provider_entries(self.target, self.cache_dir))
+                           provider_entries(self.target, self.cache_dir, self.model_path))
         if on_gpu(self.target):
             check_session_providers(session, self.target)
         return session

@@ -2,8 +2,14 @@
 the session really runs on the GPU, and device-side IO binding for timing.
 
 * The TensorRT provider gets the target's precision (``trt_fp16_enable``, and
-  ``trt_int8_enable`` for a graph with Q/DQ nodes), an engine cache and a timing cache under
-  deploypipe's cache folder, and the workspace limit native TensorRT uses.
+  ``trt_int8_enable`` for a graph with Q/DQ nodes), a timing cache under deploypipe's cache
+  folder, the workspace limit native TensorRT uses, and an engine cache folder of its own
+  per model *content* and options: the provider names cached engines after the graph's
+  file and node names, not its weights, so a later ``pruned.onnx`` or a latency-table
+  sub-model saved under the same name would silently load an engine built for another
+  graph.
+* The CUDA provider runs fp32 convolutions and matrix products as TF32 unless told not to
+  (``use_tf32``, on by default): an fp32 target turns it off, so fp32 means fp32.
 * The CUDA provider has no precision switch, so an fp16 target gets the graph converted by
   :func:`deploypipe.backends.fp16.to_fp16`; int8 needs the TensorRT provider.
 * ``session.disable_cpu_ep_fallback`` (see ``session_options``) makes a node without a GPU
@@ -18,6 +24,8 @@ the session really runs on the GPU, and device-side IO binding for timing.
 """
 from __future__ import annotations
 
+import hashlib
+import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Mapping
 
@@ -39,29 +47,50 @@ def on_gpu(target: TargetProfile) -> bool:
     return any(p in GPU_PROVIDERS for p in target.providers)
 
 
-def provider_entries(target: TargetProfile, cache_dir: str | Path | None) -> list[Any]:
-    """``providers=`` for InferenceSession: names, with options for the GPU providers."""
+def provider_entries(target: TargetProfile, cache_dir: str | Path | None,
+                     model_path: str | Path | None = None) -> list[Any]:
+    """``providers=`` for InferenceSession: names, with options for the GPU providers
+    (``model_path``, the graph the session loads, keys the TensorRT engine cache)."""
     entries: list[Any] = []
     for name in target.providers:
         if name == TRT_EP:
-            entries.append((name, trt_ep_options(target, cache_dir)))
+            entries.append((name, trt_ep_options(target, cache_dir, model_path)))
         elif name == CUDA_EP:
-            entries.append((name, {"device_id": 0}))
+            entries.append((name, cuda_ep_options(target)))
         else:
             entries.append(name)
     return entries
 
 
-def trt_ep_options(target: TargetProfile, cache_dir: str | Path | None) -> dict[str, Any]:
-    """TensorRT provider options from the target, with engine and timing caches on disk."""
+def cuda_ep_options(target: TargetProfile) -> dict[str, Any]:
+    """CUDA provider options: GPU 0, and TF32 only when the target is not fp32."""
+    return {"device_id": 0, "use_tf32": 0 if target.precision == "fp32" else 1}
+
+
+def trt_ep_options(target: TargetProfile, cache_dir: str | Path | None,
+                   model_path: str | Path | None = None) -> dict[str, Any]:
+    """TensorRT provider options from the target, with engine and timing caches on disk; the
+    engine folder is keyed by the model's content and these options (see the module doc)."""
     root = (Path(cache_dir) if cache_dir is not None else default_cache_dir()) / "onnxruntime-trt"
-    for sub in ("engines", "timing"):
-        (root / sub).mkdir(parents=True, exist_ok=True)
-    return {"device_id": 0, "trt_max_workspace_size": DEFAULT_WORKSPACE,
-            "trt_fp16_enable": target.precision in ("fp16", "int8"),
-            "trt_int8_enable": target.precision == "int8",
-            "trt_engine_cache_enable": True, "trt_engine_cache_path": str(root / "engines"),
+    options: dict[str, Any] = {
+        "device_id": 0, "trt_max_workspace_size": DEFAULT_WORKSPACE,
+        "trt_fp16_enable": target.precision in ("fp16", "int8"),
+        "trt_int8_enable": target.precision == "int8"}
+    engines = root / "engines" / engine_folder_key(model_path, options)
+    for folder in (engines, root / "timing"):
+        folder.mkdir(parents=True, exist_ok=True)
+    return {**options, "trt_engine_cache_enable": True, "trt_engine_cache_path": str(engines),
             "trt_timing_cache_enable": True, "trt_timing_cache_path": str(root / "timing")}
+
+
+def engine_folder_key(model_path: str | Path | None, options: dict[str, Any]) -> str:
+    """24 hex digits of the model file's content and the options that change its engine
+    (``"any"`` without a model, for callers that only want the options)."""
+    if model_path is None:
+        return "any"
+    payload = json.dumps({"model": sha256_file(Path(model_path)), "options": options},
+                         sort_keys=True)
+    return hashlib.sha256(payload.encode()).hexdigest()[:24]
 
 
 def gpu_model_path(onnx_path: Path, target: TargetProfile, cache_dir: str | Path | None) -> Path:

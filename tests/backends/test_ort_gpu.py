@@ -3,6 +3,7 @@ graph each provider gets, no silent CPU fallback, and device-side IO binding for
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import numpy as np
 import onnx
@@ -27,7 +28,7 @@ def _target(providers=TRT, precision="fp16") -> TargetProfile:
 def test_tensorrt_provider_gets_precision_and_caches(tmp_path):
     entries = provider_entries(_target(), tmp_path)
     (trt_name, trt_opts), (cuda_name, cuda_opts) = entries
-    assert (trt_name, cuda_name) == TRT and cuda_opts == {"device_id": 0}
+    assert (trt_name, cuda_name) == TRT and cuda_opts == {"device_id": 0, "use_tf32": 1}
     assert trt_opts["trt_fp16_enable"] is True and trt_opts["trt_int8_enable"] is False
     assert trt_opts["trt_engine_cache_enable"] and trt_opts["trt_timing_cache_enable"]
     for key in ("trt_engine_cache_path", "trt_timing_cache_path"):
@@ -116,3 +117,60 @@ def test_timing_binds_inputs_on_the_device_once(monkeypatch):
     call()
     assert session.runs == 2 and session.bound.count(("sync",)) == 2
     assert len(made) == 1  # no host-to-device copy per timed run
+
+
+def test_tensorrt_engine_cache_is_keyed_by_the_model_content_not_its_name(tmp_path):
+    """The provider names cached engines after the file and node names: a new graph saved
+    under the same name (a later pruned.onnx, the latency table's m0.onnx) must not find the
+    old engine, while the same graph elsewhere may reuse it."""
+    path = tmp_path / "m0.onnx"
+
+    def engines_for(model_bytes: bytes, where=path) -> str:
+        where.write_bytes(model_bytes)
+        return dict(provider_entries(_target(), tmp_path / "cache", where))[TRT[0]][
+            "trt_engine_cache_path"]
+
+    first, second = _two_graphs()
+    a, b = engines_for(first), engines_for(second)
+    assert a != b and Path(a).is_dir() and Path(b).is_dir()
+    assert engines_for(first, tmp_path / "other.onnx") == a
+    fp32 = dict(provider_entries(_target(precision="fp32"), tmp_path / "cache", path))
+    assert fp32[TRT[0]]["trt_engine_cache_path"] != b  # the options are in the key too
+
+
+def test_an_ort_engine_keys_its_tensorrt_cache_by_the_graph_it_loads(monkeypatch, tiny_onnx,
+                                                                     tmp_path):
+    seen = []
+
+    def fake_session(path, target, so, providers):
+        seen.append(dict(providers)[TRT[0]]["trt_engine_cache_path"])
+        return _Session(list(TRT))
+
+    monkeypatch.setattr(ort_backend, "_session", fake_session)
+    first, second = _two_graphs()
+    path = tmp_path / "pruned.onnx"
+    for data in (first, second):
+        path.write_bytes(data)
+        OrtEngine(path, _target(), cache_dir=tmp_path)
+    assert len(set(seen)) == 2
+
+
+def test_fp32_turns_tf32_off_in_the_cuda_provider(tmp_path):
+    cuda = ("CUDAExecutionProvider",)
+    assert dict(provider_entries(_target(cuda, "fp32"), tmp_path))[cuda[0]]["use_tf32"] == 0
+    assert dict(provider_entries(_target(cuda, "fp16"), tmp_path))[cuda[0]]["use_tf32"] == 1
+
+
+def _two_graphs() -> tuple[bytes, bytes]:
+    """Two graphs with the same names and shapes that differ only in their weights."""
+    from onnx import helper, numpy_helper
+
+    def graph(scale: float) -> bytes:
+        w = numpy_helper.from_array(np.full((2, 2), scale, np.float32), "w")
+        model = helper.make_model(helper.make_graph(
+            [helper.make_node("MatMul", ["x", "w"], ["y"], name="mm")], "g",
+            [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1, 2])],
+            [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [1, 2])], [w]))
+        return model.SerializeToString()
+
+    return graph(1.0), graph(2.0)
