@@ -82,7 +82,38 @@ def gpu_options() -> list[GpuOption]:
 def _native_trt(target: TargetProfile) -> str | None:
     if importlib.util.find_spec("tensorrt") is None:
         return "the tensorrt Python package is not installed"
+    return tensorrt_build_fails()
+
+
+@functools.lru_cache(maxsize=1)
+def tensorrt_build_fails() -> str | None:
+    """``None`` when TensorRT builds and deserializes a one-layer engine here, else why not:
+    a TensorRT whose libraries load but that does not support this GPU, or whose CUDA does
+    not match the driver, imports fine and fails only when it builds."""
+    try:
+        import tensorrt as trt
+
+        return _tiny_engine_fails(trt)
+    except Exception as exc:  # the bindings raise their own types, all with text
+        return f"TensorRT imports but cannot build an engine here ({_first_line(exc)})"
+
+
+def _tiny_engine_fails(trt) -> str | None:
+    logger = trt.Logger(trt.Logger.ERROR)
+    builder = trt.Builder(logger)
+    network = builder.create_network(0)
+    x = network.add_input("x", trt.float32, (1, 8))
+    network.mark_output(network.add_activation(x, trt.ActivationType.RELU).get_output(0))
+    data = builder.build_serialized_network(network, builder.create_builder_config())
+    if data is None:
+        return f"TensorRT {trt.__version__} imports but could not build an engine on this GPU"
+    if trt.Runtime(logger).deserialize_cuda_engine(bytes(data)) is None:
+        return f"TensorRT {trt.__version__} built an engine it cannot load on this GPU"
     return None
+
+
+def _first_line(exc: Exception) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
 
 
 def _ort_trt(target: TargetProfile) -> str | None:

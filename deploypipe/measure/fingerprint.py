@@ -40,6 +40,7 @@ class Fingerprint:
     gpu_driver: str | None = None
     cuda: str | None = None
     tensorrt: str | None = None
+    cuda_visible_devices: str | None = None  # as set when measured (None: not set)
 
     def key(self) -> str:
         """A 12-hex-digit hash of the hardware and of the libraries that run the model."""
@@ -78,7 +79,13 @@ def hardware_fingerprint() -> Fingerprint:
         gpu_driver=driver,
         cuda=cuda,
         tensorrt=_version("tensorrt", "tensorrt-cu13", "tensorrt-cu12", "tensorrt-libs"),
+        cuda_visible_devices=visible_devices(),
     )
+
+
+def visible_devices() -> str | None:
+    """``CUDA_VISIBLE_DEVICES`` as set (``None`` when unset: every GPU is visible)."""
+    return os.environ.get("CUDA_VISIBLE_DEVICES")
 
 
 def _cpu_model(cpuinfo: Path = Path("/proc/cpuinfo")) -> str:
@@ -103,8 +110,11 @@ def _version(*dists: str) -> str | None:
 
 @functools.lru_cache(maxsize=1)
 def gpu_info() -> tuple[str | None, str | None, str | None]:
-    """(name, driver, CUDA version) of NVIDIA GPU 0 from NVML, else torch.cuda, else the
-    kernel driver's /proc entry (name only), else Nones."""
+    """(name, driver, CUDA version) of the first GPU CUDA sees (``CUDA_VISIBLE_DEVICES``
+    respected) from NVML, else torch.cuda, else the kernel driver's /proc entry (name
+    only), else Nones; Nones when ``CUDA_VISIBLE_DEVICES`` hides every GPU."""
+    if _first_visible(visible_devices()) == "":
+        return None, None, None
     info = _gpu_from_nvml()
     if info[0] is None:
         info = _gpu_from_torch()
@@ -126,12 +136,31 @@ def _gpu_from_nvml() -> tuple[str | None, str | None, str | None]:
     try:
         if pynvml.nvmlDeviceGetCount() == 0:
             return None, None, None
-        name = _text(pynvml.nvmlDeviceGetName(pynvml.nvmlDeviceGetHandleByIndex(0)))
+        name = _text(pynvml.nvmlDeviceGetName(_nvml_handle(pynvml, _first_visible(visible_devices()))))
         driver = _text(pynvml.nvmlSystemGetDriverVersion())
         v = pynvml.nvmlSystemGetCudaDriverVersion()
         return name, driver, f"{v // 1000}.{v % 1000 // 10}"
     finally:
         pynvml.nvmlShutdown()
+
+
+def _first_visible(visible: str | None) -> str | None:
+    """The first entry of ``CUDA_VISIBLE_DEVICES`` (an index or a ``GPU-``/``MIG-`` UUID),
+    ``None`` when unset, ``""`` when it hides every GPU."""
+    if visible is None:
+        return None
+    first = visible.split(",")[0].strip()
+    return "" if first in ("", "-1", "none", "NoDevFiles") else first
+
+
+def _nvml_handle(pynvml, first: str | None):
+    """NVML's handle of the GPU that CUDA numbers 0. NVML numbers GPUs in PCI bus order, as
+    CUDA does with ``CUDA_DEVICE_ORDER=PCI_BUS_ID``; a UUID names one GPU either way."""
+    if first is None:
+        return pynvml.nvmlDeviceGetHandleByIndex(0)
+    if first.isdigit():
+        return pynvml.nvmlDeviceGetHandleByIndex(int(first))
+    return pynvml.nvmlDeviceGetHandleByUUID(first)
 
 
 def _gpu_from_torch() -> tuple[str | None, str | None, str | None]:
