@@ -2,9 +2,16 @@
 
 Inputs and outputs are bound by name (``set_input_shape``, ``set_tensor_address``) to
 device buffers that ``torch.cuda`` allocates, and ``execute_async_v3`` runs on a torch CUDA
-stream. Timing binds once and times each run with CUDA events on that stream; per-layer
-profiling uses a second execution context with an ``IProfiler`` attached, so the timed
-context never carries a profiler.
+stream. Timing binds once and times each run with CUDA events on that stream: GPU compute
+time with inputs already on the device and no host copies (trtexec's "GPU Compute Time").
+Per-layer profiling uses a second execution context with an ``IProfiler`` attached, so the
+timed context never carries a profiler.
+
+Engines are built with DETAILED profiling verbosity, so that the profiler and NVTX ranges
+name every layer after its ONNX nodes; that verbosity slows ``enqueueV3``. The timed
+context therefore lowers its ``nvtx_verbosity`` (TensorRT 10's run-time override, which may
+lower the build's verbosity but never raise it) to NONE, and only the profiling context
+keeps DETAILED.
 """
 from __future__ import annotations
 
@@ -31,15 +38,16 @@ class TensorRTEngine(Engine):
 
     backend_name = "tensorrt"
 
-    def __init__(self, trt: Any, engine_bytes: bytes, *, onnx_path: Path, target: TargetProfile,
-                 engine_path: Path | None = None):
+    def __init__(self, trt: Any, engine_bytes: bytes, *, onnx_path: Path | None,
+                 target: TargetProfile, engine_path: Path | None = None):
         import torch
 
         require_cuda()
-        self._trt, self.path, self.target = trt, Path(onnx_path), target
+        self._trt, self.target = trt, target
+        self.path = Path(onnx_path) if onnx_path is not None else None  # maps layers to nodes
         self.engine_path = engine_path  # the serialized engine on disk, when it came from there
         self._runtime, self._engine = engine_from_bytes(trt, trt_logger(trt), engine_bytes)
-        self._context = self._new_context()
+        self._context = self._new_context(detailed=False)
         self._stream = torch.cuda.Stream()
         names = [self._engine.get_tensor_name(i) for i in range(self._engine.num_io_tensors)]
         is_input = {n: self._engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT for n in names}
@@ -54,6 +62,8 @@ class TensorRTEngine(Engine):
     @property
     def providers(self) -> list[str]:
         return [f"TensorRT {self._trt.__version__} ({self.target.precision})"]
+
+    timing = "GPU compute time (CUDA events, bound device buffers, no host copies)"
 
     def run(self, feeds: Mapping[str, np.ndarray]) -> list[np.ndarray]:
         self._check_open()
@@ -77,7 +87,7 @@ class TensorRTEngine(Engine):
                        sample_shape: tuple[int, ...] | None = None) -> list[LayerTime]:
         """Per-layer times from ``IProfiler`` over ``iterations`` runs after ``warmup``."""
         self._check_open()
-        context = self._new_context()
+        context = self._new_context(detailed=True)
         buffers = self._bind(context, self.feeds(batch, sample_shape=sample_shape))
         for _ in range(warmup):
             self._execute(context)
@@ -91,18 +101,22 @@ class TensorRTEngine(Engine):
             if not getattr(context, "enqueue_emits_profile", True):
                 context.report_to_profiler()
         del context, buffers, profiler
-        return layers_from_records(records, GraphIndex.from_path(self.path))
+        return layers_from_records(records, GraphIndex.from_path(self.path) if self.path else None)
 
     def close(self) -> None:
         self._buffers = {}
         self._context = self._engine = self._runtime = None
 
     # -- binding and running ----------------------------------------------------------
-    def _new_context(self) -> Any:
+    def _new_context(self, *, detailed: bool) -> Any:
+        """An execution context; a timed one (``detailed=False``) without detailed NVTX."""
         context = self._engine.create_execution_context()
         if context is None:
             raise DeviceError("TensorRT could not create an execution context (out of GPU "
                               "memory?)", hint="free GPU memory or use a smaller batch")
+        verbosity = getattr(self._trt, "ProfilingVerbosity", None)
+        if not detailed and verbosity is not None and hasattr(context, "nvtx_verbosity"):
+            context.nvtx_verbosity = verbosity.NONE
         return context
 
     def _bind(self, context: Any, feeds: Mapping[str, np.ndarray]) -> dict[str, "torch.Tensor"]:

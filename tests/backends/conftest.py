@@ -126,6 +126,7 @@ class _Context:
         self.engine, self.shapes, self.addresses, self.runs = engine, {}, {}, 0
         self.profiler = None
         self.fail = False
+        self.nvtx_verbosity = "DETAILED"  # an engine built DETAILED starts its contexts so
 
     def set_input_shape(self, name, shape):
         low, high = self.engine.batch_range
@@ -191,7 +192,8 @@ class FakeTrt(types.ModuleType):
         flags = {"TF32": "TF32"} if major >= 11 else {"FP16": "FP16", "INT8": "INT8", "TF32": "TF32"}
         self.BuilderFlag = SimpleNamespace(**flags)
         self.MemoryPoolType = SimpleNamespace(WORKSPACE="WORKSPACE")
-        self.ProfilingVerbosity = SimpleNamespace(DETAILED="DETAILED")
+        self.ProfilingVerbosity = SimpleNamespace(DETAILED="DETAILED", NONE="NONE",
+                                                  LAYER_NAMES_ONLY="LAYER_NAMES_ONLY")
         self.IProfiler = type("IProfiler", (), {"__init__": lambda self: None})
         self.TensorIOMode = SimpleNamespace(INPUT="INPUT", OUTPUT="OUTPUT")
         self.nptype = lambda dtype: {"float32": "float32", "float16": "float16"}[dtype]
