@@ -6,27 +6,44 @@ import re
 
 from ..errors import InputError
 
-_SHAPE_RE = re.compile(r"^(?:(?P<name>[^:,]+):)?(?P<dims>\d+(?:[x,]\d+)*)$")
+_SHAPE_ITEM = re.compile(r"""\s*(?:(?:'(?P<quoted>[^']+)'|(?P<name>[^,;\s\[\]']+?)):)?
+                          (?:\[(?P<list>[^\]]*)\]|(?P<dims>\d+(?:x\d+)*))
+                          \s*(?:[,;\s]\s*|$)""", re.VERBOSE)
 
 
 def parse_shapes(text: str) -> dict[str, tuple[int, ...]]:
-    """Parse trtexec/Polygraphy-style shapes: ``x:1x3x32x32`` or ``1x3x32x32``;
-    several separated by spaces or ``;``. An unnamed shape is stored under ``""``."""
+    """Input shapes in trtexec's form (``x:1x3x224x224,y:1x10``, a quoted name for one with
+    a colon: ``'in:0':1x3x8x8``), Polygraphy's (``x:[1,3,224,224]``; the name ends at the
+    last colon, so ``in:0:[1,3,8,8]`` needs no quotes), or an unnamed
+    ``1x3x32x32`` (also ``1,3,32,32``); items separated by commas, spaces or ``;``. An
+    unnamed shape is stored under ``""``."""
+    text = text.strip()
+    if re.fullmatch(r"\d+(?:,\d+)+", text):  # one unnamed shape with commas
+        text = text.replace(",", "x")
     shapes: dict[str, tuple[int, ...]] = {}
-    for part in re.split(r"[;\s]+", text.strip()):
-        if not part:
-            continue
-        m = _SHAPE_RE.match(part)
-        if not m:
-            raise InputError(f"cannot read input shape {part!r}",
-                             hint="write it as NAME:1x3x32x32 or 1x3x32x32")
-        dims = tuple(int(d) for d in re.split(r"[x,]", m.group("dims")))
-        if any(d <= 0 for d in dims):
-            raise InputError(f"input shape {part!r} has a zero dimension",
-                             hint="every dimension must be a positive integer")
-        shapes[m.group("name") or ""] = dims
+    pos = 0
+    while pos < len(text):
+        m = _SHAPE_ITEM.match(text, pos)
+        if not m or m.end() == pos:
+            raise InputError(f"cannot read the input shapes {text!r} from {text[pos:]!r}",
+                             hint="write them as NAME:1x3x224x224[,NAME2:...] (trtexec) or "
+                             "NAME:[1,3,224,224] (Polygraphy)")
+        dims_text = m.group("dims") or m.group("list") or ""
+        try:
+            dims = tuple(int(d) for d in re.split(r"[x,]", dims_text.replace(" ", "")) if d)
+        except ValueError:
+            dims = ()
+        name = m.group("quoted") or m.group("name") or ""
+        if not dims or any(d <= 0 for d in dims):
+            raise InputError(f"input shape {m.group(0).strip()!r} needs positive dimensions",
+                             hint="every dimension must be a positive integer, e.g. 1x3x224x224")
+        if name in shapes:
+            raise InputError(f"the input shapes name {name or 'an unnamed input'!r} twice",
+                             hint="give each input once")
+        shapes[name] = dims
+        pos = m.end()
     if not shapes:
-        raise InputError("empty --input-shape", hint="write it as NAME:1x3x32x32")
+        raise InputError("empty input shape", hint="write it as NAME:1x3x32x32")
     return shapes
 
 
@@ -43,9 +60,40 @@ def add_model_loading(parser: argparse.ArgumentParser) -> None:
 
 
 def add_target(parser: argparse.ArgumentParser, default: str = "cpu") -> None:
+    """--target and the overrides of its profile that trtexec users expect."""
     parser.add_argument("--target", default=default, metavar="PROFILE",
                         help=f"target profile name or TOML path (default: {default}; "
                         "see `deploypipe list targets`)")
+    g = parser.add_argument_group("target overrides")
+    precision = g.add_mutually_exclusive_group()
+    precision.add_argument("--fp16", dest="precision", action="store_const", const="fp16",
+                           help="run the GPU target in fp16")
+    precision.add_argument("--int8", dest="precision", action="store_const", const="int8",
+                           help="run the GPU target in int8 (TensorRT, a graph with Q/DQ nodes)")
+    precision.add_argument("--fp32", dest="precision", action="store_const", const="fp32",
+                           help="run the target in fp32 (TF32 off)")
+    g.add_argument("--shapes", type=parse_shapes, metavar="SHAPES",
+                   help="the input shape with its batch, as trtexec (input:32x3x224x224) or "
+                   "Polygraphy (input:[32,3,224,224]) write it; sets the target's batch")
+    g.add_argument("--timing-cache", metavar="FILE",
+                   help="TensorRT timing cache to read and update (default: one per machine "
+                   "in deploypipe's cache folder)")
+
+
+def target_from_args(args: argparse.Namespace):
+    """The :class:`TargetProfile` that ``add_target``'s options describe."""
+    from ..targets import load_target
+
+    shape = None
+    if getattr(args, "shapes", None):
+        if len(args.shapes) > 1:
+            raise InputError(f"--shapes gives {len(args.shapes)} inputs "
+                             f"({', '.join(args.shapes)}), but a target takes one input shape",
+                             hint="give the shape of the model's image input alone")
+        (shape,) = args.shapes.values()
+    return load_target(args.target).overridden(
+        precision=getattr(args, "precision", None), shape=shape,
+        timing_cache=getattr(args, "timing_cache", None))
 
 
 def add_json_out(parser: argparse.ArgumentParser) -> None:

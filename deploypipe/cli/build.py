@@ -6,7 +6,7 @@ import shlex
 import sys
 
 from ..errors import InputError
-from .args import add_target, fraction, positive_int
+from .args import add_target, fraction, positive_int, target_from_args
 
 
 def add_parser(sub) -> None:
@@ -98,7 +98,7 @@ def config_from_args(args: argparse.Namespace, argv: list[str] | None = None):
                              hint="add --method fbs, or drop --density")
         method_params["density"] = str(args.density)
     command = "deploypipe " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
-    return BuildConfig(model=args.model, out_dir=Path(args.output), target=args.target, dataset=args.dataset,
+    return BuildConfig(model=args.model, out_dir=Path(args.output), target=_target(args), dataset=args.dataset,
                        method=args.method, method_params=method_params,
                        importance=args.importance, allocation=args.allocation, budget=budget,
                        round_to=args.round_to, max_ratio=args.max_ratio, epochs=max(0, args.epochs), lr=args.lr,
@@ -109,6 +109,14 @@ def config_from_args(args: argparse.Namespace, argv: list[str] | None = None):
                        profile_iterations=args.profile_iterations, command=command,
                        latency=LatencyOptions(rounds=args.latency_rounds, tolerance=args.latency_tolerance,
                                               step=args.lut_step, use_cache=not args.no_lut_cache))
+
+
+def _target(args: argparse.Namespace):
+    """The target's name when nothing overrides it (the report and stage keys name it),
+    else the overridden profile."""
+    if args.precision is None and args.shapes is None and args.timing_cache is None:
+        return args.target
+    return target_from_args(args)
 
 
 def run(args: argparse.Namespace) -> int:

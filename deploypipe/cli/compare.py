@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from .args import add_json_out, add_target, non_negative_float, positive_int
+from .args import add_json_out, add_target, non_negative_float, positive_int, target_from_args
 
 _NAMES = "torch, ort (CPU references), torch-cuda, ort-cuda, ort-trt, trt (GPU)"
 
@@ -43,14 +43,13 @@ def run(args: argparse.Namespace) -> int:
     from ..backends.compare import compare_backends
     from ..backends.compare_targets import parse_backends
     from ..measure.profile import check_onnx_file
-    from ..targets import load_target
     from ..utils.files import check_output_path, write_json
 
     if args.json:
         check_output_path(args.json, args.model)
     backends = parse_backends(args.backends)
     path = check_onnx_file(args.model)
-    target = load_target(args.target)
+    target = target_from_args(args)
     tol = dataclasses.replace(target.tolerances, **{k: v for k, v in
                               (("atol", args.atol), ("rtol", args.rtol)) if v is not None})
     for b in backends:  # one sentence for a backend this machine lacks, before any work

@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 
 from ..errors import InputError
-from .args import add_target, positive_int
+from .args import add_target, positive_int, target_from_args
 
 
 def add_parser(sub) -> None:
@@ -33,10 +33,9 @@ def run(args: argparse.Namespace) -> int:
     from ..graph import analyse, load_onnx
     from ..hw import TableSpec, TargetTimer, measure_table
     from ..measure.profile import check_onnx_file
-    from ..targets import load_target
     from ..utils.files import check_output_path, write_json
 
-    target = load_target(args.target)
+    target = target_from_args(args)
     if args.probe_multiple:
         return _probe(target, args)
     if args.model is None:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from .args import add_json_out, add_target, positive_int
+from .args import add_json_out, add_target, positive_int, target_from_args
 
 
 def add_parser(subparsers) -> None:
@@ -34,7 +34,7 @@ def run(args: argparse.Namespace) -> int:
 
     if args.json:
         check_output_path(args.json, args.model)
-    result = profile_onnx(args.model, args.target, batch=args.batch, threads=args.threads,
+    result = profile_onnx(args.model, target_from_args(args), batch=args.batch, threads=args.threads,
                           per_layer=args.per_layer, warmup=args.warmup,
                           iterations=args.iterations)
     for line in report_lines(result, top=args.top):

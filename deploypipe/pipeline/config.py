@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from ..prune.budget import Budget
+from ..targets import TargetProfile
 from .latency import LatencyOptions
 
 
@@ -13,7 +14,7 @@ from .latency import LatencyOptions
 class BuildConfig:
     model: str  # a .pt/.pth/.pt2/.onnx file, or zoo:NAME (trained here first)
     out_dir: Path
-    target: str = "cpu"
+    target: str | TargetProfile = "cpu"  # a profile's name or path, or one overridden by flags
     dataset: str | None = None
     method: str = "oneshot"
     method_params: dict[str, Any] = field(default_factory=dict)

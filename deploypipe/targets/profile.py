@@ -6,9 +6,10 @@ names the file, the field and what is allowed.
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Mapping
 
+from ..errors import InputError
 from ._fields import Reader
 
 BACKENDS = ("onnxruntime", "tensorrt", "torch")
@@ -53,6 +54,7 @@ class TargetProfile:
     tolerances: Tolerances = field(default_factory=Tolerances)
     requires_gpu: bool = False
     auto: bool = False
+    timing_cache: str | None = None  # TensorRT timing cache file (default: the cache folder's)
     source: str | None = field(default=None, compare=False)  # the file it came from
 
     @classmethod
@@ -65,6 +67,28 @@ class TargetProfile:
         d["providers"] = list(self.providers)
         d["input_shape"] = list(self.input_shape) if self.input_shape else None
         return d
+
+    def overridden(self, *, precision: str | None = None,
+                   shape: tuple[int, ...] | None = None,
+                   timing_cache: str | None = None) -> "TargetProfile":
+        """This profile with the command line's overrides: a precision (``--fp16``,
+        ``--int8``), a full input shape with its batch (``--shapes``), a timing cache file."""
+        changes: dict[str, Any] = {}
+        if precision is not None and precision != self.precision:
+            if self.backend == "onnxruntime" and self.device == "cpu":
+                raise InputError(f"target {self.name!r} runs ONNX Runtime on the CPU, which "
+                                 f"deploypipe runs in fp32 only, so it cannot take {precision}",
+                                 hint="pick a GPU target (gpu, gpu-trt-fp16, torch-cuda) for "
+                                 "fp16 or int8")
+            if precision == "int8" and self.backend == "torch":
+                raise InputError(f"target {self.name!r} runs PyTorch, which has no int8 path "
+                                 "here", hint="use a TensorRT target for int8")
+            changes["precision"] = precision
+        if shape is not None:
+            changes.update(batch=shape[0], input_shape=tuple(shape[1:]) or None)
+        if timing_cache is not None:
+            changes["timing_cache"] = str(timing_cache)
+        return replace(self, **changes) if changes else self
 
     def summary(self) -> str:
         """One line for listings: backend, device, precision, batch, threads, multiple."""
@@ -101,6 +125,7 @@ def _build(r: Reader, default_name: str) -> TargetProfile:
         iterations=r.integer("iterations", 100, minimum=1),
         tolerances=_tolerances(r),
         requires_gpu=requires_gpu, auto=auto, source=r.source,
+        timing_cache=r.string("timing_cache", "") or None,
     )
     r.reject_unknown(TargetProfile.__dataclass_fields__.keys() - {"source"})
     return profile
@@ -134,9 +159,10 @@ def _providers(r: Reader, backend: str | None, device: str) -> tuple[str, ...]:
 
 def _precision(r: Reader, backend: str | None, device: str) -> str:
     precision = r.choice("precision", PRECISIONS, "fp32")
-    if precision != "fp32" and backend == "onnxruntime" and device == "cpu":
-        r.fail("precision", "must be 'fp32' for onnxruntime on cpu (fp16/int8 CPU graphs "
-               "are not supported yet)")
+    # int8 on the CPU is a Q/DQ graph (``build`` quantizes to it); fp16 has no fast x86 kernels
+    if precision == "fp16" and backend == "onnxruntime" and device == "cpu":
+        r.fail("precision", "must be 'fp32' or 'int8' for onnxruntime on cpu (ONNX Runtime's x86 "
+               "CPU kernels gain nothing from fp16)")
     return precision
 
 
