@@ -80,6 +80,23 @@ class TensorRTBackend(Backend):
         return TensorRTEngine(trt, path.read_bytes(), onnx_path=Path(onnx_path), target=target,
                               engine_path=path)
 
+    def load(self, engine_path: str | Path, target: TargetProfile) -> Any:
+        """A :class:`TensorRTEngine` from a serialized engine (``.plan``) built elsewhere, e.g.
+        by ``deploypipe build`` or trtexec; the ONNX file of the same stem beside it, when
+        there is one, names the layers."""
+        from .trt_engine import TensorRTEngine
+
+        path = Path(engine_path)
+        if not path.is_file():
+            raise InputError(f"TensorRT engine {str(path)!r} does not exist", hint="check the path")
+        if reason := gpu_missing_reason():
+            raise DeviceError(f"a TensorRT engine needs an NVIDIA GPU but {reason}",
+                              hint="run it on the GPU it was built for")
+        trt = import_tensorrt()
+        onnx_path = path.with_suffix(".onnx")
+        return TensorRTEngine(trt, path.read_bytes(), target=target, engine_path=path,
+                              onnx_path=onnx_path if onnx_path.is_file() else None)
+
     def engine_bytes(self, trt: ModuleType, onnx_path: str | Path, target: TargetProfile, *,
                      cache_dir: str | Path | None = None) -> bytes:
         """The serialized engine (see :meth:`engine_file`)."""
@@ -88,7 +105,7 @@ class TensorRTBackend(Backend):
     def engine_file(self, trt: ModuleType, onnx_path: str | Path, target: TargetProfile, *,
                     cache_dir: str | Path | None = None) -> Path:
         """The engine's file in the cache: the one for this key, else built now."""
-        cache = EngineCache(cache_dir)
+        cache = EngineCache(cache_dir, timing_file=target.timing_cache)
         prepared = self.prepare(trt.__version__, Path(onnx_path), target, cache)
         path = cache.engine_path(prepared.key)
         if path.is_file():

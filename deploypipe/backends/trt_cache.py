@@ -8,7 +8,8 @@ by every engine built on the same machine, which makes rebuilding a pruned varia
 
 Layout under the cache folder (``--cache-dir``, else ``$DEPLOYPIPE_CACHE``, else
 ``~/.cache/deploypipe``): ``tensorrt/engines/KEY.engine`` with ``KEY.json`` beside it saying
-what was built, and ``tensorrt/timing/MACHINE-trtVERSION.cache``. Writes are atomic.
+what was built, and ``tensorrt/timing/MACHINE-trtVERSION.cache`` (or the target's
+``timing_cache`` file, trtexec's ``--timingCacheFile``). Writes are atomic.
 """
 from __future__ import annotations
 
@@ -46,9 +47,10 @@ def engine_key(model_digest: str, options: Mapping[str, Any], fingerprint: Finge
 class EngineCache:
     """Serialized engines and the machine's timing cache under ``root/tensorrt``."""
 
-    def __init__(self, root: str | Path | None = None):
+    def __init__(self, root: str | Path | None = None, *, timing_file: str | Path | None = None):
         self.root = Path(root) if root is not None else default_cache_dir()
         self.folder = self.root / "tensorrt"
+        self.timing_file = Path(timing_file) if timing_file is not None else None
 
     def engine_path(self, key: str) -> Path:
         return self.folder / "engines" / f"{key}.engine"
@@ -60,6 +62,9 @@ class EngineCache:
         return path
 
     def timing_path(self, fingerprint: Fingerprint, trt_version: str) -> Path:
+        """``--timing-cache FILE`` when given, else one file per machine and version."""
+        if self.timing_file is not None:
+            return self.timing_file
         return self.folder / "timing" / f"{fingerprint.key()}-trt{trt_version}.cache"
 
     def load_timing(self, fingerprint: Fingerprint, trt_version: str) -> bytes:

@@ -38,6 +38,8 @@ class ProfileResult:
     stats: LatencyStats
     fingerprint: Fingerprint
     layers: list["LayerTime"] = field(default_factory=list)  # in execution order
+    engine_file: str | None = None  # the serialized engine that ran (TensorRT), if any
+    timing: str = "host clock"  # what the latency measures (GPU compute time on GPUs)
 
     @property
     def latency_ms(self) -> float:
@@ -61,21 +63,24 @@ class ProfileResult:
             "latencyMs": self.latency_ms,
             "layers": [layer.to_dict() for layer in self.layers],
             "fingerprint": self.fingerprint.to_dict(),
+            "engineFile": self.engine_file,
+            "timing": self.timing,
         }
+
+
+ENGINE_SUFFIXES = (".plan", ".engine", ".trt")  # serialized TensorRT engines
 
 
 def profile_onnx(path: str | Path, target: str | Path | TargetProfile = "cpu", *,
                  batch: int | None = None, threads: int | None = None, per_layer: bool = True,
                  warmup: int | None = None, iterations: int | None = None) -> ProfileResult:
-    """Time ``path`` on ``target`` (a profile, its name or TOML path); keyword arguments
-    override the profile's batch, threads, warm-up and iteration counts."""
-    from ..backends import backend_for_target
-
-    path = check_onnx_file(path)
+    """Time ``path`` (an ONNX file, or a TensorRT engine ``.plan``) on ``target`` (a profile,
+    its name or TOML path); keyword arguments override the profile's batch, threads,
+    warm-up and iteration counts."""
     target = _override(load_target(target), batch=batch, threads=threads, warmup=warmup,
                        iterations=iterations)
-    backend = backend_for_target(target)
-    with backend.build(path, target) as engine:
+    backend, engine = _engine(Path(path), target)
+    with engine:
         feeds = engine.feeds(target.batch, sample_shape=target.input_shape)
         log.debug("timing %s on %s: %d warm-up + %d iterations at batch %d", path, target.name,
                   target.warmup, target.iterations, target.batch)
@@ -84,10 +89,45 @@ def profile_onnx(path: str | Path, target: str | Path | TargetProfile = "cpu", *
         layers = engine.profile_layers(target.batch, min(target.iterations, MAX_LAYER_ITERATIONS),
                                        sample_shape=target.input_shape) if per_layer else []
         providers = tuple(getattr(engine, "providers", target.providers))
-    return ProfileResult(model=str(path), target=target, backend=backend.name,
+        engine_file = getattr(engine, "engine_path", None)
+    return ProfileResult(model=str(path), target=target, backend=backend,
                          providers=providers, batch=target.batch,
                          input_shapes={k: tuple(v.shape) for k, v in feeds.items()},
-                         stats=stats, fingerprint=hardware_fingerprint(), layers=layers)
+                         stats=stats, fingerprint=hardware_fingerprint(), layers=layers,
+                         engine_file=str(engine_file) if engine_file else None,
+                         timing=timing_of(engine))
+
+
+def _engine(path: Path, target: TargetProfile) -> tuple[str, Any]:
+    """(backend name, engine) for an ONNX file, or for a serialized TensorRT engine."""
+    from ..backends import backend_for_target
+
+    if path.suffix.lower() in ENGINE_SUFFIXES:
+        from ..backends.tensorrt import TensorRTBackend
+
+        if target.backend not in (None, "tensorrt"):
+            raise InputError(f"{str(path)!r} is a TensorRT engine, and target {target.name!r} "
+                             f"runs {target.backend}", hint="profile it with --target gpu-trt-fp16 "
+                             "(or the TensorRT target it was built for)")
+        return "tensorrt", TensorRTBackend().load(path, target)
+    backend = backend_for_target(target)
+    return backend.name, backend.build(check_onnx_file(path), target)
+
+
+_TIMING = {
+    "cuda graph": "GPU compute time: CUDA events around a CUDA-graph replay of the forward "
+                  "pass (inputs on the device, no host copies, no launch overhead)",
+    "eager launches": "GPU time by CUDA events around eager launches (inputs on the device, "
+                      "no host copies; gaps while the host launches kernels included)",
+}
+
+
+def timing_of(engine: Any) -> str:
+    """What an engine's latency measures, in words (GPU engines say it themselves)."""
+    how = getattr(engine, "timing", None)
+    if how is None or how == "host clock":
+        return "host wall clock per inference"
+    return _TIMING.get(how, how)
 
 
 def check_onnx_file(path: str | Path) -> Path:

@@ -278,6 +278,7 @@ class _TorchBuild:
         from ..graph import analyse, load_onnx
         from ..measure.fingerprint import hardware_fingerprint
         from ..report import try_write_html_report
+        from .engines import hand_over_engine
 
         cfg = self.config
         dense_a = analyse(load_onnx(self.run_dir.path("dense.onnx")))
@@ -286,6 +287,7 @@ class _TorchBuild:
             "deploypipe_version": __version__, "created": now(), "command": cfg.command,
             "target": {"name": self.target.name, "backend": dense_prof.backend,
                        "providers": list(dense_prof.providers), "batch": dense_prof.batch,
+                       "precision": self.target.precision, "timing": dense_prof.timing,
                        "fingerprint": hardware_fingerprint().to_dict()},
             "method": {"name": cfg.method, "importance": cfg.importance,
                        "params": {k: v for k, v in method.values.items()}, "allocation": cfg.allocation,
@@ -304,6 +306,8 @@ class _TorchBuild:
             "stages": self.run_dir.stages,
             "artifacts": ["dense.onnx", "dense.pt", "pruned.onnx", "pruned.pt", "report.json"],
         }
+        for prof, stem in ((dense_prof, "dense"), (pruned_prof, "pruned")):
+            report["artifacts"][-1:-1] = hand_over_engine(prof, self.run_dir.out_dir, stem)
         if self.latency is not None:
             final = self.latency.check(self.run_dir.path("dense.onnx"), self.run_dir.path("pruned.onnx"))
             report.update(self.latency.report(self.run_dir.out_dir, pruned_prof.latency_ms, final))

@@ -23,6 +23,7 @@ def build_onnx(config: BuildConfig, target) -> dict[str, Any]:
     from ..measure.fingerprint import hardware_fingerprint
     from ..measure.profile import profile_onnx
     from ..report import try_write_html_report
+    from .engines import hand_over_engine
 
     if config.importance not in WEIGHT_ONLY:
         raise InputError(f"importance {config.importance!r} needs a PyTorch model and data",
@@ -56,7 +57,8 @@ def build_onnx(config: BuildConfig, target) -> dict[str, Any]:
     report = {
         "deploypipe_version": __version__, "created": now(), "command": config.command,
         "target": {"name": target.name, "backend": dense_prof.backend, "providers": list(dense_prof.providers),
-                   "batch": dense_prof.batch, "fingerprint": hardware_fingerprint().to_dict()},
+                   "batch": dense_prof.batch, "precision": target.precision, "timing": dense_prof.timing,
+                   "fingerprint": hardware_fingerprint().to_dict()},
         "method": {"name": "oneshot", "importance": config.importance, "params": {},
                    "allocation": config.allocation, "round_to": round_to, "distill": False},
         "budget": config.budget.to_dict(), "dataset": None,
@@ -70,6 +72,8 @@ def build_onnx(config: BuildConfig, target) -> dict[str, Any]:
         "stages": run.stages,
         "artifacts": ["dense.onnx", "pruned.onnx", "report.json"],
     }
+    for prof, stem in ((dense_prof, "dense"), (pruned_prof, "pruned")):
+        report["artifacts"][-1:-1] = hand_over_engine(prof, run.out_dir, stem)
     if latency is not None:
         final = latency.check(run.path("dense.onnx"), run.path("pruned.onnx"))
         report.update(latency.report(run.out_dir, pruned_prof.latency_ms, final))

@@ -3,6 +3,9 @@
 stand-ins (a 'device pointer' is a CPU tensor's data_ptr, which the fake engine reads)."""
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -79,12 +82,14 @@ def test_timing_binds_once_and_runs_per_iteration(engine, trt):
     context = trt.engines[0].contexts[0]
     assert stats.n == 5 and context.runs == 7 and context.shapes["input"][0] == 2
     assert context.profiler is None  # the timed context never carries a profiler
+    assert context.nvtx_verbosity == "NONE"  # nor the DETAILED verbosity of the build
 
 
 def test_profiling_uses_its_own_context_and_maps_layers(engine, trt):
     layers = engine.profile_layers(batch=2, iterations=4, warmup=1)
     timed, profiled = trt.engines[0].contexts
     assert timed.profiler is None and profiled.runs == 5
+    assert timed.nvtx_verbosity == "NONE" and profiled.nvtx_verbosity == "DETAILED"
     assert [l.name for l in layers] == ["/conv1/Conv + /bn1/BatchNormalization", "/fc/Gemm"]
     assert layers[0].onnx_nodes == ("/conv1/Conv", "/bn1/BatchNormalization")
     assert layers[0].timeMs == pytest.approx(1.0) and layers[1].medianMs == pytest.approx(0.05)
@@ -122,3 +127,68 @@ def test_build_without_a_gpu_is_one_sentence(fake_trt, tiny_onnx, monkeypatch):
     with pytest.raises(DeviceError) as err:
         trt_backend.TensorRTBackend().build(tiny_onnx, load_target("gpu-trt-fp16"))
     assert "needs an NVIDIA GPU" in err.value.sentence() and "\n" not in err.value.sentence()
+
+
+@pytest.fixture
+def trt_gpu(trt, monkeypatch):
+    """The fake TensorRT with a GPU 'present' for every module that asks."""
+    import deploypipe.backends as backends
+    from deploypipe.backends import tensorrt as trt_backend
+
+    for module in (backends, trt_backend):
+        monkeypatch.setattr(module, "gpu_missing_reason", lambda: None)
+    return trt
+
+
+def test_a_profiled_engine_is_handed_over_as_a_plan_and_profiles_again(trt_gpu, tiny_onnx,
+                                                                        tmp_path, monkeypatch):
+    from deploypipe.measure.profile import profile_onnx
+    from deploypipe.pipeline.engines import hand_over_engine
+
+    monkeypatch.setenv("DEPLOYPIPE_CACHE", str(tmp_path / "cache"))
+    target = load_target("gpu-trt-fp16")
+    first = profile_onnx(tiny_onnx, target, iterations=3, warmup=1)
+    assert first.backend == "tensorrt" and first.engine_file is not None
+    assert "GPU compute time" in first.timing and first.to_dict()["timing"] == first.timing
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "pruned.onnx").write_bytes(tiny_onnx.read_bytes())
+    assert hand_over_engine(first, run, "pruned") == ["pruned.plan", "pruned.plan.json"]
+    assert (run / "pruned.plan").read_bytes() == Path(first.engine_file).read_bytes()
+    record = json.loads((run / "pruned.plan.json").read_text())
+    assert record["options"]["precision"] == "fp16" and record["onnx"] == "pruned.onnx"
+    assert record["fingerprint"]["key"] and record["key"] in first.engine_file
+    again = profile_onnx(run / "pruned.plan", target, iterations=3, warmup=1)
+    assert again.backend == "tensorrt" and len(trt_gpu.builds) == 1  # loaded, not rebuilt
+    assert again.layers[0].onnx_nodes == ("/conv1/Conv", "/bn1/BatchNormalization")
+
+
+def test_a_plan_on_a_non_tensorrt_target_is_one_sentence(tmp_path):
+    from deploypipe.errors import InputError as Refused
+    from deploypipe.measure.profile import profile_onnx
+
+    plan = tmp_path / "model.plan"
+    plan.write_bytes(b"engine")
+    with pytest.raises(Refused, match="is a TensorRT engine, and target 'cpu' runs onnxruntime"):
+        profile_onnx(plan, "cpu")
+
+
+def test_no_engine_no_hand_over(tmp_path):
+    from types import SimpleNamespace
+
+    from deploypipe.pipeline.engines import hand_over_engine
+
+    assert hand_over_engine(SimpleNamespace(engine_file=None), tmp_path, "dense") == []
+    assert not list(tmp_path.iterdir())
+
+
+def test_a_timing_cache_file_is_read_and_updated(trt_gpu, tiny_onnx, tmp_path):
+    from deploypipe.backends.tensorrt import TensorRTBackend
+
+    cache_file = tmp_path / "my.timing"
+    cache_file.write_bytes(b"earlier")
+    target = load_target("gpu-trt-fp16").overridden(timing_cache=str(cache_file))
+    TensorRTBackend().build(tiny_onnx, target, cache_dir=tmp_path / "cache").close()
+    assert trt_gpu.builds[-1]["timing_loaded"] == "earlier"
+    assert cache_file.read_bytes() == b"earlier|measured"
+    assert not (tmp_path / "cache" / "tensorrt" / "timing").exists()
