@@ -57,18 +57,50 @@ def layers_from_events(events: list[dict[str, Any]], nodes: "NodeIndex | None" =
     layers = []
     for n, (op, ts) in per_node.items():
         origin = nodes.origin(n) if nodes else None
+        covered = nodes.fused(origin, op) if nodes and origin else ((origin,) if origin else ())
         layers.append(LayerTime(name=n, op_type=op, timeMs=sum(ts), averageMs=sum(ts) / len(ts),
                                 medianMs=statistics.median(ts), percentage=100.0 * sum(ts) / total,
-                                onnx_node=origin, onnx_nodes=(origin,) if origin else ()))
+                                onnx_node=origin, onnx_nodes=covered))
     return layers
+
+
+_CONV_KERNELS = ("Conv", "FusedConv", "NchwcConv", "Gemm", "FusedGemm", "MatMul", "FusedMatMul")
+_CONV_OPS = ("Conv", "Gemm", "MatMul", "ConvTranspose")
+_FUSABLE = ("BatchNormalization", "Relu", "Clip", "LeakyRelu", "Sigmoid", "HardSigmoid",
+            "HardSwish", "Tanh", "Add", "Mul")
+_MAX_FUSED = 3  # Conv -> BatchNormalization -> Add -> Relu at most
 
 
 class NodeIndex:
     """The original graph's node names and which node produces each tensor."""
 
-    def __init__(self, node_names: Iterable[str], producers: dict[str, str]):
+    def __init__(self, node_names: Iterable[str], producers: dict[str, str],
+                 ops: dict[str, str] | None = None, inputs: dict[str, list[str]] | None = None):
         self.names = set(node_names)
         self.producers = producers
+        self.ops, self.inputs = ops or {}, inputs or {}
+
+    def fused(self, origin: str, kernel_op: str) -> tuple[str, ...]:
+        """The nodes one kernel covers: ONNX Runtime names a convolution fused with the
+        BatchNorm, activation or residual Add after it by that last node's output, so walk
+        back from ``origin`` to the Conv/Gemm the kernel ``kernel_op`` starts from."""
+        if kernel_op not in _CONV_KERNELS or self.ops.get(origin) in _CONV_OPS:
+            return (origin,)
+        chain, node = [origin], origin
+        for _ in range(_MAX_FUSED):
+            if self.ops.get(node) not in _FUSABLE:
+                break
+            parents = [self.producers.get(t) for t in self.inputs.get(node, [])]
+            # through the BatchNorm/activation the kernel fused before a Conv: a residual
+            # Add's other input may come from a Conv of its own (the skip path)
+            node = next((p for p in parents if self.ops.get(p) in _FUSABLE), None) or next(
+                (p for p in parents if self.ops.get(p) in _CONV_OPS), None)
+            if node is None:
+                break
+            chain.insert(0, node)
+            if self.ops.get(node) in _CONV_OPS:
+                return tuple(chain)
+        return (origin,)
 
     def origin(self, kernel_node: str) -> str | None:
         """The original node a profiled (possibly fused or renamed) node comes from."""
@@ -86,4 +118,6 @@ def node_index(onnx_path: Path) -> NodeIndex:
 
     model = onnx.load(str(onnx_path), load_external_data=False)
     producers = {out: n.name for n in model.graph.node for out in n.output if n.name}
-    return NodeIndex((n.name for n in model.graph.node if n.name), producers)
+    named = [n for n in model.graph.node if n.name]
+    return NodeIndex((n.name for n in named), producers, {n.name: n.op_type for n in named},
+                     {n.name: list(n.input) for n in named})

@@ -60,3 +60,18 @@ def test_nodes_and_modules_map_to_the_same_groups(analysis, index):
     assert node_layer.groups == per_node[first_conv]
     assert module_layer.groups == stem
     assert module_groups(analysis, "no.such.module") == ()
+
+
+def test_an_ort_kernel_fused_into_a_conv_covers_the_conv_it_starts_from():
+    """ONNX Runtime names Conv+BatchNorm+Add+Relu by the Relu's output; the layer must still
+    cover the Conv (the per-layer profile's coverage of convolutions depends on it)."""
+    from deploypipe.backends.ort_profile import NodeIndex
+
+    ops = {"c": "Conv", "bn": "BatchNormalization", "add": "Add", "r": "Relu", "c0": "Conv"}
+    inputs = {"c": ["x", "w"], "bn": ["c_out", "s"], "add": ["skip", "bn_out"], "r": ["add_out"]}
+    producers = {"c_out": "c", "bn_out": "bn", "add_out": "add", "r_out": "r", "skip": "c0"}
+    index = NodeIndex(ops, producers, ops, inputs)
+    assert index.fused("r", "Conv") == ("c", "bn", "add", "r")
+    assert index.fused("bn", "Conv") == ("c", "bn")
+    assert index.fused("r", "Relu") == ("r",)  # an unfused activation covers itself
+    assert index.fused("c", "Conv") == ("c",)
