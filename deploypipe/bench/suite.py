@@ -32,7 +32,10 @@ from __future__ import annotations
 
 import difflib
 import re
-import tomllib
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10: the same parser as the tomli package
+    import tomli as tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any

@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import difflib
 import importlib.resources
-import tomllib
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10: the same parser as the tomli package
+    import tomli as tomllib
 from pathlib import Path
 
 from ..errors import InputError
