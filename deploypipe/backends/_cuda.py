@@ -7,8 +7,9 @@ CUDA binding (cuda-python, pycuda). torch is imported inside the functions only.
 """
 from __future__ import annotations
 
+import contextlib
 import time
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Callable, Iterator
 
 import numpy as np
 
@@ -28,6 +29,44 @@ def require_cuda() -> None:
         raise DeviceError(f"this GPU engine needs torch with CUDA, but torch {torch.__version__} "
                           "sees no CUDA device", hint="install deploypipe[gpu] on a machine "
                           "with an NVIDIA GPU, or use --target cpu")
+
+
+MIXED_TF32_APIS = "legacy and new APIs"  # in torch's error when the two TF32 APIs disagree
+
+
+@contextlib.contextmanager
+def torch_math(*, tf32: bool, benchmark: bool, legacy: bool = False) -> Iterator[None]:
+    """PyTorch's fp32 math and cuDNN autotuning for the block, restored after it.
+
+    ``tf32=False`` makes fp32 convolutions and matrix products IEEE fp32 (TF32 is on by
+    default for cuDNN convolutions); ``tf32=True`` leaves torch's settings as they are (an
+    fp16 model has no fp32 math to speed up). torch 2.9 and later spell this
+    ``fp32_precision = "ieee"`` on ``torch.backends.cudnn.conv``/``.rnn`` and
+    ``torch.backends.cuda.matmul``, and deprecate the ``allow_tf32`` switches; torch refuses
+    to read the old switches once the new ones disagree with them, so ``legacy=True`` (and
+    torch before 2.9) uses the old switches alone."""
+    import torch
+
+    slots: list[tuple[object, str, object]] = [(torch.backends.cudnn, "benchmark", benchmark)]
+    if not tf32:
+        slots += _ieee_slots(torch, legacy)
+    saved = [(obj, name, getattr(obj, name)) for obj, name, _ in slots]
+    try:
+        for obj, name, value in slots:
+            setattr(obj, name, value)
+        yield
+    finally:
+        for obj, name, value in reversed(saved):
+            setattr(obj, name, value)
+
+
+def _ieee_slots(torch, legacy: bool) -> list[tuple[object, str, object]]:
+    cudnn, matmul = torch.backends.cudnn, torch.backends.cuda.matmul
+    conv, rnn = getattr(cudnn, "conv", None), getattr(cudnn, "rnn", None)
+    if not legacy and conv is not None and hasattr(conv, "fp32_precision"):
+        return [(conv, "fp32_precision", "ieee"), (rnn, "fp32_precision", "ieee"),
+                (matmul, "fp32_precision", "ieee")]
+    return [(cudnn, "allow_tf32", False), (matmul, "allow_tf32", False)]
 
 
 def torch_dtype(dtype: np.dtype) -> "torch.dtype":

@@ -2,19 +2,29 @@
 NVIDIA GPU through cuDNN, for GPUs without TensorRT (and on the CPU as the reference that
 ``deploypipe compare`` checks the other backends against).
 
-It runs the PyTorch model, not the ONNX graph, so ``build`` takes the model itself:
+It runs a PyTorch module, so ``build`` takes the model itself where there is one:
 
 * an ``nn.Module`` (copied, so the caller's module is left as it was);
 * a checkpoint path, loaded with :func:`deploypipe.checkpoint.load_model` (weights-only
   unless the backend was made with ``trust_model=True``);
-* or an ONNX path with its checkpoint beside it under the same stem (``pruned.onnx`` and
-  ``pruned.pt``, as ``deploypipe build`` writes them).
+* an ONNX path with its checkpoint beside it under the same stem (``pruned.onnx`` and
+  ``pruned.pt``, as ``deploypipe build`` writes them): the pruned PyTorch module itself;
+* or an ONNX path alone (the latency table's sub-models, the loop's candidates, a graph
+  shrunk by ONNX surgery): a module built from the graph by
+  :func:`deploypipe.backends.onnx_torch.module_from_onnx`, whose convolutions and linear
+  layers are real ``nn.Conv2d``/``nn.Linear`` modules named after the ONNX weights.
 
 Inputs take their names and shapes from the ONNX file when there is one (so the same feeds
 run every backend), else from the shape the checkpoint records, else the target's
 ``input_shape``. fp16 is ``.half()`` weights and inputs (true fp16, as TensorRT runs it, not
 autocast); on the GPU, 4-d inputs use the channels-last layout that cuDNN's tensor-core
 kernels prefer, cuDNN autotuning is on, and an fp32 target runs without TF32.
+
+Timing on the GPU replays the forward pass captured once as a CUDA graph, between CUDA
+events on its stream: GPU compute time with inputs already on the device and no host
+copies, as trtexec's "GPU Compute Time" is, without the Python launch overhead that eager
+PyTorch adds at small batches (a resnet50 launches ~160 kernels). A model that cannot be
+captured is timed eagerly, and ``timing`` says which (``providers`` shows it too).
 """
 from __future__ import annotations
 
@@ -26,7 +36,8 @@ import numpy as np
 
 from ..errors import InputError, UnsupportedError
 from ..targets import TargetProfile
-from ._cuda import cuda_event_samples, require_cuda
+from ..utils.log import get_logger
+from ._cuda import MIXED_TF32_APIS, cuda_event_samples, require_cuda, torch_math
 from .base import Backend, Engine, LayerTime
 from .feeds import TensorSpec
 from .layer_map import GraphIndex
@@ -36,6 +47,7 @@ if TYPE_CHECKING:
     import torch
     from torch import nn
 
+log = get_logger("backends.torch")
 
 
 class TorchBackend(Backend):
@@ -43,8 +55,9 @@ class TorchBackend(Backend):
     description = "PyTorch eager or compiled (cuDNN)"
 
     def __init__(self, *, compile: bool = False, compile_mode: str = "max-autotune-no-cudagraphs",
-                 trust_model: bool = False):
+                 trust_model: bool = False, cuda_graph: bool = True):
         self.compile, self.compile_mode, self.trust_model = compile, compile_mode, trust_model
+        self.cuda_graph = cuda_graph  # time GPU runs as CUDA-graph replays (else eager)
 
     def available(self) -> str | None:
         import torch
@@ -66,7 +79,8 @@ class TorchBackend(Backend):
         module, found_onnx, sample = resolve_model(model, trust_model=self.trust_model)
         onnx_file = Path(onnx_path) if onnx_path is not None else found_onnx
         return TorchEngine(module, target, onnx_path=onnx_file, sample_shape=sample,
-                           compile_mode=self.compile_mode if self.compile else None)
+                           compile_mode=self.compile_mode if self.compile else None,
+                           cuda_graph=self.cuda_graph)
 
 
 def resolve_model(model: Any, *, trust_model: bool = False
@@ -81,10 +95,11 @@ def resolve_model(model: Any, *, trust_model: bool = False
     if path.suffix.lower() == ".onnx":
         onnx_path, path = path, path.with_suffix(".pt")
         if not path.is_file():
-            raise UnsupportedError(f"the torch backend runs the PyTorch model, and there is no "
-                                   f"checkpoint {str(path)!r} beside {str(onnx_path)!r}",
-                                   hint="pass the checkpoint (compare --checkpoint) or use a "
-                                   "TensorRT or ONNX Runtime GPU target")
+            from .onnx_torch import module_from_onnx
+
+            log.debug("no checkpoint beside %s: running a module built from the ONNX graph",
+                      onnx_path)
+            return module_from_onnx(onnx_path), onnx_path, None
     from ..checkpoint import load_model
 
     loaded = load_model(path, trust_model=trust_model)
@@ -97,7 +112,8 @@ class TorchEngine(Engine):
     backend_name = "torch"
 
     def __init__(self, module: "nn.Module", target: TargetProfile, *, onnx_path: Path | None,
-                 sample_shape: tuple[int, ...] | None, compile_mode: str | None = None):
+                 sample_shape: tuple[int, ...] | None, compile_mode: str | None = None,
+                 cuda_graph: bool = True):
         import torch
 
         self.target, self.onnx_path = target, onnx_path
@@ -108,6 +124,10 @@ class TorchEngine(Engine):
         self.module = _prepare(module, self.device, self.half, self.channels_last)
         self.forward = torch.compile(self.module, mode=compile_mode) if compile_mode else self.module
         self.mode = f"compiled ({compile_mode})" if compile_mode else "eager"
+        on_gpu = self.device.type == "cuda"
+        self.timing = ("cuda graph" if cuda_graph else "eager launches") if on_gpu else "host clock"
+        self._replays: dict[tuple, Callable[[], object]] = {}
+        self._legacy_tf32 = False  # set when torch refuses its new TF32 API (see torch_math)
 
     @property
     def inputs(self) -> Sequence[TensorSpec]:
@@ -115,7 +135,8 @@ class TorchEngine(Engine):
 
     @property
     def providers(self) -> list[str]:
-        return [f"torch {self.mode} on {self.device.type} ({self.target.precision})"]
+        return [f"torch {self.mode} on {self.device.type} ({self.target.precision}, "
+                f"timed by {self.timing})"]
 
     def run(self, feeds: Mapping[str, np.ndarray]) -> list[np.ndarray]:
         self._check_open()
@@ -123,8 +144,19 @@ class TorchEngine(Engine):
         return [t.detach().float().cpu().numpy() for t in _flat(out)]
 
     def _timed_call(self, feeds: dict[str, np.ndarray]) -> Callable[[], object]:
+        """One inference on inputs already on the device; on the GPU, the replay of its CUDA
+        graph, captured once per input shape and kept with its buffers for later bursts."""
         self._check_open()
-        return self._call(self.forward, self._device_inputs(feeds))
+        call = self._call(self.forward, self._device_inputs(feeds))
+        if self.timing != "cuda graph":
+            return call
+        key = tuple((name, np.shape(x)) for name, x in sorted(feeds.items()))
+        if key not in self._replays:
+            replay = self._capture(call)
+            if replay is None:
+                return call
+            self._replays[key] = replay
+        return self._replays[key]
 
     def _time_samples(self, call: Callable[[], object], *, warmup: int, iterations: int,
                       min_seconds: float) -> list[float]:
@@ -135,6 +167,35 @@ class TorchEngine(Engine):
 
         return cuda_event_samples(call, torch.cuda.current_stream(), warmup=warmup,
                                   iterations=iterations, min_seconds=min_seconds)
+
+    def _capture(self, call: Callable[[], object]) -> Callable[[], object] | None:
+        """``call`` captured as a CUDA graph (after eager runs on the capture stream, which
+        also let cuDNN autotune), or ``None`` when capture fails: ``timing`` then says
+        "eager launches" and the caller times ``call`` itself."""
+        import torch
+
+        stream = torch.cuda.Stream()
+        try:
+            stream.wait_stream(torch.cuda.current_stream())
+            with torch.cuda.stream(stream):
+                for _ in range(3):
+                    call()
+            stream.synchronize()
+            graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(graph, stream=stream):
+                outputs = call()
+        except Exception as exc:  # capture refuses some ops (host syncs, CPU tensors)
+            log.info("timing %s eagerly: it cannot be captured as a CUDA graph (%s)",
+                     self.onnx_path or "the model", (str(exc).splitlines() or [""])[0][:200])
+            self.timing = "eager launches"
+            torch.cuda.synchronize()
+            return None
+
+        def replay() -> object:
+            graph.replay()
+            return outputs  # the graph's memory: valid until the next replay
+        replay.inputs = call  # type: ignore[attr-defined]  # the graph reads their memory
+        return replay
 
     def profile_layers(self, batch: int, iterations: int, *, warmup: int = 2,
                        sample_shape: tuple[int, ...] | None = None) -> list[LayerTime]:
@@ -154,6 +215,7 @@ class TorchEngine(Engine):
 
     def close(self) -> None:
         self.module = self.forward = None
+        self._replays = {}
 
     # -- helpers ------------------------------------------------------------------------
     def _device_inputs(self, feeds: Mapping[str, np.ndarray]) -> list["torch.Tensor"]:
@@ -176,13 +238,19 @@ class TorchEngine(Engine):
         when the target is not fp32."""
         import torch
 
-        tf32 = self.target.precision != "fp32"
+        tf32, benchmark = self.target.precision != "fp32", self.device.type == "cuda"
 
         def call() -> object:
-            with torch.inference_mode(), torch.backends.cudnn.flags(
-                    enabled=True, benchmark=self.device.type == "cuda", deterministic=False,
-                    allow_tf32=tf32):
-                return fn(*xs)
+            try:
+                with torch.no_grad(), torch_math(tf32=tf32, benchmark=benchmark,
+                                                 legacy=self._legacy_tf32):
+                    return fn(*xs)
+            except RuntimeError as exc:  # a torch whose kernels still read the old switches
+                if MIXED_TF32_APIS not in str(exc) or self._legacy_tf32:
+                    raise
+                log.info("this torch mixes its two TF32 APIs; using the allow_tf32 switches")
+                self._legacy_tf32 = True
+                return call()
         return call
 
     def _check_open(self) -> None:

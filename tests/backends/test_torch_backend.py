@@ -61,11 +61,18 @@ def test_profile_layers_are_module_names_mapped_to_onnx_nodes(engine):
     assert not any(h for m in engine.module.modules() for h in m._forward_hooks.values())
 
 
-def test_missing_checkpoint_is_one_sentence(fixed_onnx):
-    with pytest.raises(UnsupportedError) as err:
-        resolve_model(fixed_onnx)
-    msg = err.value.sentence()
-    assert "fixed.pt" in msg and "--checkpoint" in msg and "\n" not in msg
+def test_an_onnx_file_alone_runs_as_a_module_built_from_the_graph(fixed_onnx):
+    """The latency table's sub-models and the loop's candidates have no checkpoint: the
+    backend runs the graph itself, agrees with ONNX Runtime and maps layers to nodes."""
+    assert not fixed_onnx.with_suffix(".pt").exists()
+    with create_backend("onnxruntime").build(fixed_onnx, load_target("cpu")) as ort_engine:
+        feeds = ort_engine.feeds(4, seed=3)
+        expected = ort_engine.run(feeds)[0]
+    with TorchBackend().build(fixed_onnx, CPU) as eng:
+        np.testing.assert_allclose(eng.run(feeds)[0], expected, rtol=1e-4, atol=1e-4)
+        assert eng.time(4, 1, 2).n == 2
+        layers = eng.profile_layers(4, 2)
+    assert {l.onnx_node for l in layers if l.op_type == "Conv2d"} >= {"/conv1/Conv"}
 
 
 def test_unknown_input_shape_is_refused():
@@ -83,3 +90,32 @@ def test_cuda_target_without_gpu_is_one_sentence(tiny_onnx):
     with pytest.raises(DeviceError) as err:
         TorchBackend().build(tiny_onnx, load_target("torch-cuda"))
     assert "CUDA" in err.value.sentence() and "\n" not in err.value.sentence()
+
+
+def test_fp32_math_is_ieee_inside_and_restored_after():
+    from deploypipe.backends._cuda import torch_math
+
+    before = (torch.backends.cudnn.conv.fp32_precision, torch.backends.cudnn.benchmark)
+    with torch_math(tf32=False, benchmark=True):
+        assert torch.backends.cudnn.conv.fp32_precision == "ieee"
+        assert torch.backends.cuda.matmul.fp32_precision == "ieee"
+        assert torch.backends.cudnn.benchmark is True
+    assert (torch.backends.cudnn.conv.fp32_precision, torch.backends.cudnn.benchmark) == before
+    with torch_math(tf32=True, benchmark=False):  # fp16: nothing to change but autotuning
+        assert torch.backends.cudnn.conv.fp32_precision == before[0]
+
+
+def test_a_torch_that_mixes_its_tf32_apis_is_retried_with_the_old_switches(tiny_onnx):
+    calls = []
+
+    with TorchBackend().build(tiny_onnx, CPU) as eng:
+        def forward(*xs):
+            calls.append(eng._legacy_tf32)
+            if not eng._legacy_tf32:
+                raise RuntimeError("you have used mix of the legacy and new APIs to set TF32")
+            return xs[0]
+
+        out = eng._call(forward, [torch.ones(1)])()
+        assert calls == [False, True] and eng._legacy_tf32 and float(out) == 1.0
+        with pytest.raises(RuntimeError, match="other"):  # any other error is not swallowed
+            eng._call(lambda *xs: (_ for _ in ()).throw(RuntimeError("other")), [])()
