@@ -543,9 +543,22 @@ def main(argv: list[str] | None = None) -> int:
         smoke.section("builds", lambda: builds(args, Path(args.work)))
     smoke.doc["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     smoke.write()
-    print(f"wrote {Path(args.out) / 'gpu_smoke.json'} "
-          f"({len(smoke.doc['errors'])} section errors)", flush=True)
-    return 0 if not smoke.doc["errors"] else 1
+    failed = _failures(smoke.doc, args.device)
+    print(f"wrote {Path(args.out) / 'gpu_smoke.json'} ({len(smoke.doc['errors'])} section "
+          f"errors{'; ' + '; '.join(failed) if failed else ''})", flush=True)
+    return 1 if smoke.doc["errors"] or failed else 0
+
+
+def _failures(doc: dict, device: str) -> list[str]:
+    """What makes the run a failure besides a section's error: a backend run that failed and,
+    on the CPU (CI), a build that did not end with a report (on a GPU a refused budget is a
+    verdict, recorded, not a failure)."""
+    out = [f"{r['backend']} {r['model']} {r['precision']} b{r['batch']} failed"
+           for r in doc.get("runs", []) if "error" in r]
+    if device == "cpu":
+        out += [f"build {b['name']} exited {b['exit_code']}" for b in doc.get("builds") or []
+                if b["exit_code"] != 0]
+    return out
 
 
 if __name__ == "__main__":
