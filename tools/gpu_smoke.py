@@ -412,16 +412,20 @@ def _coverage(engine, onnx_path: Path, batch: int) -> dict[str, Any]:
 
 
 def _torch_variants(name: str, sub: Path, precision: str, batch: int, args) -> dict[str, Any]:
-    """PyTorch timed as eager launches, and run from the ONNX graph alone (no .pt beside)."""
+    """PyTorch timed as eager launches, with its BatchNorms left unfolded, and run from the
+    ONNX graph alone (no .pt beside)."""
     import shutil
 
     out: dict[str, Any] = {}
-    engines = _engines(name, sub, precision, batch, args, cuda_graph=False)
-    try:
-        out["eager"] = {"timing": _timing_of(engines["dense"]), **_latency(engines, batch, args)}
-    finally:
-        for e in engines.values():
-            e.close()
+    for variant, options in (("eager", {"cuda_graph": False}),
+                             ("unfolded", {"fold_batchnorm": False})):
+        engines = _engines(name, sub, precision, batch, args, **options)
+        try:
+            out[variant] = {"timing": _timing_of(engines["dense"]),
+                            **_latency(engines, batch, args)}
+        finally:
+            for e in engines.values():
+                e.close()
     alone = sub / "onnx-only"
     alone.mkdir(exist_ok=True)
     for v in ("dense", "pruned"):

@@ -55,9 +55,10 @@ class TorchBackend(Backend):
     description = "PyTorch eager or compiled (cuDNN)"
 
     def __init__(self, *, compile: bool = False, compile_mode: str = "max-autotune-no-cudagraphs",
-                 trust_model: bool = False, cuda_graph: bool = True):
+                 trust_model: bool = False, cuda_graph: bool = True, fold_batchnorm: bool = True):
         self.compile, self.compile_mode, self.trust_model = compile, compile_mode, trust_model
         self.cuda_graph = cuda_graph  # time GPU runs as CUDA-graph replays (else eager)
+        self.fold_batchnorm = fold_batchnorm  # as TensorRT and ONNX Runtime do when they build
 
     def available(self) -> str | None:
         import torch
@@ -76,34 +77,50 @@ class TorchBackend(Backend):
                                    hint="use a TensorRT target for int8")
         if target.device == "cuda":
             require_cuda()
-        module, found_onnx, sample = resolve_model(model, trust_model=self.trust_model)
+        module, found_onnx, sample = resolve_model(model, trust_model=self.trust_model,
+                                                   fold_batchnorm=self.fold_batchnorm)
         onnx_file = Path(onnx_path) if onnx_path is not None else found_onnx
         return TorchEngine(module, target, onnx_path=onnx_file, sample_shape=sample,
                            compile_mode=self.compile_mode if self.compile else None,
                            cuda_graph=self.cuda_graph)
 
 
-def resolve_model(model: Any, *, trust_model: bool = False
+def resolve_model(model: Any, *, trust_model: bool = False, fold_batchnorm: bool = False
                   ) -> tuple["nn.Module", Path | None, tuple[int, ...] | None]:
-    """(module, ONNX file it was exported to if known, per-sample input shape if known)."""
+    """(module, ONNX file it was exported to if known, per-sample input shape if known);
+    ``fold_batchnorm`` folds every BatchNorm that follows a convolution into it."""
     from torch import nn
 
+    from .batchnorm_fold import fold_module
+
+    fold = fold_module if fold_batchnorm else (lambda m: (m, 0))
     if isinstance(model, nn.Module):
-        return copy.deepcopy(model), None, None
+        return fold(copy.deepcopy(model))[0], None, None
     path = Path(model)
     onnx_path = None
     if path.suffix.lower() == ".onnx":
         onnx_path, path = path, path.with_suffix(".pt")
         if not path.is_file():
-            from .onnx_torch import module_from_onnx
-
-            log.debug("no checkpoint beside %s: running a module built from the ONNX graph",
-                      onnx_path)
-            return module_from_onnx(onnx_path), onnx_path, None
+            return _from_onnx(onnx_path, fold_batchnorm), onnx_path, None
     from ..checkpoint import load_model
 
     loaded = load_model(path, trust_model=trust_model)
-    return loaded.model, onnx_path, loaded.input_shape
+    return fold(loaded.model)[0], onnx_path, loaded.input_shape
+
+
+def _from_onnx(onnx_path: Path, fold_batchnorm: bool) -> "nn.Module":
+    """A module built from the ONNX graph (BatchNorm folded into the convolutions first)."""
+    import onnx
+
+    from .batchnorm_fold import fold_onnx
+    from .onnx_torch import module_from_onnx
+
+    model = onnx.load(str(onnx_path))
+    if fold_batchnorm:
+        model, count = fold_onnx(model)
+        log.debug("%s: %d BatchNorm(s) folded into their convolutions", onnx_path, count)
+    log.debug("no checkpoint beside %s: running a module built from the ONNX graph", onnx_path)
+    return module_from_onnx(model)
 
 
 class TorchEngine(Engine):
