@@ -51,6 +51,7 @@ import numpy as np
 
 from ..errors import BudgetError
 from ..graph import Analysis, shrink
+from ..measure.stats import speed_phrase
 from ..prune.allocate import select_drop
 from ..prune.budget import Budget
 from ..targets import TargetProfile
@@ -154,7 +155,7 @@ class LoopResult:
                  "--latency-tolerance)" if self.met and not self.within and slow else "")
         return (f"latency budget {verdict} in round {c.round} of {len(self.rounds)}: measured "
                 f"{c.measured_ms:.4g} ms for a budget of {self.budget_ms:.4g} ms ({gap:+.1%}, dense "
-                f"{self.dense_ms:.4g} ms, {self.dense_ms / c.measured_ms:.2f}x faster){short}{unsteady}")
+                f"{self.dense_ms:.4g} ms, {speed_phrase(self.dense_ms, c.measured_ms)}){short}{unsteady}")
 
     def to_dict(self) -> dict[str, Any]:
         return {"met": self.met, "within_tolerance": self.within, "tolerance": self.tolerance,

@@ -85,3 +85,14 @@ def percentile(sorted_xs: Sequence[float], q: float) -> float:
     hi = min(lo + 1, len(sorted_xs) - 1)
     frac = pos - lo
     return sorted_xs[lo] + (sorted_xs[hi] - sorted_xs[lo]) * frac
+
+
+def speed_phrase(before_ms: float, after_ms: float) -> str:
+    """``before`` against ``after`` in words a reader cannot misread: "1.61x faster",
+    "1.22x slower" (never "0.82x faster"), or "as fast" within half a percent."""
+    if before_ms <= 0 or after_ms <= 0:
+        return "—"
+    ratio = before_ms / after_ms
+    if abs(ratio - 1.0) < 0.005:
+        return "as fast"
+    return f"{ratio:.2f}x faster" if ratio > 1 else f"{1 / ratio:.2f}x slower"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
+from ..measure.stats import speed_phrase
 from .html import Section, esc, note, table, verdict
 
 Report = dict[str, Any]
@@ -94,4 +95,4 @@ def _fewer(d: float, p: float) -> str:
 
 
 def _faster(d: float, p: float) -> str:
-    return f"{d / p:.2f}x faster" if p > 0 else "—"
+    return speed_phrase(d, p)

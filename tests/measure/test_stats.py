@@ -60,3 +60,11 @@ def test_frozen():
     s = LatencyStats.from_samples([1.0])
     with pytest.raises(AttributeError):
         s.median = 3.0  # type: ignore[misc]
+
+
+def test_a_slowdown_is_said_as_one():
+    from deploypipe.measure.stats import speed_phrase
+
+    assert speed_phrase(1.61, 1.0) == "1.61x faster"
+    assert speed_phrase(1.0, 1.22) == "1.22x slower"
+    assert speed_phrase(1.0, 1.002) == "as fast" and speed_phrase(0.0, 1.0) == "—"
