@@ -18,9 +18,37 @@ _GREY_MODES = {"1", "L", "LA", "I", "I;16", "F"}
 
 @register_dataset("folder")
 def folder(arg: str | None, *, image_size: tuple[int, int] | None) -> RawData:
-    """folder:DIR, one sub-folder of images per class (classes in sorted order)."""
+    """folder:DIR, one sub-folder of images per class (classes in sorted order), or train/ and test/ folders of them."""
     root = _need_path("folder", arg, "folder:DIR")
+    if (root / "train").is_dir() and (root / "test").is_dir():
+        return _train_test(root, image_size)
     classes = _class_folders(root)
+    images, labels = _read_classes(classes)
+    x = _stack(images, image_size)
+    return RawData(x, np.asarray(labels, dtype=np.int64), f"image folder {root} ({len(images)} "
+                   f"images, {len(classes)} classes; licence as given by its owner)",
+                   class_names=tuple(c.name for c in classes))
+
+
+def _train_test(root: Path, image_size: tuple[int, int] | None) -> RawData:
+    """DIR/train/<class>/ and DIR/test/<class>/ with the same classes: the test split kept."""
+    train, test = _class_folders(root / "train"), _class_folders(root / "test")
+    names = [c.name for c in train]
+    if [c.name for c in test] != names:
+        raise InputError(f"{str(root / 'test')!r} has classes {[c.name for c in test]}, not the "
+                         f"{names} of {str(root / 'train')!r}",
+                         hint="give train/ and test/ the same class folders")
+    (train_images, train_labels), (test_images, test_labels) = map(_read_classes, (train, test))
+    x = _stack(train_images + test_images, image_size)
+    return RawData(x, np.asarray(train_labels + test_labels, dtype=np.int64),
+                   f"image folder {root} ({len(train_images)} train and {len(test_images)} test "
+                   f"images, {len(names)} classes; licence as given by its owner)",
+                   class_names=tuple(names),
+                   test_index=np.arange(len(train_images), len(train_images) + len(test_images)))
+
+
+def _read_classes(classes: list[Path]) -> tuple[list, list[int]]:
+    """The decoded images of each class folder and their labels (the folder's index)."""
     images, labels = [], []
     for label, cls in enumerate(classes):
         files = sorted(p for p in cls.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
@@ -30,10 +58,7 @@ def folder(arg: str | None, *, image_size: tuple[int, int] | None) -> RawData:
                              hint=f"add images ({', '.join(sorted(IMAGE_SUFFIXES))}) or remove the folder")
         images += [_open_image(p) for p in files]
         labels += [label] * len(files)
-    x = _stack(images, image_size)
-    return RawData(x, np.asarray(labels, dtype=np.int64), f"image folder {root} ({len(images)} "
-                   f"images, {len(classes)} classes; licence as given by its owner)",
-                   class_names=tuple(c.name for c in classes))
+    return images, labels
 
 
 def _class_folders(root: Path) -> list[Path]:
