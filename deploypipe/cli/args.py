@@ -172,6 +172,9 @@ def add_training(parser: argparse.ArgumentParser, *, epochs: int | None = None) 
                    help="linear warm-up epochs (default: 0)")
     g.add_argument("--weight-decay", type=non_negative_float, default=5e-4, help="default: 5e-4")
     g.add_argument("--label-smoothing", type=non_negative_float, default=0.0, help="default: 0")
+    g.add_argument("--augment", choices=("none", "crop-flip"), default="none",
+                   help="crop-flip: 4-pixel padded random crop and mirror, the CIFAR recipe "
+                   "(default: none; flipping is wrong for digits and text)")
     g.add_argument("--max-steps-per-epoch", type=positive_int, metavar="N",
                    help="cap the optimizer steps of each epoch (for quick runs)")
     g.add_argument("--seed", type=int, default=0, help="seed of data split, order and init (default: 0)")
@@ -184,5 +187,5 @@ def train_config(args: argparse.Namespace, **overrides):
     values = dict(epochs=args.epochs, lr=args.lr, batch_size=args.batch_size, schedule=args.schedule,
                   warmup_epochs=args.warmup_epochs, weight_decay=args.weight_decay,
                   label_smoothing=args.label_smoothing, max_steps_per_epoch=args.max_steps_per_epoch,
-                  seed=args.seed)
+                  seed=args.seed, augment=args.augment)
     return TrainConfig(**{**values, **overrides})

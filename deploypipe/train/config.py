@@ -4,6 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..errors import InputError
+from .augment import AUGMENTATIONS
 
 SCHEDULES = ("cosine", "step", "constant")
 
@@ -40,6 +41,7 @@ class TrainConfig:
     max_steps_per_epoch: int | None = None
     progress: bool = True
     distill: DistillConfig | None = None
+    augment: str = "none"  # "crop-flip": padded random crop and mirror (train/augment.py)
 
     def __post_init__(self) -> None:
         _check(self.epochs >= 1, f"epochs must be at least 1, got {self.epochs}")
@@ -51,6 +53,8 @@ class TrainConfig:
         _check(not self.nesterov or self.momentum > 0, "Nesterov momentum needs momentum > 0")
         _check(self.schedule in SCHEDULES,
                f"unknown learning-rate schedule {self.schedule!r}; choose one of {', '.join(SCHEDULES)}")
+        _check(self.augment in AUGMENTATIONS,
+               f"unknown augmentation {self.augment!r}; choose one of {', '.join(AUGMENTATIONS)}")
         _check(0 <= self.warmup_epochs <= self.epochs,
                f"warm-up epochs must lie in [0, epochs={self.epochs}], got {self.warmup_epochs}")
         _check(0.0 <= self.label_smoothing < 1.0,

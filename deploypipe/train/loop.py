@@ -20,6 +20,7 @@ from torch.utils.data import DataLoader
 from ..data import DataSplits
 from ..errors import DeploypipeError, InputError
 from ..utils.log import get_logger, progress
+from .augment import augment
 from .callbacks import Callback, CallbackList, TrainState
 from .config import DistillConfig, TrainConfig
 from .collectives import all_reduce_sum, broadcast_buffers
@@ -107,11 +108,13 @@ def _run_epoch(state: TrainState, loader: DataLoader, steps: int, data: DataSpli
     start, loss_sum, correct, seen = time.perf_counter(), 0.0, 0, 0
     bar = progress(total=steps, desc=f"epoch {state.epoch + 1}/{config.epochs}", unit="step",
                    disable=None if config.progress and is_rank_zero() else True)
+    shuffle = torch.Generator().manual_seed(config.seed * 100_003 + state.epoch)  # per epoch
     with contextlib.closing(bar):
         for i, (inputs, targets) in enumerate(loader):
             if i >= steps:
                 break
-            loss = _train_step(state, inputs.to(device), targets.to(device), hooks, teacher, distill)
+            inputs = augment(inputs.to(device), config.augment, shuffle)
+            loss = _train_step(state, inputs, targets.to(device), hooks, teacher, distill)
             loss_sum += loss * len(targets)
             correct += correct_count(state.outputs.detach(), state.targets)  # type: ignore[union-attr]
             seen += len(targets)
