@@ -75,11 +75,11 @@ class TargetProfile:
         ``--int8``), a full input shape with its batch (``--shapes``), a timing cache file."""
         changes: dict[str, Any] = {}
         if precision is not None and precision != self.precision:
-            if self.backend == "onnxruntime" and self.device == "cpu":
-                raise InputError(f"target {self.name!r} runs ONNX Runtime on the CPU, which "
-                                 f"deploypipe runs in fp32 only, so it cannot take {precision}",
-                                 hint="pick a GPU target (gpu, gpu-trt-fp16, torch-cuda) for "
-                                 "fp16 or int8")
+            if precision == "fp16" and self.backend == "onnxruntime" and self.device == "cpu":
+                raise InputError(f"target {self.name!r} runs ONNX Runtime on the CPU, whose x86 "
+                                 "kernels gain nothing from fp16",
+                                 hint="use --int8 (a quantized graph) here, or a GPU target "
+                                 "(gpu, gpu-trt-fp16, torch-cuda) for fp16")
             if precision == "int8" and self.backend == "torch":
                 raise InputError(f"target {self.name!r} runs PyTorch, which has no int8 path "
                                  "here", hint="use a TensorRT target for int8")

@@ -50,7 +50,7 @@ def test_overrides_change_precision_batch_shape_and_timing_cache(tmp_path):
 
 
 @pytest.mark.parametrize("argv,match", [
-    (("--target", "cpu", "--fp16"), "runs ONNX Runtime on the CPU"),
+    (("--target", "cpu", "--fp16"), "gain nothing from fp16"),
     (("--target", "torch-cuda", "--int8"), "no int8 path"),
     (("--shapes", "a:1x3x8x8,b:1x3x8x8"), "a target takes one input shape"),
 ])
@@ -74,3 +74,4 @@ def test_profile_takes_shapes_as_trtexec_writes_them(tmp_path, capsys):
     assert main(["profile", str(model), "--fp16"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "runs ONNX Runtime on the CPU" in err[0]
+    assert target_from_args(_args("--target", "cpu-batch32", "--int8")).precision == "int8"
