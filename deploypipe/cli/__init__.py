@@ -22,6 +22,7 @@ COMMANDS = (
     "export",
     "inspect",
     "shrink",
+    "quantize",
     "profile",
     "lut",
     "compare",

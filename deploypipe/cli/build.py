@@ -41,7 +41,14 @@ def add_parser(sub) -> None:
                    help="keep multiples of N channels (default: the target's preferred multiple)")
     g.add_argument("--max-ratio", type=fraction, default=0.9, help="most a single group may lose (default 0.9)")
     g.add_argument("--calibration-batches", type=positive_int, default=8,
-                   help="batches of 64 for data-driven criteria (default 8)")
+                   help="batches of 64 for data-driven criteria and int8 calibration (default 8)")
+    q = p.add_argument_group("quantization")
+    q.add_argument("--quantize", choices=("int8", "fp16"),
+                   help="after fine-tuning, quantize pruned.onnx (int8: a Q/DQ graph calibrated on --dataset) and "
+                   "verify it on the test split; a latency budget is then measured on quantized models "
+                   "(an int8 target such as cpu-int8 implies int8)")
+    q.add_argument("--keep-fp32", metavar="NODES", default="",
+                   help="comma-separated Conv/Gemm node names to keep in fp32 (or first, last)")
     lat = p.add_argument_group("latency budgets")
     lat.add_argument("--latency-rounds", type=positive_int, default=8,
                      help="most measure-and-correct rounds (default 8)")
@@ -106,7 +113,8 @@ def config_from_args(args: argparse.Namespace, argv: list[str] | None = None):
                        calibration_batches=args.calibration_batches, seed=args.seed, limit=args.limit,
                        arch=args.arch, num_classes=args.num_classes, in_channels=args.in_channels,
                        input_size=args.input_size, trust_model=args.trust_model, verify=not args.no_verify,
-                       profile_iterations=args.profile_iterations, command=command,
+                       profile_iterations=args.profile_iterations, command=command, quantize=args.quantize,
+                       keep_fp32=tuple(n.strip() for n in args.keep_fp32.split(",") if n.strip()),
                        latency=LatencyOptions(rounds=args.latency_rounds, tolerance=args.latency_tolerance,
                                               step=args.lut_step, use_cache=not args.no_lut_cache))
 

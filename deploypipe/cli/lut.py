@@ -45,7 +45,13 @@ def run(args: argparse.Namespace) -> int:
         check_output_path(args.output, args.model)
     analysis = analyse(load_onnx(check_onnx_file(args.model)))
     spec = TableSpec(step=args.step, groups=args.groups, use_cache=not args.no_cache)
-    table = measure_table(analysis, target, spec, timer=TargetTimer(target, iterations=args.iterations))
+    timer = TargetTimer(target, iterations=args.iterations)
+    if target.precision == "int8":  # an int8 target runs Q/DQ graphs: time the sub-graphs quantized
+        from ..hw import PreparedTimer
+        from ..quantize import TimingQuantizer, scheme_for
+
+        timer = PreparedTimer(timer, TimingQuantizer("int8", scheme_for(target)))
+    table = measure_table(analysis, target, spec, timer=timer)
     for line in table_lines(table):
         print(line)
     if args.output:

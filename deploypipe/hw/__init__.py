@@ -12,8 +12,8 @@ from .loop import LoopResult, LoopRound, latency_loop
 from .measure import TableSpec, measure_table, sample_widths
 from .subgraph import group_subgraph, with_batch
 from .table import GroupTable, LatencyTable
-from .timer import TargetTimer, Timer
+from .timer import PreparedTimer, TargetTimer, Timer
 
 __all__ = ["Coupling", "GroupTable", "LatencyAllocator", "LatencyTable", "LoopResult", "LoopRound",
-           "TableSpec", "TargetTimer", "Timer", "group_subgraph", "latency_loop", "measure_table",
+           "PreparedTimer", "TableSpec", "TargetTimer", "Timer", "group_subgraph", "latency_loop", "measure_table",
            "layer_counts", "sample_widths", "width_options", "with_batch"]

@@ -23,7 +23,7 @@ import statistics
 import tempfile
 import time
 from pathlib import Path
-from typing import Protocol, Sequence
+from typing import Callable, Protocol, Sequence
 
 import onnx
 
@@ -104,6 +104,22 @@ class TargetTimer:
                 values[i].append(stats.statistic(t.statistic))
         self.calls += len(engines)
         return [statistics.median(v) for v in values]
+
+
+class PreparedTimer:
+    """A timer that times ``prepare(model)`` for each model: what the target will run when
+    that is not the graph the table cuts (a quantized graph for an int8 target)."""
+
+    def __init__(self, inner: Timer, prepare: Callable[[onnx.ModelProto], onnx.ModelProto]):
+        self.inner, self.prepare = inner, prepare
+
+    def time(self, models: Sequence[onnx.ModelProto]) -> list[float]:
+        return self.inner.time([self.prepare(m) for m in models])
+
+    def __getattr__(self, name: str):  # bursts, iterations, calls: the inner timer's
+        if name in ("inner", "prepare"):  # not set yet (unpickling): no recursion
+            raise AttributeError(name)
+        return getattr(self.inner, name)
 
 
 def _sample_shape(engine, target: TargetProfile) -> tuple[int, ...] | None:

@@ -22,6 +22,8 @@ from ..errors import InputError, VerificationError
 from ..utils.files import check_output_path, write_json
 from ..utils.log import get_logger
 from .config import BuildConfig
+from .quantize_stage import (add_to_report, build_precision, fp32_ratio, quantize_pruned, quantized_name,
+                             side_by_side, targets_for, timing_quantizer)
 from .report import dense_vs_pruned, group_rows, now
 from .run import Run, chain_keys
 
@@ -53,9 +55,14 @@ class _TorchBuild:
 
         keys, inputs = stage_keys(config, target)
         self.run_dir = Run(Path(config.out_dir), keys=keys, inputs=inputs, writer=is_rank_zero())
-        self.round_to = config.round_to or target.round_to
+        self.precision = build_precision(config.quantize, target)  # None: no quantize stage
+        self.fp32_target, self.quant_target = targets_for(target, self.precision)
+        self.round_to = config.round_to or self.quant_target.round_to
         self.report: dict[str, Any] = {}
         self.latency = None  # LatencyPlan, for a latency budget
+        if self.precision and config.dataset is None:
+            raise InputError(f"quantizing to {self.precision} calibrates and verifies on images, so it needs a dataset",
+                             hint="pass --dataset")
 
     # -- stages ----------------------------------------------------------------------
     def run(self) -> dict[str, Any]:
@@ -96,16 +103,23 @@ class _TorchBuild:
                            f"on {self.target.name}"):
                 self.latency = once(self._calibrate, ctx)
                 ctx.latency = self.latency.result.allocator
+                # a ratio of dense fp32 became one of the dense model quantized (see _calibrate)
+                ctx.request = dataclasses.replace(ctx.request, budget=self.latency.budget)
         pruned = self._restore(model, "prune", "pruned_raw.pt")
         if pruned is None:
             with run.stage("prune", f"pruning with {cfg.method} ({cfg.importance}) to {cfg.budget.describe()}"):
                 self._prune(ctx, method)
                 once(self._save_checkpoint, model, arch, input_shape, data, "pruned_raw.pt")
-            run.record("prune", ["pruned_raw.pt"], {"rounds": ctx.rounds, "oracle": ctx.oracle})
+            run.record("prune", ["pruned_raw.pt"], {"rounds": ctx.rounds, "oracle": ctx.oracle,
+                                                    "losses": ctx.losses})
         else:
             ctx.pruner.refresh()
             ctx.rounds, ctx.oracle = pruned["rounds"], pruned["oracle"]
+            ctx.losses = dict(pruned.get("losses", {}))
         finetune = not method.finetunes and cfg.epochs > 0 and data is not None
+        from ..prune.methods.phase import finetune_loss
+
+        ctx.losses["finetune"] = finetune_loss(ctx, finetune, method.finetunes)
         if finetune and self._restore(model, "finetune", "pruned.pt") is None:
             with run.stage("finetune", f"fine-tuning {cfg.epochs} epochs"
                            + (" with distillation" if teacher is not None else "")):
@@ -120,12 +134,14 @@ class _TorchBuild:
                 if not finetune:  # otherwise the fine-tuning stage wrote it
                     once(self._save_checkpoint, model, arch, input_shape, data, "pruned.pt")
             run.record("export_pruned", ["pruned.onnx"] + ([] if finetune else ["pruned.pt"]), final)
+        quant = self._quantize(data) if self.precision else None
         with run.stage("profile", f"profiling dense and pruned models on {self.target.name}"):
             dense_prof, pruned_prof = once(self._profile)
+            quantized = (quant, *once(self._profile_quantized)) if quant else None
         dense_acc, pruned_acc = dense["accuracy"], final["accuracy"]
         dense_parity, pruned_parity = dense["parity"], final["parity"]
         return once(self._write_report, ctx, method, dense_acc, pruned_acc, dense_parity, pruned_parity,
-                    dense_prof, pruned_prof)
+                    dense_prof, pruned_prof, quantized)
 
     def _zoo_input(self):
         """The input a zoo model is trained on: the dataset's, unless overridden."""
@@ -223,16 +239,24 @@ class _TorchBuild:
         return ctx, method
 
     def _calibrate(self, ctx):
-        """Table and loop on the dense model; the calibrated allocator goes into ``ctx``."""
+        """Table and loop on the dense model; the calibrated allocator goes into ``ctx``. When the
+        build quantizes, both time quantized models, on the target at that precision, and a
+        latency ratio (of the dense fp32 model) becomes one of the dense model quantized."""
         from .latency import plan_latency
 
         scores = ctx.scores()
         groups = ctx.pruner.groups
+        budget, prepare, conversion = self.config.budget, None, {}
+        if self.precision:
+            prepare = timing_quantizer(self.config, self.target, self.precision, ctx.pruner.analysis.model)
+            budget, conversion = fp32_ratio(budget, ctx.pruner.analysis.model, (self.fp32_target, self.quant_target),
+                                            prepare)
         plan = plan_latency(ctx.pruner.analysis, [scores.get(g.id, np.zeros(g.width)) for g in groups],
-                            [ctx.pruner.is_prunable(g) for g in groups], self.target, self.config.budget,
-                            round_to=self.round_to, max_ratio=self.config.max_ratio, options=self.config.latency)
+                            [ctx.pruner.is_prunable(g) for g in groups], self.quant_target, budget,
+                            round_to=self.round_to, max_ratio=self.config.max_ratio, options=self.config.latency,
+                            prepare=prepare)
         ctx.latency = plan.result.allocator
-        return plan
+        return dataclasses.replace(plan, conversion=conversion)
 
     def _prune(self, ctx, method) -> None:
         cfg = self.config
@@ -269,12 +293,33 @@ class _TorchBuild:
         from ..measure.profile import profile_onnx
 
         it = self.config.profile_iterations
-        dense = profile_onnx(self.run_dir.path("dense.onnx"), self.target, iterations=it)
-        pruned = profile_onnx(self.run_dir.path("pruned.onnx"), self.target, iterations=it)
+        dense = profile_onnx(self.run_dir.path("dense.onnx"), self.fp32_target, iterations=it)
+        pruned = profile_onnx(self.run_dir.path("pruned.onnx"), self.fp32_target, iterations=it)
         return dense, pruned
 
+    def _quantize(self, data) -> dict[str, Any]:
+        """The quantize stage (reused from an earlier run when its inputs are unchanged)."""
+        from ..train import on_rank_zero
+
+        quant = self.run_dir.cached("quantize")
+        if quant is None:
+            with self.run_dir.stage("quantize", f"quantizing pruned.onnx to {self.precision}"):
+                quant = on_rank_zero(quantize_pruned, self.run_dir.out_dir, self.config, data, self.target,
+                                     self.precision)
+            self.run_dir.record("quantize", [quant["file"]], quant)
+        return quant
+
+    def _profile_quantized(self):
+        """The quantized model's profile on the target at its precision, and the three models
+        timed interleaved."""
+        from ..measure.profile import profile_onnx
+
+        path = self.run_dir.path(quantized_name(self.precision))
+        profile = profile_onnx(path, self.quant_target, iterations=self.config.profile_iterations)
+        return profile, side_by_side(self.run_dir.out_dir, self.quant_target, self.precision)
+
     def _write_report(self, ctx, method, dense_acc, pruned_acc, dense_parity, pruned_parity,
-                      dense_prof, pruned_prof) -> dict[str, Any]:
+                      dense_prof, pruned_prof, quantized=None) -> dict[str, Any]:
         from ..graph import analyse, load_onnx
         from ..measure.fingerprint import hardware_fingerprint
         from ..report import try_write_html_report
@@ -291,7 +336,7 @@ class _TorchBuild:
                        "fingerprint": hardware_fingerprint().to_dict()},
             "method": {"name": cfg.method, "importance": cfg.importance,
                        "params": {k: v for k, v in method.values.items()}, "allocation": cfg.allocation,
-                       "round_to": self.round_to, "distill": cfg.distill},
+                       "round_to": self.round_to, "distill": cfg.distill, "losses": dict(ctx.losses)},
             "budget": cfg.budget.to_dict(),
             "dataset": cfg.dataset,
             **dense_vs_pruned(dense_a, pruned_a, dense_acc, pruned_acc, dense_prof, pruned_prof),
@@ -308,9 +353,13 @@ class _TorchBuild:
         }
         for prof, stem in ((dense_prof, "dense"), (pruned_prof, "pruned")):
             report["artifacts"][-1:-1] = hand_over_engine(prof, self.run_dir.out_dir, stem)
+        delivered, delivered_prof = "pruned.onnx", pruned_prof  # the model the budget is judged on
+        if quantized is not None:  # (result, profile, interleaved timing)
+            add_to_report(report, self.run_dir.out_dir, *quantized)
+            delivered, delivered_prof = quantized[0]["file"], quantized[1]
         if self.latency is not None:
-            final = self.latency.check(self.run_dir.path("dense.onnx"), self.run_dir.path("pruned.onnx"))
-            report.update(self.latency.report(self.run_dir.out_dir, pruned_prof.latency_ms, final))
+            final = self.latency.check(self.run_dir.path("dense.onnx"), self.run_dir.path(delivered))
+            report.update(self.latency.report(self.run_dir.out_dir, delivered_prof.latency_ms, final))
             report["latency_result"]["final_widths_match_loop"] = bool(
                 list(ctx.pruner.widths()) == list(self.latency.result.chosen.widths))
             report["artifacts"].insert(-1, "latency_table.json")
@@ -324,9 +373,11 @@ def stage_keys(config: BuildConfig, target) -> tuple[dict[str, str], dict[str, A
     """What each stage's result depends on: the model file's content, the data, the versions,
     and the options of that stage and the stages before it (not where results go or how
     they are shown)."""
+    from ..quantize.config import scheme_for
     from ..utils.files import sha256_file
 
     path = Path(config.model)
+    precision = build_precision(config.quantize, target)
     c = dataclasses.asdict(config)
     pick = lambda *names: {n: c[n] for n in names}  # noqa: E731
     inputs = {"model": config.model, "model_sha256": sha256_file(path) if path.is_file() else None,
@@ -340,9 +391,14 @@ def stage_keys(config: BuildConfig, target) -> tuple[dict[str, str], dict[str, A
                           "calibration_batches", "distill", "latency"),
                    # methods other than one-shot train while they prune, with the fine-tuning options
                    **({} if config.method == "oneshot" else pick("epochs", "lr")),
+                   # a latency budget is measured on the quantized models
+                   **({"quantize": precision, **pick("keep_fp32")} if config.budget.kind == "latency" else {}),
+                   "rounded_to": config.round_to or targets_for(target, precision)[1].round_to,
                    "target": target.to_dict()}),
         ("finetune", pick("epochs", "lr", "distill")),
         ("export_pruned", {}),
+        ("quantize", {"precision": precision, **pick("keep_fp32", "calibration_batches", "verify"),
+                      "scheme": scheme_for(target)}),
     ])
     return keys, inputs
 

@@ -15,6 +15,7 @@ from ..prune.allocate import select_drop
 from ..prune.budget import allocate
 from ..utils.files import write_json
 from .config import BuildConfig
+from .quantize_stage import build_precision
 from .report import dense_vs_pruned, now
 from .run import Run
 
@@ -31,6 +32,11 @@ def build_onnx(config: BuildConfig, target) -> dict[str, Any]:
     if config.method != "oneshot":
         raise InputError(f"method {config.method!r} trains the model, which an ONNX file cannot be",
                          hint="pass the PyTorch checkpoint, or use --method oneshot")
+    precision = build_precision(config.quantize, target)
+    if precision:
+        raise InputError(f"a build from an ONNX file does not quantize to {precision} yet",
+                         hint=f"build it for an fp32 target, then run `deploypipe quantize RUN/pruned.onnx --dataset "
+                              f"... --precision {precision}`")
     run = Run(Path(config.out_dir))
     round_to = config.round_to or target.round_to
     with run.stage("analyse"):

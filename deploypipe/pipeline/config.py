@@ -40,6 +40,8 @@ class BuildConfig:
     verify: bool = True
     profile_iterations: int | None = None
     latency: LatencyOptions = field(default_factory=LatencyOptions)  # for latency budgets
+    quantize: str | None = None  # int8 or fp16 after fine-tuning (an int8 target implies int8)
+    keep_fp32: tuple[str, ...] = ()  # Conv/Gemm node names (or first, last) left in fp32
     progress: bool = True
     command: str = ""
 

@@ -3,7 +3,7 @@
 knapsack allocation until a measured pruned model meets the budget."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -40,6 +40,7 @@ class LatencyPlan:
     budget: Budget
     target: TargetProfile
     timer: Any  # the loop's timer, for the final check
+    conversion: dict[str, Any] = field(default_factory=dict)  # how a ratio of dense fp32 became this budget
 
     def check(self, dense: Path, pruned: Path) -> dict[str, Any]:
         """The dense and pruned ONNX files the build wrote, timed interleaved as the loop
@@ -67,7 +68,8 @@ class LatencyPlan:
         """Report fields: the table (written beside the report), every round, the outcome
         (with :meth:`check`'s fields when given)."""
         write_json(run_dir / TABLE_FILE, self.table.to_dict())
-        outcome = {**self.result.to_dict(), **(final or {})}
+        outcome = {**self.result.to_dict(), **(final or {}),
+                   **({"budget_conversion": self.conversion} if self.conversion else {})}
         if final_profile_ms is not None:
             outcome["final_profile_ms"] = final_profile_ms
         return {"latency_table": {"path": TABLE_FILE, **self.table.summary()},
@@ -77,13 +79,17 @@ class LatencyPlan:
 
 def plan_latency(analysis: Analysis, scores: Sequence[np.ndarray], prunable: Sequence[bool],
                  target: TargetProfile, budget: Budget, *, round_to: int, max_ratio: float,
-                 options: LatencyOptions = LatencyOptions(), timer=None) -> LatencyPlan:
-    """Measure (or load) the table of ``analysis.model`` and run the loop."""
-    from ..hw import LatencyAllocator, TableSpec, TargetTimer, latency_loop, measure_table
+                 options: LatencyOptions = LatencyOptions(), timer=None, prepare=None) -> LatencyPlan:
+    """Measure (or load) the table of ``analysis.model`` and run the loop. ``prepare`` turns
+    each model into what the target will run before it is timed (a quantizer: the table and
+    the loop then time quantized sub-models and candidates)."""
+    from ..hw import LatencyAllocator, PreparedTimer, TableSpec, TargetTimer, latency_loop, measure_table
 
     spec = TableSpec(step=options.step, cache_dir=options.cache_dir, use_cache=options.use_cache)
-    table = measure_table(analysis, target, spec, timer=timer or TargetTimer(target))
-    timer = timer or TargetTimer.for_pairs(target)
+    table_timer, timer = timer or TargetTimer(target), timer or TargetTimer.for_pairs(target)
+    if prepare is not None:
+        table_timer, timer = PreparedTimer(table_timer, prepare), PreparedTimer(timer, prepare)
+    table = measure_table(analysis, target, spec, timer=table_timer)
     alloc = LatencyAllocator.for_model(table, analysis, round_to=round_to, max_ratio=max_ratio,
                                        coupled=options.coupled)
     flagged = table.non_monotonic()

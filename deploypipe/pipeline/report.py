@@ -6,6 +6,8 @@ from typing import Any
 
 import numpy as np
 
+from ..measure.stats import speed_phrase
+
 
 def now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
@@ -39,23 +41,14 @@ def group_rows(pruner, dense_widths: np.ndarray, dense_reasons: dict[int, list[s
 
 
 def summary(report: dict[str, Any], out_dir: str) -> str:
-    d, p = report["dense"], report["pruned"]
     lines = [f"target {report['target']['name']} ({report['target']['backend']}), method {report['method']['name']}"
              f" / {report['method']['importance']}, budget {report['budget']['kind']} "
-             f"{report['budget']['value']:g} ({report['budget'].get('mode', '')})",
-             f"{'':14}{'dense':>12}{'pruned':>12}"]
-    if d.get("accuracy") is not None:
-        lines.append(f"{'accuracy':14}{d['accuracy']:>12.2%}{p['accuracy']:>12.2%}"
-                     f"   ({(p['accuracy'] - d['accuracy']) * 100:+.2f} pt)")
-    lines.append(f"{'MACs':14}{_h(d['macs']):>12}{_h(p['macs']):>12}   ({d['macs'] / max(p['macs'], 1):.2f}x fewer)")
-    lines.append(f"{'params':14}{_h(d['params']):>12}{_h(p['params']):>12}   "
-                 f"({d['params'] / max(p['params'], 1):.2f}x fewer)")
-    if d.get("latency_ms") and p.get("latency_ms"):
-        dl, pl = d["latency_ms"], p["latency_ms"]
-        lines.append(f"{'latency p50':14}{dl['median']:>10.3f}ms{pl['median']:>10.3f}ms   "
-                     f"({dl['median'] / pl['median']:.2f}x faster, batch {dl['batch']})")
-        lines.append(f"{'latency p90':14}{dl['p90']:>10.3f}ms{pl['p90']:>10.3f}ms")
+             f"{report['budget']['value']:g} ({report['budget'].get('mode', '')})", *_table(report)]
+    if report.get("quantized"):
+        lines += _quantized_lines(report["quantized"], report["verification"]["quantized"])
     if report.get("latency_result"):
+        if report["latency_result"].get("budget_conversion"):
+            lines.append(report["latency_result"]["budget_conversion"]["sentence"])
         lines.append(report["latency_result"]["sentence"])
         if report["latency_result"].get("final_sentence"):
             lines.append(report["latency_result"]["final_sentence"])
@@ -65,6 +58,48 @@ def summary(report: dict[str, Any], out_dir: str) -> str:
     lines.append(f"verification {'passed' if v['passed'] else 'FAILED'}: max abs error " + ", ".join(checks))
     lines.append(f"artifacts in {out_dir}: " + ", ".join(report.get("artifacts", [])))
     return "\n".join(lines)
+
+
+def _table(report: dict[str, Any]) -> list[str]:
+    """Dense, pruned (and pruned quantized) side by side; the note compares the last column
+    with dense."""
+    cols = [("dense", report["dense"]), ("pruned", report["pruned"])]
+    if report.get("quantized"):
+        cols.append((f"pruned {report['quantized']['precision']}", report["quantized"]))
+    d, last = cols[0][1], cols[-1][1]
+
+    def row(label: str, cells: list[str], note: str = "") -> str:
+        return f"{label:14}" + "".join(f"{c:>14}" for c in cells) + (f"   ({note})" if note else "")
+
+    rows = [row("", [name for name, _ in cols])]
+    if all(c.get("accuracy") is not None for _, c in cols):
+        rows.append(row("accuracy", [f"{c['accuracy']:.2%}" for _, c in cols],
+                        f"{(last['accuracy'] - d['accuracy']) * 100:+.2f} pt"))
+    for label, key in (("MACs", "macs"), ("params", "params")):
+        rows.append(row(label, [_h(c[key]) for _, c in cols], f"{d[key] / max(last[key], 1):.2f}x fewer"))
+    if all(c.get("size_bytes") for _, c in cols):
+        rows.append(row("size on disk", [f"{_h(c['size_bytes'])}B" for _, c in cols],
+                        f"{d['size_bytes'] / last['size_bytes']:.2f}x smaller"))
+    if all(c.get("latency_ms") for _, c in cols):
+        lat = [c["latency_ms"] for _, c in cols]
+        rows.append(row("latency p50", [f"{x['median']:.3f}ms" for x in lat],
+                        f"{speed_phrase(lat[0]['median'], lat[-1]['median'])}, batch {lat[0]['batch']}"))
+        rows.append(row("latency p90", [f"{x['p90']:.3f}ms" for x in lat]))
+    return rows
+
+
+def _quantized_lines(q: dict[str, Any], verification: dict[str, Any]) -> list[str]:
+    """The quantized model: layers kept in fp32, its verification, the interleaved timing."""
+    kept = ", ".join(k["name"] for k in q["kept_fp32"]) or "none"
+    done = sum(p == q["precision"] for p in q["layers"].values())
+    lines = [f"{q['file']}: {done} of {len(q['layers'])} Conv/Gemm layers in {q['precision']}, kept in fp32: {kept}; "
+             f"{verification['sentence']}"]
+    side = q.get("side_by_side") or {}
+    if side.get("ms"):
+        dense, pruned, quant = side["ms"]
+        lines.append(f"timed interleaved: dense {dense:.3f} ms, pruned {pruned:.3f} ms, pruned {q['precision']} "
+                     f"{quant:.3f} ms ({speed_phrase(dense, quant)} than dense)")
+    return lines
 
 
 def _h(n: float) -> str:

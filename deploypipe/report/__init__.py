@@ -15,6 +15,7 @@ from ..errors import InputError
 from ..utils.files import write_text
 from ..utils.log import get_logger
 from .html import Section, note, page
+from .quantized import quantized_section
 from .sections import layers_section, loop_section, rounds_section, table_section, widths_section
 from .summary import details_section, header, summary_section
 
@@ -43,6 +44,7 @@ def render_html(report: dict[str, Any], run_dir: str | Path | None = None) -> st
     folder = Path(run_dir) if run_dir is not None else None
     builders: list[tuple[str, str, Callable[[], Section]]] = [
         ("summary", "Summary", lambda: summary_section(report)),
+        ("quantized", "Quantization", lambda: quantized_section(report)),
         ("widths", "Widths per group", lambda: widths_section(report)),
         ("layers", "Per-layer latency", lambda: layers_section(report)),
         ("latency-table", "Latency table", lambda: table_section(report, folder)),

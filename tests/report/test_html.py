@@ -14,7 +14,7 @@ from PIL import Image
 from deploypipe.cli import main
 from deploypipe.report import render_html, write_html_report
 
-SECTIONS = ("summary", "widths", "layers", "latency-table", "rounds", "latency-loop", "details")
+SECTIONS = ("summary", "quantized", "widths", "layers", "latency-table", "rounds", "latency-loop", "details")
 HOSTILE = '<script>alert("x")</script>"><img src=x onerror=alert(1)>$\\frac{$'
 
 

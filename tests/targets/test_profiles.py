@@ -12,7 +12,7 @@ from deploypipe.errors import InputError
 from deploypipe.targets import TargetProfile, list_targets, load_target, profiles_dir
 from deploypipe.targets.loader import shipped_names
 
-SHIPPED = ["cpu", "cpu-batch32", "gpu", "gpu-trt-fp16", "gpu-trt-int8", "jetson-orin", "torch-cuda"]
+SHIPPED = ["cpu", "cpu-batch32", "cpu-int8", "gpu", "gpu-trt-fp16", "gpu-trt-int8", "jetson-orin", "torch-cuda"]
 
 
 def _one_sentence(msg: str) -> bool:
@@ -36,7 +36,7 @@ def test_shipped_profile_loads(name):
     t = load_target(name)
     assert t.name == name and t.description
     assert t.round_to >= 1 and t.iterations >= 1
-    assert t.requires_gpu == (name not in ("cpu", "cpu-batch32"))
+    assert t.requires_gpu == (name not in ("cpu", "cpu-batch32", "cpu-int8"))
     assert t.source and t.source.endswith(f"{name}.toml")
 
 
@@ -96,7 +96,7 @@ def test_derived_gpu_need(tmp_path):
     ('providers = ["CUDAExecutionProvider"]', "device"),
     ('backend = "tensorrt"', "device"),
     ('backend = "torch"\ndevice = "cuda"\nproviders = ["CPUExecutionProvider"]', "providers"),
-    ('precision = "int8"', "precision"),
+    ('precision = "fp16"', "precision"),  # no fast fp16 kernels on ORT's x86 CPU; int8 is allowed
     ('auto = true\nbackend = "tensorrt"', "backend"),
     ('auto = true\ndevice = "cpu"', "device"),
     ('device = "cuda"\nrequires_gpu = false', "requires_gpu"),
@@ -138,3 +138,9 @@ def test_from_mapping_directly():
 
 def test_profiles_dir_holds_the_repository_files():
     assert (profiles_dir() / "cpu.toml").is_file()
+
+
+def test_cpu_int8_runs_quantized_graphs_on_onnx_runtime():
+    t = load_target("cpu-int8")
+    assert (t.backend, t.device, t.precision, t.batch, t.threads) == ("onnxruntime", "cpu", "int8", 32, 1)
+    assert t.tolerances.atol == load_target("cpu").tolerances.atol  # the fp32 exports' parity, not int8's
