@@ -62,6 +62,8 @@ def add_parser(sub) -> None:
     t.add_argument("--lr", type=float, default=0.01, help="fine-tuning learning rate (default 0.01)")
     t.add_argument("--batch-size", type=positive_int, default=128)
     t.add_argument("--distill", action="store_true", help="fine-tune with knowledge distillation from the dense model")
+    t.add_argument("--augment", choices=("none", "crop-flip"), default="none",
+                   help="crop-flip: 4-pixel padded random crop and mirror (CIFAR); default none")
     t.add_argument("--pretrain-epochs", type=positive_int, default=15, help="epochs to train a zoo:NAME model (default 15)")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--limit", type=positive_int, help="use at most N images per split (quick runs)")
@@ -109,7 +111,8 @@ def config_from_args(args: argparse.Namespace, argv: list[str] | None = None):
                        method=args.method, method_params=method_params,
                        importance=args.importance, allocation=args.allocation, budget=budget,
                        round_to=args.round_to, max_ratio=args.max_ratio, epochs=max(0, args.epochs), lr=args.lr,
-                       batch_size=args.batch_size, distill=args.distill, pretrain_epochs=args.pretrain_epochs,
+                       batch_size=args.batch_size, distill=args.distill, augment=args.augment,
+                       pretrain_epochs=args.pretrain_epochs,
                        calibration_batches=args.calibration_batches, seed=args.seed, limit=args.limit,
                        arch=args.arch, num_classes=args.num_classes, in_channels=args.in_channels,
                        input_size=args.input_size, trust_model=args.trust_model, verify=not args.no_verify,

@@ -197,7 +197,8 @@ class _TorchBuild:
 
         cfg = self.config
         config = TrainConfig(epochs=epochs, batch_size=cfg.batch_size, lr=lr, seed=cfg.seed,
-                             progress=cfg.progress, distill=DistillConfig() if teacher is not None else None)
+                             progress=cfg.progress, distill=DistillConfig() if teacher is not None else None,
+                             augment=cfg.augment)
         return fit(model, data, config, teacher=teacher)
 
     def _train_config(self):
@@ -205,7 +206,8 @@ class _TorchBuild:
 
         cfg = self.config
         return TrainConfig(epochs=max(1, cfg.epochs), batch_size=cfg.batch_size, lr=cfg.lr, seed=cfg.seed,
-                           progress=cfg.progress, distill=DistillConfig() if cfg.distill else None)
+                           progress=cfg.progress, distill=DistillConfig() if cfg.distill else None,
+                           augment=cfg.augment)
 
     def _accuracy(self, model, data) -> float | None:
         from ..train import evaluate
@@ -383,7 +385,7 @@ def stage_keys(config: BuildConfig, target) -> tuple[dict[str, str], dict[str, A
     inputs = {"model": config.model, "model_sha256": sha256_file(path) if path.is_file() else None,
               "dataset": config.dataset, "deploypipe": __version__}
     base = {**inputs, **pick("seed", "limit", "arch", "num_classes", "in_channels", "input_size", "trust_model",
-                             "batch_size")}
+                             "batch_size", "augment")}
     keys = chain_keys(base, [
         ("train", pick("pretrain_epochs", "pretrain_lr")),
         ("export_dense", {"tolerances": target.to_dict()["tolerances"], "verify": config.verify}),

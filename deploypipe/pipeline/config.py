@@ -29,6 +29,7 @@ class BuildConfig:
     pretrain_lr: float = 0.1
     batch_size: int = 128
     distill: bool = False
+    augment: str = "none"  # training augmentation (deploypipe.train.augment)
     calibration_batches: int = 8
     seed: int = 0
     limit: int | None = None
