@@ -38,7 +38,7 @@ def files(tmp_path_factory):
     assert main(["train", "--arch", "test_resnet_cifar", "--dataset", "digits", "--epochs", "1",
                  "--limit", "200", "-o", str(ckpt)]) == 0
     model_onnx = d / "model.onnx"
-    onnx.save(build_cnn(random_spec(20)), str(model_onnx))  # prunable groups and a frozen channel shuffle
+    onnx.save(build_cnn(random_spec(20)), str(model_onnx))  # prunable groups and a frozen logits group
     return {"dir": d, "ckpt": ckpt, "onnx": model_onnx}
 
 
@@ -140,6 +140,42 @@ def _case(name, files, tmp):
         return ["shrink", model_onnx, "-o", model_onnx, "--ratio", "0.5"], [model_onnx], "input"
     if name == "full_disk":
         return ["shrink", model_onnx, "-o", tmp / "o.onnx", "--ratio", "0.5"], [model_onnx], "space"
+    return _case_issue_25(name, files, tmp)
+
+
+def _nan_onnx(model_onnx: Path, path: Path, value: float) -> Path:
+    """A copy of the model with three non-finite values in its first weight."""
+    from onnx import numpy_helper
+
+    model = onnx.load(str(model_onnx))
+    first = next(t for t in model.graph.initializer if t.data_type == TensorProto.FLOAT and len(t.dims) == 4)
+    arr = numpy_helper.to_array(first).copy()
+    arr.reshape(-1)[:3] = value
+    first.CopyFrom(numpy_helper.from_array(arr, first.name))
+    onnx.save(model, str(path))
+    return path
+
+
+def _case_issue_25(name, files, tmp):
+    """Non-finite weights and outputs that cannot be written (issue 25)."""
+    model_onnx = files["onnx"]
+    if name == "nan_onnx_weights":
+        p = _nan_onnx(model_onnx, tmp / "nan.onnx", float("nan"))
+        return ["shrink", p, "-o", tmp / "o.onnx", "--ratio", "0.3", "--verify"], [p], "3 NaN or infinite values"
+    if name == "inf_onnx_weights_profile":
+        p = _nan_onnx(model_onnx, tmp / "inf.onnx", float("inf"))
+        return ["profile", p, "--target", "cpu", "--json", tmp / "o.json"], [p], "infinite"
+    if name == "nan_onnx_weights_build":
+        p = _nan_onnx(model_onnx, tmp / "nan.onnx", float("nan"))
+        return ["build", p, "-o", tmp / "o.run", "--ratio", "0.3", "--profile-iterations", "3"], [p], "NaN"
+    if name == "output_under_proc":
+        return ["shrink", model_onnx, "-o", "/proc/deploypipe-out.onnx", "--ratio", "0.5"], [model_onnx], "folder"
+    if name == "output_under_a_file":
+        return ["shrink", model_onnx, "-o", model_onnx / "o.onnx", "--ratio", "0.5"], [model_onnx], "not a folder"
+    if name == "output_is_a_device":
+        return ["inspect", model_onnx, "--json", "/dev/full"], [model_onnx], "device"
+    if name == "run_folder_under_proc":
+        return ["build", model_onnx, "-o", "/proc/deploypipe-run", "--ratio", "0.3"], [model_onnx], "folder"
     raise AssertionError(name)
 
 
@@ -148,6 +184,9 @@ CASES = ["empty_file", "truncated_onnx", "random_bytes", "directory_instead_of_f
          "unknown_method", "missing_data_folder", "wrong_channel_count", "nan_weights", "unsupported_op",
          "frozen_group_in_drop", "impossible_budget", "latency_budget_below_fastest", "profile_with_wrong_field",
          "gpu_target_without_gpu", "output_in_read_only_folder", "output_equal_to_input", "full_disk"]
+ISSUE_25 = ["nan_onnx_weights", "inf_onnx_weights_profile", "nan_onnx_weights_build", "output_under_proc",
+            "output_under_a_file", "output_is_a_device", "run_folder_under_proc"]
+CASES += ISSUE_25
 
 
 @pytest.mark.parametrize("name", CASES)
@@ -170,6 +209,8 @@ def test_bad_input(name, files, tmp_path, capsys, monkeypatch):
     assert message.rstrip().endswith((".", "?", "!"))
     assert {p: sha256_file(p) for p in inputs} == before, f"{name} modified an input"
     assert not MARKER.exists(), "the pickle's payload ran"
+    if name in ISSUE_25:  # nothing written: no output, no run folder, no temporary file
+        assert sorted(p.name for p in tmp_path.iterdir()) == sorted(p.name for p in inputs if p.parent == tmp_path)
 
 
 def _simulate_full_disk(monkeypatch):

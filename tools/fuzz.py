@@ -29,6 +29,7 @@ def main() -> int:
     args = p.parse_args()
 
     from deploypipe.testing.fuzz import fails, fuzz, minimise
+    from deploypipe.testing.graphs import BLOCKS
 
     def progress(seed, result):
         if result.graphs % 500 == 0:
@@ -47,7 +48,7 @@ def main() -> int:
     summary = {"graphs": result.graphs, "seeds": [args.start, args.start + args.count - 1],
                "failures": len(result.failures), "failing_seeds": [f.seed for f in result.failures],
                "seconds": round(result.seconds, 1), "prunable_groups": result.prunable_groups,
-               "frozen_groups": result.frozen_groups, "max_blocks": args.max_blocks,
+               "frozen_groups": result.frozen_groups, "max_blocks": args.max_blocks, "blocks": list(BLOCKS),
                "command": " ".join(["tools/fuzz.py", *sys.argv[1:]])}
     Path(args.summary).parent.mkdir(parents=True, exist_ok=True)
     Path(args.summary).write_text(json.dumps(summary, indent=2) + "\n")

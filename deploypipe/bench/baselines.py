@@ -12,6 +12,7 @@ from typing import Any, Mapping
 from ..errors import InputError
 from ..measure.fingerprint import _KEY_FIELDS, Fingerprint
 from ..utils.files import write_json
+from ..utils.locks import entry_lock
 from ..utils.log import get_logger
 from .results import BenchRun
 
@@ -34,8 +35,11 @@ class BaselineStore:
         return self.root / target / key / f"{check_name(name)}.json"
 
     def save(self, run: BenchRun, name: str) -> Path:
-        """Write ``run`` as baseline ``name`` for its target and machine (atomically)."""
-        return write_json(self.path(run.target_name, run.fingerprint.key(), name), run.to_dict())
+        """Write ``run`` as baseline ``name`` for its target and machine (atomically, one
+        process at a time)."""
+        path = self.path(run.target_name, run.fingerprint.key(), name)
+        with entry_lock(path, "the baseline"):
+            return write_json(path, run.to_dict())
 
     def find(self, spec: str, target: str, fingerprint: Fingerprint, *,
              allow_other_hardware: bool = False) -> Path:

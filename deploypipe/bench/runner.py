@@ -17,6 +17,7 @@ from ..errors import InputError
 from ..measure.fingerprint import hardware_fingerprint
 from ..measure.stats import LatencyStats
 from ..targets import TargetProfile, load_target
+from ..utils.locks import device_lock
 from ..utils.log import get_logger
 from .prepare import Case, count_models, prepare_cases
 from .reference import reference_case
@@ -73,6 +74,7 @@ def time_cases(suite_name: str, cases: Sequence[Case], reference: Case | None,
     everything = [*cases, *([reference] if reference else [])]
     backend = backend_for_target(target)
     with contextlib.ExitStack() as stack:
+        stack.enter_context(device_lock(target.device))  # no other deploypipe run times beside these rounds
         engines = {}
         for case in everything:
             if case.onnx_path not in engines:

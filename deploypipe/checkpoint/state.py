@@ -73,9 +73,12 @@ def _few(keys: list[str]) -> str:
 
 
 def check_finite(model: nn.Module, what: str) -> None:
-    """Refuse a model whose parameters or buffers hold NaN or infinite values."""
-    bad = [name for name, t in model.state_dict().items()
+    """Refuse a model whose parameters or buffers hold NaN or infinite values, naming the
+    first such tensor and how many of its values are bad."""
+    bad = [(name, int((~torch.isfinite(t)).sum())) for name, t in model.state_dict().items()
            if torch.is_tensor(t) and t.is_floating_point() and not bool(torch.isfinite(t).all())]
     if bad:
-        raise InputError(f"{what} has NaN or infinite values in {len(bad)} tensor(s) ({_few(bad)})",
+        name, count = bad[0]
+        more = f" (and {len(bad) - 1} more tensor{'s' if len(bad) > 2 else ''})" if len(bad) > 1 else ""
+        raise InputError(f"{what} has {count} NaN or infinite value{'s' if count > 1 else ''} in {name!r}{more}",
                          hint="the training that wrote it diverged; load an earlier or a retrained checkpoint")

@@ -231,7 +231,7 @@ def _make_group(gid, sig, class_roots, slots_of, slot_dim, t: Tracer, tensors_of
         runs = _runs(pairs, width)
         if runs is None:
             reasons.append(f"channels are permuted between {dim.origin or 'tensors'} and its neighbours "
-                           "(e.g. by a channel shuffle)")
+                           "(e.g. by a channel shuffle between layers that tie them in another order)")
             runs = ()
         layout.append((dim_id, tuple(runs)))
     members, activations = [], []

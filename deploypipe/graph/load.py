@@ -9,8 +9,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import numpy as np
 import onnx
 from google.protobuf.message import DecodeError
+from onnx import numpy_helper
 
 from ..errors import InputError, UnsupportedError
 from ..utils.files import write_with
@@ -38,7 +40,47 @@ def load_onnx(path: str | os.PathLike, *, check: bool = True) -> onnx.ModelProto
         onnx.load_external_data_for_model(model, str(path.parent))
     if check:
         check_model(model, str(path))
+    check_finite(model, f"ONNX file {str(path)!r}")
     return model
+
+
+_FLOAT_TYPES = (onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16, onnx.TensorProto.DOUBLE,
+                onnx.TensorProto.BFLOAT16)
+
+
+def check_finite(model: onnx.ModelProto, where: str) -> None:
+    """Refuse weights that hold NaN or infinity before any work starts: every result computed
+    from them would be NaN, and the surgery oracle would blame itself. External data that
+    is not loaded is skipped."""
+    bad: list[tuple[str, int]] = []
+    for name, tensor in _float_constants(model):
+        if _uses_external_data(tensor) and not tensor.raw_data:
+            continue
+        values = numpy_helper.to_array(tensor)
+        if values.dtype.kind != "f":
+            values = values.astype(np.float32)
+        finite = np.isfinite(values)
+        if not finite.all():
+            bad.append((name, int(values.size - np.count_nonzero(finite))))
+    if bad:
+        name, count = bad[0]
+        more = f" (and {len(bad) - 1} more tensor{'s' if len(bad) > 2 else ''})" if len(bad) > 1 else ""
+        raise InputError(f"{where} has {count} NaN or infinite value{'s' if count > 1 else ''} in weight "
+                         f"{name!r}{more}",
+                         hint="export it again from a model whose weights are finite (the training that "
+                         "wrote it may have diverged); nothing was written")
+
+
+def _float_constants(model: onnx.ModelProto):
+    """(name, tensor) of every floating-point initializer and Constant node value."""
+    for t in model.graph.initializer:
+        if t.data_type in _FLOAT_TYPES:
+            yield t.name, t
+    for node in model.graph.node:
+        if node.op_type == "Constant":
+            for a in node.attribute:
+                if a.name == "value" and a.t.data_type in _FLOAT_TYPES:
+                    yield node.output[0], a.t
 
 
 def parse_onnx_bytes(data: bytes, where: str = "the model") -> onnx.ModelProto:

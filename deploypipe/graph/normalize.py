@@ -51,6 +51,7 @@ def infer_inplace(model: onnx.ModelProto) -> None:
     resolve), run on a skeleton whose large initializers are typed graph inputs; the
     inferred value_info is written into ``model``."""
     skeleton = without_weights(model)
+    _shape_stand_ins(skeleton.graph)
     try:
         inferred = onnx.shape_inference.infer_shapes(skeleton, check_type=False, strict_mode=False,
                                                      data_prop=True)
@@ -62,6 +63,18 @@ def infer_inplace(model: onnx.ModelProto) -> None:
     for real, inf in zip(model.graph.output, inferred.graph.output):
         if not real.type.tensor_type.HasField("shape") and inf.type.tensor_type.HasField("shape"):
             real.CopyFrom(inf)
+
+
+# Ops whose output has their first input's shape but that onnx's shape inference leaves
+# unshaped (GroupNormalization, a function op): inference sees an Identity in their place.
+SAME_SHAPE_UNINFERRED = ("GroupNormalization",)
+
+
+def _shape_stand_ins(g: onnx.GraphProto) -> None:
+    """Replace, in a skeleton sent to shape inference, each op of SAME_SHAPE_UNINFERRED."""
+    for i, node in enumerate(g.node):
+        if node.op_type in SAME_SHAPE_UNINFERRED and node.domain in ("", "ai.onnx"):
+            g.node[i].CopyFrom(helper.make_node("Identity", [node.input[0]], [node.output[0]], name=node.name))
 
 
 def without_weights(model: onnx.ModelProto) -> onnx.ModelProto:

@@ -112,10 +112,13 @@ def conv(t: Tracer, node: onnx.NodeProto) -> None:
     out = t.new(node.output[0], 1, cout, origin=v.label(node))
     incoming = _input_dim(t, node, x, axis=1)
     out_axis, in_axis = (1, 0) if transpose else (0, 1)
+    fixed_groups = groups > 1 and keeps_groups(groups, cin // groups, cout // groups)
     if groups == 1:
         t.member(node, w, out_axis, "producer", "weight", out)
         if incoming is not None:
             t.member(node, w, in_axis, "consumer", "weight", incoming)
+    elif fixed_groups:
+        _grouped_positions(t, node, w, groups, incoming, out, transpose)
     elif incoming is None:
         t.freeze(out, f"{v.label(node)} is a grouped convolution whose input channels are not tracked")
     else:
@@ -127,7 +130,36 @@ def conv(t: Tracer, node: onnx.NodeProto) -> None:
         t.rewrite("conv_group", node, out, unit=b_per)
     if b is not None:
         t.member(node, b, 0, "producer", "bias", out)
-    t.mac(node, _conv_macs(t, node, wshape, transpose), incoming, out, grouped=groups > 1)
+    grouped = groups > 1 and not fixed_groups
+    t.mac(node, _conv_macs(t, node, wshape, transpose), incoming, out, grouped=grouped)
+
+
+def keeps_groups(groups: int, in_per_group: int, out_per_group: int) -> bool:
+    """Whether a grouped convolution is pruned by positions inside its groups (the group
+    count stays) rather than by whole groups (the group count follows): the finer of the
+    two units wins. ShuffleNet's 1x1 convs (4 groups of 34 channels) lose the same
+    positions in every group; a depthwise conv, or ResNeXt's 32 groups of 4, loses whole
+    groups. :mod:`deploypipe.models.resize` applies the same rule to PyTorch layers."""
+    return min(in_per_group, out_per_group) > groups
+
+
+def _grouped_positions(t: Tracer, node: onnx.NodeProto, w: str, groups: int, incoming: Dim | None,
+                       out: Dim, transpose: bool) -> None:
+    """A grouped conv whose group count stays: channel ``j`` of every group goes together
+    (so each group keeps as many channels), on the input side and on the output side."""
+    label = t.view.label(node)
+    cout_pg = out.length // groups
+    per_out = t.new(None, 0, cout_pg, origin=f"{label} (output position in each group)")
+    for k in range(groups):
+        t.space.link(out, per_out, a_start=k * cout_pg, length=cout_pg)
+    t.member(node, w, 1 if transpose else 0, "producer", "weight", per_out if transpose else out)
+    if incoming is None:
+        return
+    cin_pg = incoming.length // groups
+    per_in = t.new(None, 0, cin_pg, origin=f"{label} (input position in each group)")
+    for k in range(groups):
+        t.space.link(incoming, per_in, a_start=k * cin_pg, length=cin_pg)
+    t.member(node, w, 0 if transpose else 1, "consumer", "weight", incoming if transpose else per_in)
 
 
 def _conv_macs(t: Tracer, node: onnx.NodeProto, wshape: tuple, transpose: bool) -> int:
@@ -404,9 +436,10 @@ def _clamp(x: int, length: int) -> int:
 
 @register_op("Flatten", "Reshape", "Squeeze", "Unsqueeze")
 def reshape(t: Tracer, node: onnx.NodeProto) -> None:
-    """Any reshape that keeps each channel's elements together: Flatten into a Gemm makes
-    channel c a block of h*w features; [N,C]->[N,C,1,1] moves nothing. A reshape that cuts
-    a channel across axes (a channel shuffle's [N,g,C/g,H,W]) is frozen."""
+    """A reshape the channels can be followed through: one that keeps each channel's
+    elements together (Flatten into a Gemm makes channel c a block of h*w features), one
+    that merges fixed axes into the channel axis, or one that factors the channel axis
+    (a channel shuffle's [N,g,C/g,H,W], GroupNorm's [N,G,C/G*H*W]). Other reshapes freeze."""
     v = t.view
     tracked = t.dim(node.input[0])
     if tracked is None:
@@ -418,25 +451,123 @@ def reshape(t: Tracer, node: onnx.NodeProto) -> None:
     trailing = static_prod(src[axis + 1:])
     if trailing is None:
         return unsupported(t, node, "has a dynamic spatial size")
-    lead = _symbolic_prod(src[:axis])
-    slot_elems = dim.block * trailing
-    for j in range(len(dst)):
-        if _symbolic_prod(dst[:j]) != lead or not isinstance(dst[j], int):
-            continue
-        tail = static_prod(dst[j + 1:])
-        if tail is None or slot_elems % tail or dst[j] != dim.n * (slot_elems // tail):
-            continue
-        block = slot_elems // tail
-        if block == dim.block:
-            t.set(node.output[0], dim, j)
-        else:
-            out = t.new(node.output[0], j, dim.n, block, origin=v.label(node))
-            for s in range(dim.n):
-                t.space.union(dim.base + s, out.base + s)
-        if node.op_type == "Reshape":
-            t.rewrite("reshape", node, t.track[node.output[0]][0], axis=j)
-        return
-    unsupported(t, node, "splits each channel across axes (e.g. a channel shuffle)")
+    shape = _ReshapeShapes(src, dst, axis, trailing, dim)
+    found = shape.keep() or shape.merge() or shape.split()
+    if found is None:
+        return unsupported(t, node, "splits each channel across axes")
+    j, build = found
+    out = build(t, node)
+    if node.op_type == "Reshape":
+        t.rewrite("reshape", node, out, axis=j)
+
+
+class _ReshapeShapes:
+    """Where the channels of a reshape's input land in its output; each finder returns
+    (output axis, builder) or None. The builder makes the output's dim and links it."""
+
+    def __init__(self, src, dst, axis: int, trailing: int, dim: Dim):
+        src = (*src[:axis], dim.length, *src[axis + 1:])
+        self.src, self.dst, self.axis, self.trailing, self.dim = src, _resolved(src, dst), axis, trailing, dim
+        self.lead = _symbolic_prod(src[:axis])
+
+    def _axes(self, lead):
+        """Output axes ``j`` after dims whose product is ``lead``, with the static size of
+        the axes after ``j``."""
+        for j in range(len(self.dst)):
+            if _symbolic_prod(self.dst[:j]) == lead and isinstance(self.dst[j], int):
+                tail = static_prod(self.dst[j + 1:])
+                if tail is not None:
+                    yield j, tail
+
+    def keep(self):
+        """The channel axis maps to one output axis (each channel spanning whole elements)."""
+        return self._onto(self.lead, 1)
+
+    def merge(self):
+        """Fixed axes just before the channel axis merge into it: [N,g,m,...] -> [N,g*m,...]
+        (channel ``s`` appears once per row of the fixed axes)."""
+        for i0 in range(self.axis - 1, -1, -1):
+            rows = static_prod(self.src[i0:self.axis])
+            if rows is not None and rows > 1:
+                found = self._onto(_symbolic_prod(self.src[:i0]), rows)
+                if found is not None:
+                    return found
+        return None
+
+    def _onto(self, lead, rows: int):
+        dim, slot_elems = self.dim, self.dim.block * self.trailing
+        for j, tail in self._axes(lead):
+            if slot_elems % tail or self.dst[j] != rows * dim.n * (slot_elems // tail):
+                continue
+            block = slot_elems // tail
+
+            def build(t: Tracer, node: onnx.NodeProto, j=j, block=block) -> Dim:
+                if rows == 1 and block == dim.block:
+                    t.set(node.output[0], dim, j)
+                    return dim
+                out = t.new(node.output[0], j, rows * dim.n, block, origin=t.view.label(node))
+                for r in range(rows):
+                    for s in range(dim.n):
+                        t.space.union(dim.base + s, out.base + r * dim.n + s)
+                return out
+            return j, build
+        return None
+
+    def split(self):
+        """The channel axis factored into two output axes; the longer factor carries the
+        channels (on a tie, the inner one: a shuffle's [g, C/g])."""
+        options = [*self._inner(), *self._outer()]
+        if not options:
+            return None
+        return max(options, key=lambda o: (o[0], o[1]))[2:]
+
+    def _inner(self):
+        """[N, C, ...] -> [N, g, m, ...]: element ``a*m + y`` of the channel axis is element
+        ``y`` of the new axis in row ``a``; the ``g`` axis is fixed."""
+        length = self.dim.length
+        for j0, _ in self._axes(self.lead):
+            for j in range(j0 + 1, len(self.dst)):
+                rows, tail = static_prod(self.dst[j0:j]), static_prod(self.dst[j + 1:])
+                m = self.dst[j]
+                if (rows and rows > 1 and isinstance(m, int) and tail == self.trailing
+                        and rows * m == length):
+                    def build(t: Tracer, node: onnx.NodeProto, j=j, m=m, rows=rows) -> Dim:
+                        out = t.new(node.output[0], j, m, origin=t.view.label(node))
+                        for a in range(rows):
+                            t.space.link(self.dim, out, a_start=a * m, length=m)
+                        return out
+                    yield m, 1, j, build
+
+    def _outer(self):
+        """[N, C, ...] -> [N, G, per*...]: each element of the new axis holds ``per``
+        consecutive channels (GroupNorm's groups, an inverse shuffle's [C/g, g])."""
+        for j, tail in self._axes(self.lead):
+            per = tail // self.trailing
+            if tail % self.trailing or per <= 1 or self.dst[j] * per != self.dim.length:
+                continue
+
+            def build(t: Tracer, node: onnx.NodeProto, j=j, per=per) -> Dim:
+                out = t.new(node.output[0], j, self.dst[j], origin=t.view.label(node))
+                t.space.link_coarse(self.dim, out, per)
+                return out
+            yield self.dst[j], 0, j, build
+
+
+def _resolved(src, dst) -> tuple:
+    """``dst`` with its one unknown dim (a size the exporter computed at run time, such as
+    PyTorch's ``c // groups``) worked out from the element count, which a reshape keeps."""
+    symbols = sorted(d for d in src if isinstance(d, str))
+    unknown = [i for i, d in enumerate(dst) if not isinstance(d, int)]
+    if None in src or len(unknown) != len(symbols) + 1:
+        return dst
+    for i in unknown:
+        rest = [d for k, d in enumerate(dst) if k != i and not isinstance(d, int)]
+        if sorted(rest) == symbols and None not in rest:
+            other = static_prod(d for d in dst if isinstance(d, int))
+            total = static_prod(d for d in src if isinstance(d, int))
+            if other and total % other == 0:
+                return (*dst[:i], total // other, *dst[i + 1:])
+    return dst
 
 
 def _symbolic_prod(dims) -> tuple | None:
@@ -512,4 +643,27 @@ def layer_norm(t: Tracer, node: onnx.NodeProto) -> None:
     axis = int(t.view.attr(node, "axis", -1)) % max(rank, 1)
     if tracked[1] >= axis:
         return unsupported(t, node, "normalises across channels")
+    t.alias(node.output[0], node.input[0])
+
+
+@register_op("GroupNormalization")
+def group_norm(t: Tracer, node: onnx.NodeProto) -> None:
+    """Statistics over groups of consecutive channels: a channel of the group is one whole
+    normalisation group (``num_groups`` follows); scale and bias are per channel."""
+    tracked = t.dim(node.input[0])
+    if tracked is None:
+        return
+    dim, axis = tracked
+    groups = int(t.view.attr(node, "num_groups", 0))
+    if axis != 1 or groups <= 0 or dim.length % groups:
+        return unsupported(t, node, "normalises groups that do not line up with the channels")
+    label = t.view.label(node)
+    per_group = t.new(None, 0, groups, origin=f"{label} (normalisation groups)")
+    t.space.link_coarse(dim, per_group, dim.length // groups)
+    for name, kind in zip(node.input[1:3], ("gn_scale", "gn_bias")):
+        if not t.view.is_const(name):
+            t.freeze(dim, f"{label} takes its {kind[3:]} from {name!r}, which is not a constant")
+            continue
+        t.member(node, name, 0, "param", kind, dim)
+    t.rewrite("group_norm", node, per_group)
     t.alias(node.output[0], node.input[0])

@@ -70,6 +70,13 @@ class ChannelSpace:
             self.union(a.base + ea // a.block, b.base + eb // b.block)
             e += min(a.block - ea % a.block, b.block - eb % b.block)
 
+    def link_coarse(self, fine: Dim, coarse: Dim, per: int) -> None:
+        """Elements ``[s*per, (s+1)*per)`` of ``fine`` are one channel with slot ``s`` of
+        ``coarse`` (a normalisation group, a reshape axis that holds several channels)."""
+        for s in range(coarse.n):
+            for slot in range(s * per // fine.block, ((s + 1) * per - 1) // fine.block + 1):
+                self.union(fine.base + slot, coarse.base + s)
+
     def tie(self, a: Dim, a_range: tuple[int, int], b: Dim, b_range: tuple[int, int]) -> None:
         """All slots touched by both element ranges become one channel (grouped convs)."""
         slots = [a.base + s for s in range(a_range[0] // a.block, -(-a_range[1] // a.block))]

@@ -2,8 +2,8 @@
 
 Every member initializer loses the dropped slices, every shape-carrying constant follows
 (Split sizes, Slice bounds, Reshape targets, Resize sizes, the ``group`` of grouped
-convolutions), shapes are inferred again and the checker runs. The result computes what
-the original computes with the dropped channels' consumer weights zeroed (see
+convolutions, GroupNorm's ``num_groups``), shapes are inferred again and the checker
+runs. The result computes what the original computes with the dropped channels' consumer weights zeroed (see
 :mod:`deploypipe.graph.oracle`).
 """
 from __future__ import annotations
@@ -129,6 +129,9 @@ class _Editor:
     def _rewrite_conv_group(self, node: onnx.NodeProto, dim: Dim, info: dict, orig: onnx.NodeProto) -> None:
         groups = self.kept(dim) // info["unit"]
         _set_attr(node, "group", groups)
+
+    def _rewrite_group_norm(self, node: onnx.NodeProto, dim: Dim, info: dict, orig: onnx.NodeProto) -> None:
+        _set_attr(node, "num_groups", self.kept(dim))
 
     def _rewrite_split(self, node: onnx.NodeProto, dim: Dim, info: dict, orig: onnx.NodeProto) -> None:
         sizes = [self.kept(part) for part in info["parts"]]

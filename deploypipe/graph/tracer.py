@@ -18,7 +18,7 @@ class MemberDecl:
     tensor: str
     axis: int
     role: str  # producer | consumer | param
-    kind: str  # weight | bias | bn_scale | bn_bias | bn_mean | bn_var | slope | const
+    kind: str  # weight | bias | bn_* | in_* | gn_scale | gn_bias | slope | const
     dim: Dim
     node: str
 
@@ -27,7 +27,7 @@ class MemberDecl:
 class Rewrite:
     """A shape-carrying constant or attribute that follows the channel count of ``dim``."""
 
-    kind: str  # conv_group | split | slice | reshape | resize
+    kind: str  # conv_group | group_norm | split | slice | reshape | resize
     node: onnx.NodeProto
     dim: Dim
     info: dict[str, Any] = field(default_factory=dict)

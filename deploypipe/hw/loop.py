@@ -58,6 +58,7 @@ from ..targets import TargetProfile
 from ..utils.log import get_logger
 from .allocate import LatencyAllocator
 from .subgraph import with_batch
+from ..utils.locks import device_lock
 from .timer import Timer
 
 log = get_logger("hw")
@@ -231,7 +232,16 @@ class _Search:
 def latency_loop(analysis: Analysis, scores: Sequence[np.ndarray], prunable: Sequence[bool],
                  allocator: LatencyAllocator, budget: Budget, target: TargetProfile, timer: Timer, *,
                  rounds: int = 8, tolerance: float = 0.05) -> LoopResult:
-    """Calibrate ``allocator`` on the target until a measured pruned model meets ``budget``."""
+    """Calibrate ``allocator`` on the target until a measured pruned model meets ``budget``
+    (holding the target device, so another deploypipe run does not time beside it)."""
+    with device_lock(target.device):
+        return _latency_loop(analysis, scores, prunable, allocator, budget, target, timer,
+                             rounds=rounds, tolerance=tolerance)
+
+
+def _latency_loop(analysis: Analysis, scores: Sequence[np.ndarray], prunable: Sequence[bool],
+                  allocator: LatencyAllocator, budget: Budget, target: TargetProfile, timer: Timer, *,
+                  rounds: int, tolerance: float) -> LoopResult:
     widths = analysis.widths()
     dense = with_batch(analysis.model, target.batch, target.input_shape)
     run = Runner(analysis, scores, target, timer, dense)

@@ -1,7 +1,8 @@
 """Measuring a latency table: every prunable group's sub-graph at a few widths, on the target.
 
 Results are cached (see :mod:`deploypipe.hw.cache`) and written after every group, so an
-interrupted run resumes where it stopped and a second run measures nothing.
+interrupted run resumes where it stopped and a second run measures nothing; a run that
+starts while another measures the same table waits for it (:mod:`deploypipe.utils.locks`).
 
 Every group's widths are timed in one interleaved call together with the whole dense
 model, and scaled by how fast the dense model ran in that call relative to the table's
@@ -11,6 +12,7 @@ savings on a 138 ms model).
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import time
@@ -22,7 +24,8 @@ from ..errors import InputError
 from ..graph import Analysis
 from ..graph.view import GraphView
 from ..targets import TargetProfile
-from ..utils.files import write_json
+from ..utils.files import remove_stale_temps, write_json
+from ..utils.locks import device_lock, entry_lock
 from ..utils.log import get_logger, progress
 from .cache import architecture_hash, table_path, target_key
 from .subgraph import GroupSubgraph, group_subgraph, whole_model, with_batch
@@ -60,36 +63,48 @@ def sample_widths(width: int, step: int, block: int, max_samples: int = MAX_SAMP
 
 def measure_table(analysis: Analysis, target: TargetProfile, spec: TableSpec = TableSpec(), *,
                   timer: Timer | None = None) -> LatencyTable:
-    """The latency table of ``analysis.model`` on ``target`` (from the cache when it is there)."""
+    """The latency table of ``analysis.model`` on ``target`` (from the cache when it is there).
+    One process at a time works on a cached table: a second one waits (saying so), then
+    finds the table the first one measured."""
     from ..measure.fingerprint import hardware_fingerprint
 
     step = spec.step or target.round_to
     fingerprint = hardware_fingerprint()
     arch = architecture_hash(analysis.model)
     path = table_path(arch, target, fingerprint.key(), step, spec.cache_dir) if spec.use_cache else None
-    state = _load_partial(path)
-    state["meta"].update({"target": target.name, "target_key": target_key(target), "model_hash": arch,
-                          "fingerprint_key": fingerprint.key(), "fingerprint": fingerprint.to_dict(),
-                          "step": step, "round_to": target.round_to, "batch": target.batch,
-                          "statistic": target.statistic, "cache": str(path) if path else None})
-    timer = timer or TargetTimer(target)
+    with entry_lock(path, "the latency table") if path else contextlib.nullcontext():
+        if path is not None:
+            remove_stale_temps(path.parent, path.name)  # a run killed while writing it
+        state = _load_partial(path)
+        state["meta"].update({"target": target.name, "target_key": target_key(target), "model_hash": arch,
+                              "fingerprint_key": fingerprint.key(), "fingerprint": fingerprint.to_dict(),
+                              "step": step, "round_to": target.round_to, "batch": target.batch,
+                              "statistic": target.statistic, "cache": str(path) if path else None})
+        return _complete(analysis, target, spec, state, path, step, timer or TargetTimer(target))
+
+
+def _complete(analysis: Analysis, target: TargetProfile, spec: TableSpec, state: dict, path: Path | None,
+              step: int, timer: Timer) -> LatencyTable:
+    """Measure what ``state`` lacks (saving after every group, so a killed run resumes)."""
     static = with_batch(analysis.model, target.batch, target.input_shape)
     todo = [g for g in _wanted(analysis, spec.groups) if str(g.id) not in state["groups"]]
     state["meta"]["from_cache"] = not todo and state["dense_ms"] is not None
     clock = (state["meta"].get("seconds", 0.0), time.perf_counter())
-    if state["dense_ms"] is None:
-        state["dense_ms"] = timer.time([static])[0]
-    view = GraphView(static)
-    bar = progress(total=len(todo), desc="latency table", unit="group", disable=None if spec.show_progress else True)
-    try:
-        for g in todo:
-            bar.set_postfix_str(f"group {g.id} ({g.width} ch)")
-            state["groups"][str(g.id)] = _measure_group(static, view, g, step, target, timer,
-                                                        state["dense_ms"]).to_dict()
-            _save(path, state, clock)
-            bar.update(1)
-    finally:
-        bar.close()
+    with contextlib.nullcontext() if state["meta"]["from_cache"] else device_lock(target.device):
+        if state["dense_ms"] is None:
+            state["dense_ms"] = timer.time([static])[0]
+        view = GraphView(static)
+        bar = progress(total=len(todo), desc="latency table", unit="group",
+                       disable=None if spec.show_progress else True)
+        try:
+            for g in todo:
+                bar.set_postfix_str(f"group {g.id} ({g.width} ch)")
+                state["groups"][str(g.id)] = _measure_group(static, view, g, step, target, timer,
+                                                            state["dense_ms"]).to_dict()
+                _save(path, state, clock)
+                bar.update(1)
+        finally:
+            bar.close()
     state["meta"]["complete"] = all(str(g.id) in state["groups"] for g in _wanted(analysis, None))
     _save(path, state, clock)
     return LatencyTable.from_dict(state)

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import InputError
 from ..targets import TargetProfile, load_target
+from ..utils.locks import device_lock
 from ..utils.log import get_logger
 from .fingerprint import Fingerprint, hardware_fingerprint
 from .stats import LatencyStats
@@ -80,7 +81,7 @@ def profile_onnx(path: str | Path, target: str | Path | TargetProfile = "cpu", *
     target = _override(load_target(target), batch=batch, threads=threads, warmup=warmup,
                        iterations=iterations)
     backend, engine = _engine(Path(path), target)
-    with engine:
+    with device_lock(target.device), engine:
         feeds = engine.feeds(target.batch, sample_shape=target.input_shape)
         log.debug("timing %s on %s: %d warm-up + %d iterations at batch %d", path, target.name,
                   target.warmup, target.iterations, target.batch)
@@ -146,6 +147,9 @@ def check_onnx_file(path: str | Path) -> Path:
     if model is None or not model.graph.node:
         raise InputError(f"{str(path)!r} is not an ONNX model",
                          hint="export a PyTorch checkpoint first with `deploypipe export`")
+    from ..graph.load import check_finite
+
+    check_finite(model, f"ONNX file {str(path)!r}")
     return path
 
 

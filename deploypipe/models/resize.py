@@ -71,34 +71,42 @@ def _factory_kwargs(module: nn.Module) -> dict:
 
 
 def _conv(module: _ConvNd, saved: Shapes, name: str) -> nn.Module:
-    """Conv weight (out, in/groups, *k). A grouped conv loses whole groups, as channel
-    surgery removes them (one convolution group is one channel of its channel group): the
-    output channels per group stay fixed and ``groups`` follows; for a depthwise conv that
-    keeps groups == in_channels with its channel multiplier."""
+    """Conv weight (out, in/groups, *k). A grouped conv is pruned as channel surgery prunes
+    it (:func:`deploypipe.graph.ops.keeps_groups`): either by whole groups (the output
+    channels per group stay and ``groups`` follows; a depthwise conv keeps groups ==
+    in_channels with its channel multiplier) or by the same positions in every group
+    (``groups`` stays)."""
     out, per_group, *kernel = saved["weight"]
-    groups = 1
-    if module.groups > 1:
-        out_per_group = module.out_channels // module.groups
-        _need(out % out_per_group == 0, name, saved["weight"], f"groups of {out_per_group} output channels")
-        groups = out // out_per_group
-        if module.groups == module.in_channels:
-            _need(per_group == 1, name, saved["weight"], f"a depthwise conv with multiplier {out_per_group}")
+    groups = _saved_groups(module, out, module.out_channels, name, saved["weight"])
+    if module.groups > 1 and module.groups == module.in_channels:
+        _need(per_group == 1, name, saved["weight"], f"a depthwise conv with multiplier {out // groups}")
     return type(module)(per_group * groups, out, tuple(kernel), stride=module.stride, padding=module.padding,
                         dilation=module.dilation, groups=groups, bias=module.bias is not None,
                         padding_mode=module.padding_mode, **_factory_kwargs(module))
 
 
 def _conv_transpose(module: nn.modules.conv._ConvTransposeNd, saved: Shapes, name: str) -> nn.Module:
-    """ConvTranspose weight (in, out/groups, *k); whole groups go, as for _conv."""
+    """ConvTranspose weight (in, out/groups, *k); groups follow as for _conv."""
     cin, per_group, *kernel = saved["weight"]
-    groups = 1
-    if module.groups > 1:
-        in_per_group = module.in_channels // module.groups
-        _need(cin % in_per_group == 0, name, saved["weight"], f"groups of {in_per_group} input channels")
-        groups = cin // in_per_group
+    groups = _saved_groups(module, cin, module.in_channels, name, saved["weight"])
     return type(module)(cin, per_group * groups, tuple(kernel), stride=module.stride, padding=module.padding,
                         output_padding=module.output_padding, groups=groups, bias=module.bias is not None,
                         dilation=module.dilation, padding_mode=module.padding_mode, **_factory_kwargs(module))
+
+
+def _saved_groups(module: _ConvNd, saved_full: int, full: int, name: str, shape: tuple[int, ...]) -> int:
+    """The group count of a conv whose weight axis 0 (``full`` channels) was saved with
+    ``saved_full``: the same when pruned by positions, else whole groups of ``full/groups``."""
+    from ..graph.ops import keeps_groups
+
+    if module.groups == 1:
+        return 1
+    if keeps_groups(module.groups, module.in_channels // module.groups, module.out_channels // module.groups):
+        _need(saved_full % module.groups == 0, name, shape, f"{module.groups} groups")
+        return module.groups
+    per_group = full // module.groups
+    _need(saved_full % per_group == 0, name, shape, f"groups of {per_group} channels")
+    return saved_full // per_group
 
 
 def _batchnorm(module: _BatchNorm, saved: Shapes, name: str) -> nn.Module:

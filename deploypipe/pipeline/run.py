@@ -6,29 +6,33 @@ key: a hash of what its result depends on (the input file, the options of this s
 of every stage before it, the versions). A re-run reuses every finished stage whose key
 is unchanged and whose files are intact (change only the fine-tuning epochs and training
 and pruning are reused), and a run killed at any point restarts from the last finished
-stage. Files are written atomically and the
-manifest last, so a kill never leaves a stage marked done with a half-written file.
+stage. Files are written atomically and the manifest last, so a kill never leaves a stage
+marked done with a half-written file; the next run removes the temporary file such a kill
+leaves, and the report of an earlier run, until this one finishes. One build at a time
+writes into a folder (a second one waits for the first).
 """
 from __future__ import annotations
 
 import contextlib
 import hashlib
 import json
-import os
-import signal
 import time
+import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
-from ..utils.files import ensure_writable_dir, sha256_file, write_json
+from ..errors import InputError
+from ..utils.faults import fault
+from ..utils.files import probe_writable, remove_stale_temps, sha256_file, write_json
+from ..utils.locks import folder_lock
 from ..utils.log import get_logger
 
 log = get_logger("build")
 
 MANIFEST = "manifest.json"
 FORMAT = "deploypipe.run/1"
-FAULT_ENV = "DEPLOYPIPE_FAULT"  # for tests only: "kill:<stage>" or "kill:<stage>:end"
+FINAL_FILES = ("report.json", "report.html")  # written last, by a run that finished
 
 
 @dataclass
@@ -40,8 +44,25 @@ class Run:
     writer: bool = True  # False on the non-zero ranks of a distributed run
 
     def __post_init__(self) -> None:
-        self.out_dir = ensure_writable_dir(self.out_dir)
+        self.out_dir = Path(self.out_dir)
+        if self.out_dir.exists() and not self.out_dir.is_dir():
+            raise InputError(f"run folder {str(self.out_dir)!r} is a file", hint="choose another output path")
+        probe_writable(self.out_dir)  # created by the first file a stage writes: a run that fails first writes nothing
+        if self.writer:
+            self._hold_folder()
         self._done: dict[str, dict] = self._load_manifest()
+
+    def _hold_folder(self) -> None:
+        """Lock the folder for this run (a second build into it waits), then clear what a
+        killed run left: temporary files of atomic writes, and the final report, which
+        only a run that finishes writes again (a folder without one is not a success)."""
+        lock = folder_lock(self.out_dir)
+        lock.__enter__()
+        weakref.finalize(self, lock.__exit__, None, None, None)
+        for path in remove_stale_temps(self.out_dir):
+            log.info("removed %s, left by a run that was killed while writing it", path.name)
+        for name in FINAL_FILES:
+            self.path(name).unlink(missing_ok=True)
 
     def path(self, name: str) -> Path:
         return self.out_dir / name
@@ -81,28 +102,18 @@ class Run:
         """Mark stage ``name`` done with its files (already written) and results."""
         self._done[name] = {"key": self.keys.get(name), "outputs": {f: sha256_file(self.path(f)) for f in outputs},
                             "data": data or {}, "finished": time.strftime("%Y-%m-%dT%H:%M:%S")}
-        _fault(name, "end")
+        fault(f"{name}:end")
         if self.writer:
             write_json(self.path(MANIFEST), {"format": FORMAT, "inputs": self.inputs, "stages": self._done})
 
     @contextlib.contextmanager
     def stage(self, name: str, message: str | None = None) -> Iterator[None]:
-        _fault(name, "start")
+        fault(f"{name}:start")
         if message:
             log.info(message)
         start = time.perf_counter()
         yield
         self.stages.append({"name": name, "seconds": round(time.perf_counter() - start, 3)})
-
-
-def _fault(stage: str, when: str) -> None:
-    """Tests kill the process at a stage boundary to prove that runs resume."""
-    spec = os.environ.get(FAULT_ENV, "")
-    if not spec.startswith("kill:"):
-        return
-    parts = spec.split(":")
-    if parts[1] == stage and (parts[2] if len(parts) > 2 else "start") == when:
-        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def chain_keys(base: dict[str, Any], stages: Sequence[tuple[str, dict[str, Any]]]) -> dict[str, str]:

@@ -37,6 +37,7 @@ class Consumer:
     name: str
     axis: int
     member: Member
+    groups: int = 1  # a grouped conv pruned by positions: the member repeats in every group
 
 
 class TorchPruner:
@@ -117,7 +118,8 @@ class TorchPruner:
                 axis = 1
             else:
                 continue
-            out.append(Consumer(module, owner, axis, m))
+            groups = module.groups if isinstance(module, nn.modules.conv._ConvNd) and not transposed else 1
+            out.append(Consumer(module, owner, axis, m, groups))
         return out
 
 
@@ -197,6 +199,10 @@ class ConsumerMasks:
                 m = consumer.member
                 rows = (mask if mask.dim() == 2 else mask.unsqueeze(0)).repeat_interleave(m.block, dim=1)
                 idx = torch.arange(m.offset, m.offset + rows.shape[1], device=x.device)
+                if consumer.groups > 1:  # the same positions of every group
+                    per = x.shape[axis] // consumer.groups
+                    idx = torch.cat([idx + k * per for k in range(consumer.groups)])
+                    rows = rows.repeat(1, consumer.groups)
                 scale = scale.index_copy(1, idx, rows.expand(scale.shape[0], -1))
             shape = [1] * x.dim()
             shape[0], shape[axis] = scale.shape[0], scale.shape[1]

@@ -4,8 +4,10 @@ A graph is described by a *spec*: a list of block dicts (plain data, so Hypothes
 shrink a failure to a minimal list and a failure can be stored as JSON). ``build_cnn``
 turns a spec into an ONNX model with seeded random weights. Blocks cover the patterns
 the analysis must follow: residual adds, concat/split/slice on channels, depthwise and
-grouped convs, squeeze-excite, per-channel constants, activations with f(0) != 0,
-pooling/resize/pad, channel shuffle (which must freeze), and flatten into a dense head.
+grouped convs, squeeze-excite, per-channel and scalar constants (PP-LCNet's learnable
+affine), activations with f(0) != 0, pooling/resize/pad, channel shuffles (alone and in
+ShuffleNet units between grouped convs), GroupNorm (the op, and PyTorch's export of it),
+LayerNorm over the channels (which must freeze), and flatten into a dense head.
 """
 from __future__ import annotations
 
@@ -17,7 +19,8 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 BLOCKS = ("conv", "residual", "se", "csp", "slice_concat", "branch_concat", "scale", "pool",
-          "resize", "pad", "shuffle", "depthwise", "grouped", "convtranspose", "transpose_roundtrip")
+          "resize", "pad", "shuffle", "depthwise", "grouped", "convtranspose", "transpose_roundtrip",
+          "shuffle_unit", "groupnorm", "affine", "layernorm")
 ACTS = ("Relu", "HardSwish", "SiLU", "Sigmoid", "LeakyRelu", "PRelu", "Clip", "GELU", "none")
 HEADS = ("gap_gemm", "flatten_gemm", "reshape_matmul")
 
@@ -34,7 +37,14 @@ def random_spec(seed: int, *, max_blocks: int = 6) -> dict[str, Any]:
             "blocks": blocks, "head": rng.choice(HEADS), "classes": rng.choice([3, 5]), "seed": seed}
 
 
+def spec_opset(spec: dict[str, Any]) -> int:
+    """17, or 21 when a block uses the GroupNormalization op (its opset-18 form, scale and
+    bias per group, fails the ONNX checker as deprecated)."""
+    return 21 if any(b["kind"] == "groupnorm" and b.get("k") == 3 for b in spec["blocks"]) else 17
+
+
 def build_cnn(spec: dict[str, Any]) -> onnx.ModelProto:
+    opset = spec_opset(spec)
     b = _Builder(np.random.default_rng(spec.get("seed", 0)))
     x = "input"
     c, h = spec["in_channels"], spec["size"]
@@ -45,8 +55,8 @@ def build_cnn(spec: dict[str, Any]) -> onnx.ModelProto:
     x = b.head(x, c, h, spec["head"], spec["classes"])
     graph = helper.make_graph(b.nodes, "random_cnn", b.inputs,
                               [helper.make_tensor_value_info(x, TensorProto.FLOAT, ["N", spec["classes"]])], b.inits)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+    model.ir_version = 10 if opset >= 21 else 8
     return model
 
 
@@ -185,14 +195,74 @@ class _Builder:
         return self.op1("MaxPool", [y], kernel_shape=[3, 3], strides=[1, 1]), c, h
 
     def block_shuffle(self, x, c, h, s):
-        groups = 2 if c % 2 == 0 else 1
-        if groups == 1:
+        if c % 2:
             return x, c, h
+        return self.shuffle(x, c, h, 2), c, h
+
+    def shuffle(self, x: str, c: int, h: int, groups: int) -> str:
+        """ShuffleNet's channel shuffle: Reshape [N,g,C/g,H,W], swap the two axes, Reshape back."""
         shape1 = self.const(np.array([0, groups, c // groups, h, h], np.int64), "shape")
         shape2 = self.const(np.array([0, c, h, h], np.int64), "shape")
         y = self.op1("Reshape", [x, shape1])
         y = self.op1("Transpose", [y], perm=[0, 2, 1, 3, 4])
-        return self.op1("Reshape", [y, shape2]), c, h
+        return self.op1("Reshape", [y, shape2])
+
+    def block_shuffle_unit(self, x, c, h, s):
+        """A ShuffleNet unit: grouped 1x1, shuffle, depthwise 3x3, grouped 1x1, residual add.
+        With k=3 the grouped convs keep their group count (positions pruned), with k=1 they
+        have as many groups as channels per group (whole groups pruned)."""
+        g = 3 if s["c"] % 3 == 0 else 2
+        if c % g:
+            x, c = self.conv(x, c, 4 * g, k=1, act="Relu", bn=True)
+        mid = g * s["c"] if s["k"] == 3 else g * g
+        y, _ = self.conv(x, c, mid, k=1, groups=g, act="Relu", bn=True)
+        y = self.shuffle(y, mid, h, g)
+        y, _ = self.conv(y, mid, mid, k=3, groups=mid, act="none", bn=s["bn"])
+        y, _ = self.conv(y, mid, c, k=1, groups=g, act="none", bn=True)
+        return self.op1("Relu", [self.op1("Add", [x, y])]), c, h
+
+    def block_groupnorm(self, x, c, h, s):
+        """A conv, then GroupNorm: the op (k=3) or PyTorch's export of it (k=1: Reshape
+        [N,G,-1], InstanceNormalization, Reshape to the input's Shape, Mul, Add)."""
+        y, c2 = self.conv(x, c, s["c"], k=1, act="none", bn=False)
+        groups = c2 // 2 if s["bn"] else 2
+        gamma = self.rng.uniform(0.5, 1.5, c2).astype(np.float32)
+        beta = self.rng.uniform(-0.2, 0.2, c2).astype(np.float32)
+        if s["k"] == 3:
+            y = self.op1("GroupNormalization", [y, self.const(gamma, "gn"), self.const(beta, "gn")],
+                         num_groups=groups, epsilon=1e-5)
+        else:
+            grouped = self.op1("Reshape", [y, self.const(np.array([0, groups, -1], np.int64), "shape")])
+            normed = self.op1("InstanceNormalization", [grouped, self.const(np.ones(groups, np.float32), "gn"),
+                                                        self.const(np.zeros(groups, np.float32), "gn")], epsilon=1e-5)
+            y = self.op1("Reshape", [normed, self.op1("Shape", [y])])
+            y = self.op1("Mul", [y, self.const(gamma.reshape(c2, 1, 1), "gn")])
+            y = self.op1("Add", [y, self.const(beta.reshape(c2, 1, 1), "gn")])
+        return self.act(y, c2, s["act"]), c2, h
+
+    def block_affine(self, x, c, h, s):
+        """PP-LCNet's learnable affine: a scalar scale and bias after BatchNorm."""
+        y, c2 = self.conv(x, c, s["c"], k=s["k"], act="none", bn=True)
+        shape = () if s["bn"] else (1,)
+        y = self.op1("Mul", [y, self.const(self.rng.uniform(0.5, 1.5, shape).astype(np.float32), "affine")])
+        y = self.op1("Add", [y, self.const(self.rng.uniform(-0.5, 0.5, shape).astype(np.float32), "affine")])
+        return self.act(y, c2, s["act"]), c2, h
+
+    def block_layernorm(self, x, c, h, s):
+        """LayerNorm over the channels (ConvNeXt's channels-last form, or over C,H,W), then a
+        conv: the normalised channels must freeze, the conv's output stays prunable."""
+        r = self.rng
+        if s["bn"]:
+            y = self.op1("Transpose", [x], perm=[0, 2, 3, 1])
+            y = self.op1("LayerNormalization", [y, self.const(r.uniform(0.5, 1.5, c).astype(np.float32), "ln"),
+                                                self.const(r.uniform(-0.2, 0.2, c).astype(np.float32), "ln")],
+                         axis=-1, epsilon=1e-5)
+            y = self.op1("Transpose", [y], perm=[0, 3, 1, 2])
+        else:
+            y = self.op1("LayerNormalization", [x, self.const(r.uniform(0.5, 1.5, (c, h, h)).astype(np.float32), "ln")],
+                         axis=1, epsilon=1e-5)
+        y, c2 = self.conv(y, c, s["c"], k=s["k"], act=s["act"], bn=False)
+        return y, c2, h
 
     def block_convtranspose(self, x, c, h, s):
         if h > 8:

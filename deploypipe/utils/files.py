@@ -11,11 +11,13 @@ import errno
 import hashlib
 import json
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from ..errors import InputError
+from .faults import fault
 
 
 @contextlib.contextmanager
@@ -23,20 +25,52 @@ def atomic_path(dest: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside ``dest``; rename it onto ``dest`` if the block succeeds."""
     dest = Path(dest)
     ensure_writable_dir(dest.parent)
-    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
+    _check_replaceable(dest)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=temp_prefix(dest.name), suffix=TEMP_SUFFIX, dir=dest.parent)
+    except OSError as exc:  # /proc, a full or read-only disk: the folder exists but takes no files
+        raise _os_error(exc, dest) from None
     os.close(fd)
     tmp_path = Path(tmp)
     try:
         yield tmp_path
         _fsync(tmp_path)
         os.chmod(tmp_path, 0o666 & ~_umask())  # mkstemp makes 0600; artifacts get the usual mode
+        fault(f"write:{dest.name}")
         os.replace(tmp_path, dest)
     except OSError as exc:
         _unlink_quiet(tmp_path)
         raise _os_error(exc, dest) from None
+    except Exception:
+        _unlink_quiet(tmp_path)
+        if _disk_full(dest.parent):  # torch.save reports a full disk as a RuntimeError
+            raise _os_error(OSError(errno.ENOSPC, os.strerror(errno.ENOSPC)), dest) from None
+        raise
     except BaseException:
         _unlink_quiet(tmp_path)
         raise
+
+
+TEMP_SUFFIX = ".tmp"
+
+
+def temp_prefix(name: str) -> str:
+    """How the temporary file of an atomic write of ``name`` starts (``.name.``)."""
+    return f".{name}."
+
+
+def remove_stale_temps(folder: str | os.PathLike, name: str | None = None) -> list[Path]:
+    """Delete the temporary files that atomic writes killed mid-way (SIGKILL, power loss)
+    left in ``folder`` (only those of ``name`` when given). Call it only while no other
+    process can be writing there (under the folder's or the entry's lock)."""
+    folder = Path(folder)
+    pattern = f"{temp_prefix(name) if name else '.'}*{TEMP_SUFFIX}"
+    removed = []
+    for path in folder.glob(pattern) if folder.is_dir() else ():
+        if path.is_file():
+            _unlink_quiet(path)
+            removed.append(path)
+    return removed
 
 
 def write_bytes(dest: str | os.PathLike, data: bytes) -> Path:
@@ -89,7 +123,8 @@ def ensure_writable_dir(folder: str | os.PathLike) -> Path:
 
 
 def check_output_path(out: str | os.PathLike, *inputs: str | os.PathLike | None) -> Path:
-    """Refuse an output path that would overwrite an input."""
+    """Refuse, before any long work, an output path that would overwrite an input or that
+    cannot be written (a folder that takes no files, a path through a file, /proc)."""
     out = Path(out)
     for inp in inputs:
         if inp is None:
@@ -101,7 +136,37 @@ def check_output_path(out: str | os.PathLike, *inputs: str | os.PathLike | None)
                              hint="write the result to a new path so that the input is kept")
     if out.exists() and out.is_dir() and out.suffix:
         raise InputError(f"output path {str(out)!r} is a folder", hint="give a file name")
+    if not out.is_dir():
+        _check_replaceable(out)
+    probe_writable(out if out.is_dir() else out.parent, out)
     return out
+
+
+def _check_replaceable(dest: Path) -> None:
+    """Refuse to put a file in place of a device, a pipe or a socket (``-o /dev/full``)."""
+    if dest.exists() and not dest.is_file() and not dest.is_dir():
+        raise InputError(f"output path {str(dest)!r} is a device or pipe, not a file",
+                         hint="give the path of a regular file")
+
+
+def probe_writable(folder: str | os.PathLike, out: str | os.PathLike | None = None) -> None:
+    """Create and delete a file in ``folder``, or in its nearest existing parent when it
+    does not exist yet (it is created only when the result is written), so that an output
+    (``out``, for the message) that cannot be written fails before the work, not after it."""
+    folder = Path(folder).absolute()
+    out = Path(out) if out is not None else folder
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise InputError(f"cannot write {str(out)!r}: {str(existing)!r} is a file, not a folder",
+                         hint="choose an output path in a folder")
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".deploypipe-probe.", suffix=TEMP_SUFFIX, dir=existing)
+    except OSError as exc:
+        raise _os_error(exc, out) from None
+    os.close(fd)
+    _unlink_quiet(Path(probe))
 
 
 def _same_file(a: Path, b: Path) -> bool:
@@ -127,12 +192,26 @@ def _unlink_quiet(path: Path) -> None:
         path.unlink()
 
 
+def _disk_full(folder: Path) -> bool:
+    try:
+        return shutil.disk_usage(folder).free < DISK_FULL_BYTES
+    except OSError:
+        return False
+
+
+DISK_FULL_BYTES = 1 << 20  # less free space than this after a failed write: the disk was full
+
+
 def _os_error(exc: OSError, path: Path) -> InputError:
     if exc.errno == errno.ENOSPC:
         return InputError(f"no space left on the device while writing {str(path)!r}",
                           hint="free some disk space or write to another disk; nothing was overwritten")
     if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
         return InputError(f"cannot write {str(path)!r} ({exc.strerror.lower()})",
+                          hint="choose an output path in a folder you can write to")
+    if exc.errno in (errno.ENOENT, errno.ENOTDIR):  # /proc, /sys: the folder exists but takes no files
+        return InputError(f"cannot write {str(path)!r}: its folder takes no new files "
+                          f"({(exc.strerror or str(exc)).lower()})",
                           hint="choose an output path in a folder you can write to")
     return InputError(f"cannot write {str(path)!r} ({exc.strerror or exc})",
                       hint="check the output path")

@@ -7,13 +7,15 @@ import onnx
 import pytest
 
 from deploypipe.cli import main
+from deploypipe.graph import analyse, load_onnx
 from deploypipe.testing.graphs import build_cnn
 from deploypipe.utils.files import sha256_file
 
 SPEC = {"in_channels": 3, "size": 8, "stem": 8, "head": "flatten_gemm", "classes": 4, "seed": 3,
         "blocks": [{"kind": "residual", "c": 8, "act": "Relu", "bn": True, "k": 3},
                    {"kind": "csp", "c": 4, "act": "HardSwish", "bn": True, "k": 1},
-                   {"kind": "shuffle", "c": 4, "act": "Relu", "bn": True, "k": 1}]}
+                   {"kind": "shuffle", "c": 4, "act": "Relu", "bn": True, "k": 1},
+                   {"kind": "layernorm", "c": 8, "act": "Relu", "bn": True, "k": 1}]}
 
 
 @pytest.fixture()
@@ -54,7 +56,7 @@ def run(capsys, *argv):
 def test_inspect_prints_table_and_writes_members_json(model_path, tmp_path, capsys):
     code, out, _ = run(capsys, "inspect", model_path, "--json", tmp_path / "g.json")
     assert code == 0
-    assert "prunable" in out and "frozen" in out and "channel shuffle" in out
+    assert "prunable" in out and "frozen" in out and "normalises across channels" in out
     data = json.loads((tmp_path / "g.json").read_text())
     member = data["groups"][0]["members"][0]
     assert set(member) >= {"tensor", "axis", "role", "offset", "block"}
@@ -80,8 +82,9 @@ def test_shrink_drop_file_and_round_to(model_path, tmp_path, capsys):
     assert code == 0 and "removed 3 channels from 1 groups" in out
     code, _, _ = run(capsys, "shrink", model_path, "-o", tmp_path / "b.onnx", "--ratio", "0.3",
                      "--round-to", "4", "--json", tmp_path / "b.json")
-    kept = json.loads((tmp_path / "b.json").read_text())["drop"]
-    assert code == 0 and all((8 - len(v)) % 4 == 0 for v in kept.values() if len(v) < 8)
+    dropped = json.loads((tmp_path / "b.json").read_text())["drop"]
+    widths = {str(g.id): g.width for g in analyse(load_onnx(model_path)).groups}
+    assert code == 0 and all((widths[k] - len(v)) % 4 == 0 for k, v in dropped.items())
 
 
 @pytest.mark.parametrize("case", ["not_onnx", "truncated", "frozen_group", "out_of_range", "all_channels",

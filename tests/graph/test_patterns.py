@@ -104,11 +104,18 @@ def test_squeeze_excite_with_hardswish_ties_the_expand_conv():
     check_oracle(a)
 
 
-def test_channel_shuffle_freezes_with_the_reshape_named():
+def test_channel_shuffle_is_followed_as_a_fixed_permutation():
+    """[N,8,H,W] -> [N,2,4,H,W] -> transpose -> [N,8,H,W]: channel b of each half goes
+    with the same channel of the other half (output channels 2b, 2b+1)."""
     a = analyse(build_cnn(spec({"kind": "conv", "c": 8}, {"kind": "shuffle"})))
-    frozen = [g for g in a.groups if g.frozen and any("Reshape" in r for r in g.reasons)]
-    assert frozen and "channel shuffle" in frozen[0].reasons[0]
-    check_oracle(a)
+    conv = [n for n in a.model.graph.node if n.op_type == "Conv"][1]
+    (group,) = groups_with(a, conv.input[1])
+    assert group.prunable and group.width == 4
+    rows = [m for m in group.members if m.tensor == conv.input[1]]
+    assert sorted(int(i) for m in rows for i in m.indices([1])) == [1, 5]  # channel 1 of each shuffle row
+    small = check_oracle(a)
+    targets = [numpy_helper.to_array(t).tolist() for t in small.graph.initializer if t.name.startswith("shape")]
+    assert [0, 2, 2, 8, 8] in targets or any(t[:3] == [0, 2, 2] for t in targets)
 
 
 def test_graph_output_freezes_the_logits_group():
