@@ -213,7 +213,7 @@ def run_model(name: str, s: Settings, steps: list[str], results: dict, out: Path
     entry = results["runs"].setdefault(name, {})
     checkpoint, entry["train"] = trained(name, s)
     for step in steps:
-        if step in entry and not force:
+        if step in entry and "error" not in entry[step] and not force:  # a failed step runs again
             print(f"{name} {step}: done before (--force runs it again)", flush=True)
             continue
         print(f"{name} {step}: building", flush=True)

@@ -17,8 +17,9 @@ KEEP_ALIASES = ("first", "last")  # the first and last Conv/Gemm, the classic se
 @dataclass(frozen=True)
 class Tolerance:
     """How far a quantized model may stray from its fp32 original, per output: the share of
-    images whose top-1 class must agree (outputs of shape (N, classes)), and the largest
-    absolute error as a share of the output's largest |fp32 value| on the same images.
+    images whose top-1 class must agree (outputs of shape (N, classes)), and the error (each
+    image's largest absolute error, 99th percentile over the images) as a share of the
+    output's largest |fp32 value| on the same images.
 
     Not the fp32 tolerance: int8 rounds every activation to one of 256 levels, so its logits
     move by a few percent of their range while the class they pick rarely changes."""

@@ -28,9 +28,9 @@ def quantized_section(report: dict[str, Any]) -> Section:
         rows.append(["timed interleaved (ms)", *(_ms(ms) for ms in side["ms"])])
     body = table(["", "dense fp32", "pruned fp32", f"pruned {esc(q.get('precision'))}"], rows)
     v = (report.get("verification") or {}).get("quantized") or {}
-    outputs = [[o.get("name"), _pct(o.get("agreement")), _pct(o.get("min_agreement")), _num(o.get("max_abs"), "{:.3g}"),
+    outputs = [[o.get("name"), _pct(o.get("agreement")), _pct(o.get("min_agreement")), _num(o.get("error_p99", o.get("max_abs")), "{:.3g}"),
                 _num(o.get("tolerance_abs"), "{:.3g}"), verdict(o.get("passed"))] for o in v.get("outputs") or []]
-    body += table(["output", "top-1 agreement", "at least", "max abs error", "at most", ""], outputs)
+    body += table(["output", "top-1 agreement", "at least", "error (99% of images)", "at most", ""], outputs)
     body += f"<p>against pruned fp32 on {esc(v.get('images'))} held-out images: {verdict(v.get('passed'))}</p>"
     kept = [[k.get("name"), k.get("reason")] for k in q.get("kept_fp32") or []]
     body += table(["layer kept in fp32", "why"], kept, text_columns=(1,)) if kept else \

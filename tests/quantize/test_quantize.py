@@ -115,6 +115,20 @@ def test_compare_states_the_tolerance_per_output():
     assert not v.passed and "logits: top-1 agreement 66.67%" in v.sentence()
 
 
+def test_one_image_in_a_hundred_does_not_fail_the_error_check():
+    rng = np.random.default_rng(0)
+    ref = rng.standard_normal((1000, 10))
+    got = ref + 0.01
+    got[7, 3] += 5.0  # one image's logit far off; the class it picks is unchanged or not
+    (check,) = compare([ref], [got], ["logits"], Tolerance(min_agreement=0.98, max_error=0.10)).outputs
+    assert check.max_abs == pytest.approx(5.01) and check.error_p99 == pytest.approx(0.01)
+    assert check.passed and "largest 5.01" in compare([ref], [got], ["logits"], Tolerance(
+        min_agreement=0.98, max_error=0.10)).sentence()
+    worse = got.copy()
+    worse[:20] += 5.0  # 2% of the images: the 99th percentile sees it
+    assert not compare([ref], [worse], ["logits"], Tolerance(0.98, 0.10)).outputs[0].passed
+
+
 def test_timing_quantizer_quantizes_once_and_passes_quantized_models(resnet20_onnx, int8):
     from deploypipe.hw import with_batch
 
