@@ -455,11 +455,13 @@ def _check_reachable(alloc: LatencyAllocator, widths, prunable, budget: Budget, 
 def _out_of_reach(r: LoopRound, target: TargetProfile) -> BudgetError:
     """The measured fastest model is slower than the budget: one sentence with the number."""
     ratio = math.ceil(100 * r.measured_ms / r.dense_ms) / 100
-    return BudgetError(f"the latency budget of {r.budget_ms:.4g} ms is below the fastest achievable "
-                       f"{r.measured_ms:.4g} ms (measured on {target.name}, the median of three pairs, "
-                       "every prunable group at its smallest allowed width)",
-                       hint=f"ask for at least {r.measured_ms:.4g} ms (--latency-ratio {ratio:.2f}), "
-                       "or allow more pruning per group with --max-ratio")
+    error = BudgetError(f"the latency budget of {r.budget_ms:.4g} ms is below the fastest achievable "
+                        f"{r.measured_ms:.4g} ms (measured on {target.name}, the median of three pairs, "
+                        "every prunable group at its smallest allowed width)",
+                        hint=f"ask for at least {r.measured_ms:.4g} ms (--latency-ratio {ratio:.2f}), "
+                        "or allow more pruning per group with --max-ratio")
+    error.fastest = (r.measured_ms, r.dense_ms)  # type: ignore[attr-defined]  # for callers that convert
+    return error
 
 
 def _key(widths: Sequence[int]) -> tuple[int, ...]:

@@ -18,12 +18,12 @@ from typing import Any
 import numpy as np
 
 from .. import __version__
-from ..errors import InputError, VerificationError
+from ..errors import BudgetError, InputError, VerificationError
 from ..utils.files import check_output_path, write_json
 from ..utils.log import get_logger
 from .config import BuildConfig
-from .quantize_stage import (add_to_report, build_precision, fp32_ratio, quantize_pruned, quantized_name,
-                             side_by_side, targets_for, timing_quantizer)
+from .quantize_stage import (add_to_report, build_precision, fp32_ratio, in_fp32_terms, quantize_pruned,
+                             quantized_name, side_by_side, targets_for, timing_quantizer)
 from .report import dense_vs_pruned, group_rows, now
 from .run import Run, chain_keys
 
@@ -253,10 +253,13 @@ class _TorchBuild:
             prepare = timing_quantizer(self.config, self.target, self.precision, ctx.pruner.analysis.model)
             budget, conversion = fp32_ratio(budget, ctx.pruner.analysis.model, (self.fp32_target, self.quant_target),
                                             prepare)
-        plan = plan_latency(ctx.pruner.analysis, [scores.get(g.id, np.zeros(g.width)) for g in groups],
-                            [ctx.pruner.is_prunable(g) for g in groups], self.quant_target, budget,
-                            round_to=self.round_to, max_ratio=self.config.max_ratio, options=self.config.latency,
-                            prepare=prepare)
+        try:
+            plan = plan_latency(ctx.pruner.analysis, [scores.get(g.id, np.zeros(g.width)) for g in groups],
+                                [ctx.pruner.is_prunable(g) for g in groups], self.quant_target, budget,
+                                round_to=self.round_to, max_ratio=self.config.max_ratio,
+                                options=self.config.latency, prepare=prepare)
+        except BudgetError as exc:
+            raise in_fp32_terms(exc, conversion) from None
         ctx.latency = plan.result.allocator
         return dataclasses.replace(plan, conversion=conversion)
 

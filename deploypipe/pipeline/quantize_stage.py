@@ -11,10 +11,11 @@ the table and the loop time quantized models (:class:`deploypipe.quantize.Timing
 from __future__ import annotations
 
 import dataclasses
+import math
 from pathlib import Path
 from typing import Any
 
-from ..errors import InputError
+from ..errors import BudgetError, InputError
 from ..targets import TargetProfile
 from ..utils.log import get_logger
 
@@ -75,6 +76,22 @@ def timing_quantizer(config, target: TargetProfile, precision: str, dense):
 
 
 PAIRS = 3  # dense fp32 beside dense quantized, for a ratio budget's conversion (the median counts)
+
+
+def in_fp32_terms(error: BudgetError, conversion: dict[str, Any]) -> BudgetError:
+    """A refused budget said in the units the user gave: a ratio of dense fp32, not of the
+    dense model quantized that the loop aimed at (``error`` unchanged without a conversion)."""
+    fastest = getattr(error, "fastest", None)
+    if not conversion or fastest is None:
+        return error
+    fastest_ms, dense_q_ms = fastest
+    of_fp32 = fastest_ms / dense_q_ms / conversion["dense_fp32_over_quantized"]
+    asked = conversion["ratio_of_dense_fp32"]
+    return BudgetError(f"--latency-ratio {asked:g} of dense fp32 is out of reach: the fastest widths the "
+                       f"groups allow, quantized, measured {fastest_ms:.4g} ms, {of_fp32:.3f} of dense fp32 "
+                       f"(dense fp32 runs {conversion['dense_fp32_over_quantized']:.2f}x slower than dense "
+                       "quantized)", hint=f"ask for at least --latency-ratio {math.ceil(100 * of_fp32) / 100:.2f}, "
+                       "or allow more pruning per group with --max-ratio")
 
 
 def fp32_ratio(budget, dense, targets: tuple[TargetProfile, TargetProfile], prepare) -> tuple[Any, dict[str, Any]]:

@@ -116,3 +116,17 @@ def test_latency_ratio_with_quantize_prunes_to_the_converted_budget(tmp_path, ca
     assert result["budget_ms"] == pytest.approx(0.95 * result["dense_ms"]) and "converted" in stdout
     assert report["quantized"]["precision"] == "int8" and report["latency_table"]["target"] == "quick-int8"
     assert all(w % 16 == 0 or w < 16 for w in (g["width_after"] for g in report["groups"] if not g["frozen"]))
+
+
+def test_a_refused_converted_budget_is_said_in_fp32_terms():
+    from deploypipe.errors import BudgetError
+    from deploypipe.pipeline.quantize_stage import in_fp32_terms
+
+    loop_error = BudgetError("the latency budget of 12.44 ms is below the fastest achievable 13.93 ms",
+                             hint="ask for at least 13.93 ms (--latency-ratio 0.73)")
+    loop_error.fastest = (13.93, 19.1)  # measured against dense int8
+    conversion = {"ratio_of_dense_fp32": 0.3, "dense_fp32_over_quantized": 2.17}
+    said = in_fp32_terms(loop_error, conversion).sentence()
+    assert "--latency-ratio 0.3 of dense fp32 is out of reach" in said
+    assert "0.336 of dense fp32" in said and "--latency-ratio 0.34" in said  # 13.93/19.1/2.17
+    assert in_fp32_terms(loop_error, {}) is loop_error
