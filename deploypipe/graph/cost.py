@@ -38,6 +38,7 @@ class CostModel:
         self._param_terms = self._params_terms(analysis)
         self._param_fixed = analysis.params - sum(size for size, _ in self._param_terms)
         self.activation_per_channel = self._activations(analysis)
+        self.output_per_channel = self._activations(analysis, _producer_outputs(analysis))
 
     def _row(self, dim) -> int:
         return -1 if dim is None else self._dim_row[dim.id]
@@ -52,12 +53,16 @@ class CostModel:
             terms.append((float(np.prod(shape)), list(by_axis.values())))
         return terms
 
-    def _activations(self, analysis: "Analysis") -> np.ndarray:
-        """Feature-map elements per channel and sample (Group Fisher's memory cost)."""
+    def _activations(self, analysis: "Analysis", only: set[str] | None = None) -> np.ndarray:
+        """Feature-map elements per channel and sample over the activations each group's
+        channels occupy: all of them (``only`` None: Conv, BatchNorm, ReLU, Add, pool and
+        Flatten outputs alike), or those among ``only``."""
         out = np.zeros(len(analysis.groups))
         for g in analysis.groups:
             total = 0
             for m in g.activations:
+                if only is not None and m.tensor not in only:
+                    continue
                 shape = analysis.view.shape(m.tensor)
                 rest = static_prod(shape[m.axis + 1:]) if shape else None
                 total += m.block * (rest or 1)
@@ -97,3 +102,14 @@ class CostModel:
             w[g] -= 1
             out[g] = base - self.params(w)
         return out
+
+
+_PRODUCING_OPS = {"Conv", "ConvTranspose", "Gemm", "MatMul"}
+
+
+def _producer_outputs(analysis: "Analysis") -> set[str]:
+    """Output tensors of the layers that compute channels (convolutions and matrix
+    products): the feature maps Group Fisher's memory term counts (Liu et al. 2021 sum
+    the output size of every conv a channel removes, not the BatchNorm, ReLU or Add
+    tensors that carry the same channel)."""
+    return {out for node in analysis.model.graph.node if node.op_type in _PRODUCING_OPS for out in node.output}

@@ -156,3 +156,49 @@ def test_cascade_build_with_two_placed_assistants_and_distillation_meets_a_ratio
     assert report["verification"]["passed"] and report["method"]["distill"]
     last = report["rounds"][-1]
     assert [level["t"] for level in last["levels"]] == [0.0, 0.3, 0.6, 1.0] and last["nested"]
+
+
+# -- distinct levels ----------------------------------------------------------------------------
+def test_assistant_moves_off_the_students_widths_when_rounding_collapses_the_geometric_mean():
+    """Ratio 0.3, multiples of 4: the allocation at t = 1/2 gives exactly the student's
+    widths (a teacher -> student cascade with a duplicate). The assistant goes to the
+    nearest position whose widths differ from both, and after the pruning events the
+    chain's levels are distinct, nested and strictly cheaper level by level."""
+    from deploypipe.prune.methods.cascade import place_levels
+    from deploypipe.prune.methods.increg import channel_l1
+
+    ctx = _ctx(Budget("ratio", 0.3))
+    ctx.request = PruneRequest(budget=Budget("ratio", 0.3), round_to=4)
+    scores = channel_l1(ctx.pruner)
+    student = ctx.keep_for(ctx.request.budget, scores)
+    assert (ctx.keep_for(level_budget(ctx.request.budget, 1.0, 0.5), scores) == student).all()
+    fractions = place_levels(ctx, level_fractions(1))
+    assistant = ctx.keep_for(level_budget(ctx.request.budget, 1.0, fractions[0]), scores)
+    assert fractions[-1] == 1.0 and 0.0 < fractions[0] < 1.0 and abs(fractions[0] - 0.5) < 0.1
+    assert not (assistant == student).all() and not (assistant == ctx.pruner.widths()).all()
+    chain = CascadeChain(ctx, fractions, DistillConfig(), events=[1, 2], requested=level_fractions(1))
+    try:
+        rng = np.random.default_rng(0)
+        for _ in range(2):
+            chain.saliency = [{g: rng.random(w) for g, w in chain.widths.items()} for _ in chain.fractions]
+            chain.event()
+    finally:
+        chain.close()
+    record = chain.record()
+    channels = [level["channels"] for level in record["levels"]]
+    assert record["distinct"] and record["nested"] and channels == sorted(set(channels), reverse=True)
+    assert [level["t_requested"] for level in record["levels"]] == [0.0, 0.5, 1.0]
+
+
+def test_assistants_the_rounding_cannot_place_are_refused_in_one_sentence():
+    """Ratio 0.15, multiples of 4: every level between teacher and student rounds to one
+    of them (the 16- and 8-wide groups keep their width, the 4-wide ones lose one)."""
+    from deploypipe.errors import BudgetError
+    from deploypipe.prune.methods.cascade import place_levels
+
+    ctx = _ctx(Budget("ratio", 0.15))
+    ctx.request = PruneRequest(budget=Budget("ratio", 0.15), round_to=4)
+    with pytest.raises(BudgetError, match="allows 0 such level") as err:
+        place_levels(ctx, level_fractions(1))
+    assert "assistants=0" in err.value.hint
+    assert place_levels(ctx, level_fractions(0)) == [1.0]  # direct distillation needs no placement

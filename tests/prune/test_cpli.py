@@ -161,3 +161,59 @@ def test_cpli_build_with_distilled_finetuning_meets_a_params_budget(tmp_path):
     assert "finetune" in [s["name"] for s in report["stages"]]
     for g in report["groups"]:
         assert g["width_after"] in (g["width_before"], 1) or g["width_after"] % 2 == 0, g
+
+
+# -- how a stage puts its objective together --------------------------------------------------
+def test_stage_objective_is_reconstruction_plus_lam_taylor_with_feature_importance_weights(monkeypatch):
+    """The first stage of a VGG (group 0, read by features.4, whose outputs are group 1,
+    pruned next) hands greedy selection: one reconstruction problem per consumer, on the
+    dense consumer's outputs; output weights 1 for the channels group 1 is predicted to
+    keep (its top Taylor scores) and ``suppress`` for the rest; and lam x the group's Taylor
+    scores |sum_n dL_n/dm| normalised to sum 1. Dropping any of the three fails here."""
+    import deploypipe.prune.methods.cpli as cpli_module
+    from deploypipe.data import load_dataset
+    from deploypipe.prune.importance import ImportanceContext, mask_gradients
+    from deploypipe.prune.methods import PruneContext, PruneRequest, create_method
+    from deploypipe.prune.methods._layerwise import calibration_batches
+    from deploypipe.prune.methods.increg import channel_l1
+
+    pruner = _model("test_vgg")
+    data = load_dataset("synthetic:classes=5,size=8,channels=3,n=120", seed=0)
+    ctx = PruneContext(pruner, PruneRequest(budget=Budget("ratio", 0.5)), data=data)
+    lam, suppress = 0.7, 0.2
+    batches = calibration_batches(ctx, 32)
+    first, _ = mask_gradients(pruner, ImportanceContext(batches=batches))
+    keep = ctx.keep_for(ctx.request.budget, channel_l1(pruner))
+    conv = dict(pruner.model.named_modules())["features.4"]
+    energy = torch.zeros(conv.out_channels, dtype=torch.float64)
+
+    rows = []
+
+    def square(module, args, out) -> None:
+        energy.add_((out.double() ** 2).sum(dim=(0, 2, 3)))
+        rows.append(out.shape[0] * out.shape[2] * out.shape[3])
+
+    handle = conv.register_forward_hook(square)
+    with torch.no_grad():
+        for x, _ in batches:
+            pruner.model.eval()(x)
+    handle.remove()
+
+    calls = []
+
+    def spy(problems, width, count, extra=None, steps=32):
+        calls.append((list(problems), width, count, np.array(extra)))
+        return greedy_removal(problems, width, count, extra, steps)
+
+    monkeypatch.setattr(cpli_module, "greedy_removal", spy)
+    create_method("cpli", {"samples": 32, "positions": 0, "lam": lam, "suppress": suppress}).run(ctx)
+    problems, width, count, extra = calls[0]
+    taylor = np.abs(first[0])
+    np.testing.assert_allclose(extra, lam * taylor / taylor.sum(), rtol=1e-5)
+    assert (width, count) == (len(taylor), len(taylor) - keep[0])
+    assert len(problems) == 1 and problems[0].stats.rows == sum(rows) > 0  # every position
+    np.testing.assert_allclose(problems[0].stats.energy, energy.numpy(), rtol=1e-4)  # dense outputs
+    expected = _predicted_keep(np.abs(first[1]), int(keep[1]), suppress)
+    np.testing.assert_allclose(problems[0].weights, expected)
+    assert 0 < (expected == suppress).sum() < len(expected)
+    assert ctx.losses["scoring"].startswith("reconstruction of the dense consumers' outputs + 0.7 x Taylor")

@@ -19,6 +19,7 @@ from deploypipe.prune.fbs import (FiringStats, count_dynamic_macs, export_gated,
                                   gate_model, group_rates, keep_count, static_drop, wta_mask)
 from deploypipe.prune.methods import PruneContext, PruneRequest
 from deploypipe.prune.torch_groups import TorchPruner, export_model
+from deploypipe.train import Callback
 
 SHAPE = (1, 1, 16, 16)
 
@@ -222,3 +223,74 @@ def test_fbs_build_reports_dynamic_and_static_macs_and_verifies(tmp_path):
     assert r["dynamic_macs"] < r["dense_macs"] == report["dense"]["macs"]
     assert r["dynamic"]["inputs"] == 200 and 0 <= r["gated_accuracy"] <= 1
     assert all(g["width_after"] % 2 == 0 or g["width_after"] == g["width_before"] for g in report["groups"])
+
+
+# -- gate training: the loss's L1 term, the frozen warm-up, the density ramp ------------------
+def _gated():
+    torch.manual_seed(3)
+    return gate_model(_trained_looking("test_resnet_cifar"), SHAPE, init_scale=0.1)
+
+
+def _train_gates(gated, density: float, warmup: int, joint: int, *, ramp: float = 0.5, l1: float = 0.0,
+                 steps: int = 2, callbacks=()):
+    """``warmup`` + ``joint`` epochs of ``steps`` steps each on 64 synthetic images."""
+    from deploypipe.data import load_dataset
+    from deploypipe.prune.fbs import GateSchedule, train_gated
+    from deploypipe.train import TrainConfig
+
+    data = load_dataset("synthetic:classes=5,size=16,channels=1,n=64", seed=0)
+    config = TrainConfig(epochs=1, batch_size=8, lr=0.05, progress=False, max_steps_per_epoch=steps)
+    return train_gated(gated, data, config, GateSchedule(density, warmup, joint, ramp, l1), callbacks)
+
+
+class _Probe(Callback):
+    """Records ``fn(state)`` after every backward of the training it watches."""
+
+    def __init__(self, fn):
+        self.fn, self.rows = fn, []
+
+    def on_after_backward(self, state):
+        self.rows.append(self.fn(state))
+
+
+def test_gate_warmup_trains_only_the_gates_and_keeps_the_bn_statistics():
+    """Warm-up alone: every base weight, beta and BatchNorm statistic as it was; the gates'
+    FCs moved. Joint training afterwards moves the base too."""
+    gated = _gated()
+    before = {k: v.clone() for k, v in gated.model.state_dict().items()}
+    _train_gates(gated, 0.5, 1, 0)
+    after = gated.model.state_dict()
+    gate_keys = {k for k in before if ".gate." in k}
+    assert gate_keys and all(not torch.equal(before[k], after[k]) for k in gate_keys if k.endswith("weight"))
+    for k in before:
+        if k not in gate_keys:
+            assert torch.equal(before[k], after[k]), k  # conv weights, beta, running stats, fc
+    _train_gates(gated, 0.5, 0, 1)
+    assert not torch.equal(before["conv1.conv.weight"], gated.model.state_dict()["conv1.conv.weight"])
+
+
+def test_density_falls_linearly_from_one_over_the_ramp_then_stays():
+    """4 steps of warm-up and 4 joint, ramp 0.5: d falls over the first 4 steps, from 1 by
+    (1 - 0.25) / 4 each, then holds at 0.25 (the density of each training forward)."""
+    gated = _gated()
+    gate = next(iter(gated.gates.values()))
+    probe = _Probe(lambda state: (gate.density, int(gate.mask.sum(dim=1)[0])))
+    _train_gates(gated, 0.25, 1, 1, ramp=0.5, steps=4, callbacks=[probe])
+    assert [d for d, _ in probe.rows] == pytest.approx([1.0, 0.8125, 0.625, 0.4375, 0.25, 0.25, 0.25, 0.25])
+    assert [k for _, k in probe.rows] == [keep_count(d, gate.channels) for d, _ in probe.rows]
+    assert gated.density == 0.25
+
+
+def test_saliency_l1_term_enters_the_training_loss_with_its_lambda():
+    """loss - cross-entropy = lambda * mean over the batch of sum over gated convs of
+    ||m * g||_1, at every step of both phases; without the term the difference is 0."""
+    import torch.nn.functional as F
+
+    for lam in (0.0, 1e-2):
+        gated = _gated()
+        probe = _Probe(lambda state: (float((state.loss - F.cross_entropy(state.outputs, state.targets)).detach()),
+                                      sum(float(g.saliency.detach().sum(dim=1).mean()) for g in gated.gates.values())))
+        _train_gates(gated, 0.5, 1, 1, l1=lam, callbacks=[probe])
+        assert len(probe.rows) == 4
+        for extra, l1 in probe.rows:
+            assert l1 > 0 and extra == pytest.approx(lam * l1, rel=1e-4, abs=1e-6)

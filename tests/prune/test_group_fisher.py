@@ -181,6 +181,9 @@ def test_group_fisher_build_meets_a_macs_budget_and_verifies(tmp_path, model, no
                     slim_every=2)
     assert report["pruned"]["macs"] <= report["dense"]["macs"] / 2
     assert report["method"]["distill"] is distill
+    losses = report["method"]["losses"]  # which loss each phase used: --distill is fine-tuning's only
+    assert losses["scoring"] == losses["prune_training"] == "task loss (cross-entropy)"
+    assert losses["finetune"].startswith("distillation from the dense model" if distill else "task loss")
     _check(report, tmp_path, 4)
     assert len(report["rounds"]) >= 2  # slimmed while pruning, not only at the end
 
@@ -207,3 +210,118 @@ def test_unreachable_or_unsupported_budget_is_refused_before_training():
     ctx.request = PruneRequest(budget=Budget("ratio", 0.5))
     with pytest.raises(InputError, match="normalisation"):
         create_method("group_fisher", {"normalize": "flops"}).run(ctx)
+
+
+# -- the memory divisor ---------------------------------------------------------------------
+class _HandCounted(torch.nn.Module):
+    """stem (3->4) -> BN -> ReLU = a; a -> conv1 (4->6) -> BN -> ReLU -> conv2 (6->4) -> BN,
+    + a -> ReLU = b; maxpool(b) -> conv3 (4->5) -> BN -> ReLU -> global pool -> fc (5->3).
+    8x8 inputs: stem, conv1 and conv2 write 8x8 maps, conv3 4x4."""
+
+    def __init__(self):
+        super().__init__()
+        nn = torch.nn
+        self.stem, self.bn0 = nn.Conv2d(3, 4, 3, padding=1, bias=False), nn.BatchNorm2d(4)
+        self.conv1, self.bn1 = nn.Conv2d(4, 6, 3, padding=1, bias=False), nn.BatchNorm2d(6)
+        self.conv2, self.bn2 = nn.Conv2d(6, 4, 3, padding=1, bias=False), nn.BatchNorm2d(4)
+        self.pool = nn.MaxPool2d(2)
+        self.conv3, self.bn3 = nn.Conv2d(4, 5, 3, padding=1, bias=False), nn.BatchNorm2d(5)
+        self.gap, self.fc = nn.AdaptiveAvgPool2d(1), nn.Linear(5, 3)
+
+    def forward(self, x):
+        a = torch.relu(self.bn0(self.stem(x)))
+        b = torch.relu(self.bn2(self.conv2(torch.relu(self.bn1(self.conv1(a))))) + a)
+        c = torch.relu(self.bn3(self.conv3(self.pool(b))))
+        return self.fc(torch.flatten(self.gap(c), 1))
+
+
+def _hand_ctx(budget: Budget = Budget("ratio", 0.3)) -> PruneContext:
+    torch.manual_seed(0)
+    return PruneContext(TorchPruner(_HandCounted().eval(), (1, 3, 8, 8)), PruneRequest(budget=budget))
+
+
+def _group_of(ctx: PruneContext, weight: str) -> int:
+    return next(g.id for g in ctx.pruner.groups if any(m.tensor == weight for m in g.by_role("producer")))
+
+
+def test_memory_divisor_is_the_papers_conv_outputs_on_a_hand_counted_model():
+    """Per channel and sample: the residual stream's channel is written by the stem and by
+    conv2, 2 x 8 x 8 = 128 elements (not the 464 of every tensor carrying it: stem, BN,
+    ReLU, conv2, BN, Add, ReLU at 64 each and the 4x4 pool output); conv1's inner channel
+    64 (not 192 with BN and ReLU); conv3's 4 x 4 = 16 (not 50 with BN, ReLU, pool, flatten)."""
+    from deploypipe.prune.methods.group_fisher import GroupFisher, channel_cost
+
+    ctx = _hand_ctx()
+    stream, inner, last = (_group_of(ctx, w) for w in ("stem.weight", "conv1.weight", "conv3.weight"))
+    assert _group_of(ctx, "conv2.weight") == stream
+    widths = ctx.pruner.widths()
+    memory = channel_cost(ctx, widths, GroupFisher.params["normalize"].default)
+    assert GroupFisher.params["normalize"].default == "memory"
+    assert [memory[stream], memory[inner], memory[last]] == [128.0, 64.0, 16.0]
+    everything = channel_cost(ctx, widths, "memory_all")  # the former default, kept as an option
+    assert [everything[stream], everything[inner], everything[last]] == [464.0, 192.0, 50.0]
+
+
+def _schedule(ctx, *, normalize="none", d=3, per_step=1, events=0):
+    from deploypipe.prune.methods.group_fisher import GroupFisherSchedule
+
+    live = LiveChannels(ctx, per_sample=True)
+    scores = FisherScores(live)
+    return live, scores, GroupFisherSchedule(ctx, live, scores, d=d, normalize=normalize, per_step=per_step,
+                                             slim_every=0, max_iterations=10_000, events=events)
+
+
+def _steps(schedule, scores, n: int, state) -> None:
+    """``n`` training steps as the loop drives them (one batch of scores each)."""
+    for _ in range(n):
+        scores.batches += 1
+        schedule.on_step_end(state)
+
+
+def test_group_fisher_removes_the_lowest_normalised_channel_every_d_iterations_and_resets():
+    """d = 3: nothing goes after 2 steps; after the 3rd the channel with the least score
+    per unit of memory goes (the stream's, 10/128, although conv1's 6/64 is smaller raw),
+    and the accumulators restart from zero; 3 steps later the next lowest goes."""
+    ctx = _hand_ctx()
+    stream, inner = _group_of(ctx, "stem.weight"), _group_of(ctx, "conv1.weight")
+    state = SimpleNamespace(stop=False, rebuild_optimizer=lambda: None)
+    live, scores, schedule = _schedule(ctx, normalize="memory")
+    try:
+        for gid in scores.sums:
+            scores.sums[gid][:] = 1e3
+        scores.sums[stream][2], scores.sums[inner][4] = 10.0, 6.0
+        _steps(schedule, scores, 2, state)
+        assert all(a.all() for a in live.alive.values()) and scores.batches == 2
+        _steps(schedule, scores, 1, state)
+        assert not live.alive[stream][2] and sum(int((~a).sum()) for a in live.alive.values()) == 1
+        assert scores.batches == 0 and all(not s.any() for s in scores.sums.values())  # reset
+        for gid in scores.sums:
+            scores.sums[gid][:] = 1e3
+        scores.sums[inner][4] = 6.0
+        _steps(schedule, scores, 2, state)
+        assert live.alive[inner][4]
+        _steps(schedule, scores, 1, state)
+        assert not live.alive[inner][4] and schedule.removals == 2 and schedule.removed == 2
+    finally:
+        live.close()
+
+
+def test_fit_schedule_event_j_makes_j_over_events_of_the_way_to_the_budget():
+    """Ratio 0.5 of 56 prunable channels, 4 events of d = 2: 7 channels at each event,
+    the budget met at the 4th, which ends the phase (round_to 1)."""
+    ctx, _, _ = _fisher_setup()
+    ctx.pruner.model.float()
+    state = SimpleNamespace(stop=False, rebuild_optimizer=lambda: None)
+    live, scores, schedule = _schedule(ctx, d=2, events=4)
+    try:
+        rng = np.random.default_rng(0)
+        removed = []
+        for _ in range(4):
+            for gid in scores.sums:
+                scores.sums[gid][:] = rng.random(len(scores.sums[gid]))
+            _steps(schedule, scores, 2, state)
+            removed.append(schedule.removed)
+        assert removed == [7, 14, 21, 28] and state.stop and schedule.phase == "done"
+        assert sum(ctx.pruner.widths()[g.id] for g in ctx.pruner.prunable) == 28  # sliced out at the end
+    finally:
+        live.close()

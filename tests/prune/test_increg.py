@@ -133,9 +133,7 @@ def test_channel_penalty_is_the_gradient_of_half_lambda_squared_norm_of_every_sl
 
 
 # -- whole builds ---------------------------------------------------------------------------
-FAST = {"increg": {"A": 0.05, "target": 1.0},
-        "greg1": {"delta": 0.05, "interval": 1, "stabilize": 3},
-        "greg2": {"delta": 0.05, "interval": 1, "stabilize": 3, "pick_delta": 0.005, "pick_ceiling": 0.02}}
+FAST = {"increg": {}, "greg1": {}, "greg2": {}}  # the default schedule=fit: within prune_epochs (10)
 
 
 def _build(tmp_path, model: str, method: str, budget: Budget, round_to: int):

@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass
+from typing import Sequence
 
 import torch
 from torch import Tensor
@@ -91,8 +92,10 @@ class FrozenBase(Callback):
             p.requires_grad_(flag)
 
 
-def train_gated(gated: GatedModel, data, config: TrainConfig, schedule: GateSchedule) -> list[TrainResult]:
-    """Warm up the gates, then train everything; returns each phase's result."""
+def train_gated(gated: GatedModel, data, config: TrainConfig, schedule: GateSchedule,
+                callbacks: Sequence[Callback] = ()) -> list[TrainResult]:
+    """Warm up the gates, then train everything (``callbacks`` watch both); returns each
+    phase's result."""
     steps = _steps_per_epoch(data, config)
     total = steps * (schedule.warmup_epochs + schedule.joint_epochs)
     ramp = DensityRamp(gated, schedule.density, math.ceil(schedule.ramp * total))
@@ -100,10 +103,10 @@ def train_gated(gated: GatedModel, data, config: TrainConfig, schedule: GateSche
     results = []
     if schedule.warmup_epochs > 0:
         warm = dataclasses.replace(config, epochs=schedule.warmup_epochs, warmup_epochs=0.0)
-        results.append(fit(gated.model, data, warm, callbacks=[FrozenBase(gated), ramp, l1]))
+        results.append(fit(gated.model, data, warm, callbacks=[FrozenBase(gated), ramp, l1, *callbacks]))
     if schedule.joint_epochs > 0:
         joint = dataclasses.replace(config, epochs=schedule.joint_epochs, warmup_epochs=0.0)
-        results.append(fit(gated.model, data, joint, callbacks=[ramp, l1]))
+        results.append(fit(gated.model, data, joint, callbacks=[ramp, l1, *callbacks]))
     gated.set_density(schedule.density)
     return results
 

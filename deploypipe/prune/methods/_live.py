@@ -12,7 +12,8 @@
   export per removed channel would cost more than the training between removals; masks
   cost nothing and slimming every few dozen channels lets training speed up as it goes.
 * **The training phase** (:func:`train_phase`): the build's training config at a fixed,
-  scaled learning rate, run by ``fit`` until a callback sets ``state.stop``.
+  scaled learning rate, run by ``fit`` until a callback sets ``state.stop``, with the loss
+  the method asked for (the task loss unless ``loss=distill``, see :mod:`.phase`).
 """
 from __future__ import annotations
 
@@ -30,16 +31,19 @@ from .base import PruneContext
 
 
 # -- budgets ----------------------------------------------------------------------------
-def budget_met(ctx: PruneContext, widths: np.ndarray) -> bool:
-    """Whether ``widths`` (all groups, dense group ids) meet the request's budget: the
-    fraction of prunable channels removed for a ratio, the cost for MACs and parameters."""
+def budget_met(ctx: PruneContext, widths: np.ndarray, share: float = 1.0) -> bool:
+    """Whether ``widths`` (all groups, dense group ids) make ``share`` of the way from the
+    dense model to the request's budget (all of it by default): the fraction of prunable
+    channels removed for a ratio, the cost for MACs and parameters."""
     budget = ctx.request.budget
     if budget.kind == "ratio":
         ids = [g.id for g in ctx.pruner.groups if ctx.pruner.is_prunable(g)]
-        return float(np.sum(widths[ids])) <= float(np.sum(ctx.dense_widths[ids])) * (1 - budget.value) + 1e-9
+        total = float(np.sum(ctx.dense_widths[ids]))
+        return float(np.sum(widths[ids])) <= total * (1 - share * budget.value) + 1e-9
     if budget.kind in ("macs", "params"):
         measure = ctx.dense_cost.macs if budget.kind == "macs" else ctx.dense_cost.params
-        return measure(widths) <= budget.target(ctx.dense_value(budget.kind)) * (1 + 1e-9)
+        dense = ctx.dense_value(budget.kind)
+        return measure(widths) <= (dense - share * (dense - budget.target(dense))) * (1 + 1e-9)
     raise InputError(f"methods that prune while they train cannot meet a {budget.kind} budget yet",
                      hint="use --ratio, --macs-budget or --params-budget")
 
@@ -67,23 +71,25 @@ def check_reachable(ctx: PruneContext, name: str) -> None:
 
 
 # -- training phase ---------------------------------------------------------------------
-def train_phase(ctx: PruneContext, callbacks: Sequence[Callback], *, lr_scale: float, iterations: int,
-                weight_decay: float | None = None, name: str = "this method") -> TrainResult:
-    """Train with ``callbacks`` at ``lr_scale`` times the fine-tuning rate (constant) for at
-    most about ``iterations`` steps; a callback ends it earlier with ``state.stop``."""
-    from ...train import fit, make_loader
-
+def require_data(ctx: PruneContext, name: str) -> None:
+    """Refuse, in one sentence, to prune while training without training data."""
     if ctx.data is None or ctx.train_config is None:
-        raise InputError(f"{name} prunes while it trains, so it needs training data",
-                         hint="pass --dataset")
+        raise InputError(f"{name} prunes while it trains, so it needs training data", hint="pass --dataset")
+
+
+def train_phase(ctx: PruneContext, callbacks: Sequence[Callback], *, lr_scale: float, epochs: int,
+                teacher: Any = None, weight_decay: float | None = None, name: str = "this method") -> TrainResult:
+    """Train with ``callbacks`` at ``lr_scale`` times the fine-tuning rate (constant) for at
+    most ``epochs`` epochs, distilling from ``teacher`` if one is given (the task loss
+    otherwise); a callback ends it earlier with ``state.stop``."""
+    from ...train import fit
+
+    require_data(ctx, name)
     base: TrainConfig = ctx.train_config
-    steps = len(make_loader(ctx.data.train, base.batch_size, shuffle=True))
-    if base.max_steps_per_epoch:
-        steps = min(steps, base.max_steps_per_epoch)
-    config = dataclasses.replace(base, epochs=max(1, math.ceil(iterations / max(steps, 1))),
-                                 lr=base.lr * lr_scale, schedule="constant", warmup_epochs=0.0,
+    config = dataclasses.replace(base, epochs=max(1, int(epochs)), lr=base.lr * lr_scale, schedule="constant",
+                                 warmup_epochs=0.0, distill=base.distill if teacher is not None else None,
                                  weight_decay=base.weight_decay if weight_decay is None else weight_decay)
-    return fit(ctx.model, ctx.data, config, teacher=ctx.teacher, callbacks=callbacks)
+    return fit(ctx.model, ctx.data, config, teacher=teacher, callbacks=callbacks)
 
 
 # -- removal in effect, slimming in batches ---------------------------------------------

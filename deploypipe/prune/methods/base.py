@@ -61,6 +61,7 @@ class PruneContext:
     oracle: dict | None = None  # worst oracle result over the rounds
     out_dir: Path | None = None  # the run directory, for methods that write files of their own (fbs)
     latency: Any = None  # deploypipe.hw.LatencyAllocator, calibrated on the target, for latency budgets
+    losses: dict[str, str] = field(default_factory=dict)  # phase -> the loss it scored or trained with
 
     def __post_init__(self) -> None:
         self.dense_widths = self.pruner.widths().copy()
@@ -95,8 +96,11 @@ class PruneContext:
         return on_rank_zero(self._scores, importance)
 
     def _scores(self, importance: str | None) -> dict[int, np.ndarray]:
-        criterion = create_importance(importance or self.request.importance)
+        name = importance or self.request.importance
+        criterion = create_importance(name)
         batches = self.calibration() if criterion.needs_data else ()
+        self.losses.setdefault("scoring", f"{name}: task loss (cross-entropy) on calibration batches"
+                               if criterion.needs_data else f"{name}: none, it reads the weights")
         ctx = ImportanceContext(batches=batches, rng=np.random.default_rng(self.request.seed + len(self.rounds)))
         return criterion.scores(self.pruner, ctx)
 

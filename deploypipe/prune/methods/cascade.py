@@ -13,8 +13,17 @@ The reading implemented here:
   (MACs, parameters, or kept channels for a ratio budget): by default ``assistants`` = 1
   at t = 1/2, the geometric mean; ``levels=0.3,0.6`` places them explicitly. The widths
   of a level come from the build's allocation at its sub-budget.
+* **Distinct levels** (:func:`place_levels`). Rounding to ``--round-to`` makes the widths
+  a level can have coarse: with uniform allocation and multiples of 8, ResNet-56 at 2x
+  fewer MACs gives t = 1/2 exactly the student's widths, and the cascade would be
+  teacher -> student plus a duplicate. So before training every width vector the
+  allocation can produce between teacher and student is listed (64 positions on the
+  path and the requested ones), and each assistant goes to the distinct one nearest its requested position
+  (strictly between its neighbours). When the rounding leaves fewer distinct levels than
+  assistants, the method refuses, saying how many there are.
 * **Training loss** per step = the teacher's task loss (cross-entropy; with ``--distill``,
-  the build's distillation from the frozen dense model) + for each consecutive pair
+  the build's distillation from the frozen dense model, since this training replaces the
+  fine-tuning that ``--distill`` configures) + for each consecutive pair
   (T, TA_1), ..., (TA_k, S) the distillation loss of ``deploypipe.train.losses``,
   alpha * tau^2 * KL(p_teacher || p_student) + (1 - alpha) * CE, the pair's teacher
   detached. Pure KD (alpha = 1) would give no first-order saliency while a level still
@@ -40,12 +49,15 @@ import numpy as np
 import torch
 from torch import nn
 
-from ...errors import InputError
+from ...errors import BudgetError, InputError
 from ...train import Callback, DistillConfig, TrainState, distillation_loss, fit, make_loader
 from ...train.loaders import model_device
 from ..nested import Level, check_placeable, full_level, is_nested, level_budget, level_fractions, nested_select
 from ..torch_groups import ConsumerMasks, evaluation
 from .base import METHODS, Param, PruneContext, PruneMethod
+from .phase import TASK_LOSS, PhaseProgress, distill_description, plan_phase, steps_per_epoch
+
+PLACEMENT_GRID = 64  # positions on the teacher -> student path tried when placing assistants
 
 
 @METHODS.register("cascade")
@@ -64,15 +76,29 @@ class Cascade(PruneMethod):
     finetunes = True
 
     def run(self, ctx: PruneContext) -> None:
+        """Place distinct levels, announce the training, train the chain for the build's
+        epochs, re-estimate BatchNorm for the student and remove its channels."""
         if ctx.data is None or ctx.train_config is None:
             raise InputError("cascade trains its levels, so it needs training data", hint="pass --dataset")
-        fractions = level_fractions(int(self.param("assistants")), str(self.param("levels")))
+        requested = level_fractions(int(self.param("assistants")), str(self.param("levels")))
         check_placeable(ctx.request.budget)
+        fractions = place_levels(ctx, requested)
         distill = DistillConfig(float(self.param("tau")), float(self.param("alpha")))
         events = event_steps(ctx, float(self.param("prune_frac")), int(self.param("events")))
-        chain = CascadeChain(ctx, fractions, distill, events)
+        chain = CascadeChain(ctx, fractions, distill, events, requested)
+        phase = plan_phase(ctx, self.name, "build epochs", steps_per_epoch(ctx.data, ctx.train_config) *
+                           ctx.train_config.epochs, f"{len(fractions) - 1} assistant(s) at t = "
+                           f"{', '.join(f'{t:.2f}' for t in fractions[:-1]) or '-'}, {len(events)} pruning "
+                           f"events by step {events[-1]}, each step a forward per level")
+        phase.announce()
+        ctx.losses["scoring"] = (f"each level: Taylor saliency of its distillation from the level above "
+                                 f"({distill.alpha:g} x tau^2 KL at tau {distill.tau:g} + "
+                                 f"{1 - distill.alpha:g} x cross-entropy)")
+        ctx.losses["prune_training"] = ("teacher level: " + (distill_description(ctx) if ctx.teacher is not None
+                                                             else TASK_LOSS) + "; + the chain's distillation terms")
+        progress = PhaseProgress(phase, lambda: f"{chain.done}/{len(events)} pruning events")
         try:
-            fit(ctx.model, ctx.data, ctx.train_config, teacher=ctx.teacher, callbacks=[chain])
+            fit(ctx.model, ctx.data, ctx.train_config, teacher=ctx.teacher, callbacks=[chain, progress])
             chain.finish()
             chain.use(len(chain.levels) - 1)
             recalibrate_bn(ctx, int(self.param("bn_batches")))
@@ -86,19 +112,63 @@ class Cascade(PruneMethod):
 def event_steps(ctx: PruneContext, prune_frac: float, events: int) -> list[int]:
     """The optimizer steps after which pruning events happen (strictly increasing, >= 1)."""
     cfg = ctx.train_config
-    per_epoch = len(make_loader(ctx.data.train, cfg.batch_size, shuffle=True))
-    if cfg.max_steps_per_epoch:
-        per_epoch = min(per_epoch, cfg.max_steps_per_epoch)
-    total = max(1, per_epoch * cfg.epochs)
+    total = max(1, steps_per_epoch(ctx.data, cfg) * cfg.epochs)
     n = max(1, min(int(events), total))
     span = min(total, max(n, round(min(max(prune_frac, 0.0), 1.0) * total)))
     return sorted({max(j, round(j * span / n)) for j in range(1, n + 1)})
 
 
+def level_cost(ctx: PruneContext, widths: np.ndarray) -> float:
+    """The budget's measure of ``widths``: MACs, parameters, or kept prunable channels."""
+    kind = ctx.request.budget.kind
+    if kind == "macs":
+        return float(ctx.dense_cost.macs(widths))
+    if kind == "params":
+        return float(ctx.dense_cost.params(widths))
+    return float(sum(int(widths[g.id]) for g in ctx.pruner.prunable))
+
+
+def place_levels(ctx: PruneContext, requested: list[float]) -> list[float]:
+    """Assistant positions (then 1.0, the student) whose widths, as the build's allocation
+    and rounding make them, differ from the teacher's, the student's and each other's, each
+    nearest (in position on the geometric cost path) to its ``requested`` t; refused when
+    the rounding allows fewer distinct levels than assistants."""
+    from .increg import channel_l1
+
+    wanted = requested[:-1]
+    if not wanted:
+        return [1.0]
+    budget, scores = ctx.request.budget, channel_l1(ctx.pruner)
+    dense = ctx.dense_value(budget.kind)
+    grid = {k / PLACEMENT_GRID for k in range(1, PLACEMENT_GRID + 1)} | set(wanted)  # the asked-for t first
+    widths = {t: ctx.keep_for(level_budget(budget, dense, t), scores) for t in sorted(grid)}
+    student, teacher = widths[1.0], ctx.pruner.widths()
+    span = min(float(np.log(level_cost(ctx, student) / level_cost(ctx, teacher))), -1e-12)
+    found: dict[tuple, tuple[float, list[float]]] = {}  # distinct widths -> (position, the t giving them)
+    for t, w in widths.items():
+        position = float(np.log(level_cost(ctx, w) / level_cost(ctx, teacher))) / span
+        if tuple(w) not in (tuple(student), tuple(teacher)) and 0.0 < position < 1.0:
+            found.setdefault(tuple(w), (position, []))[1].append(t)
+    candidates = sorted(found.values())
+    if len(candidates) < len(wanted):
+        raise BudgetError(f"cascade cannot place {len(wanted)} teaching assistant(s) at widths distinct from "
+                          f"the teacher's, the student's and each other's: --round-to {ctx.request.round_to} "
+                          f"allows {len(candidates)} such level(s) at {budget.describe()}",
+                          hint=f"use assistants={len(candidates)}, a smaller --round-to, or a larger budget")
+    placed, start = [], 0
+    for i, t in enumerate(wanted):
+        stop = len(candidates) - (len(wanted) - i) + 1  # leave one candidate for each later assistant
+        j = min(range(start, stop), key=lambda k: abs(candidates[k][0] - t))
+        placed.append(min(candidates[j][1], key=lambda u: abs(u - t)))
+        start = j + 1
+    return placed + [1.0]
+
+
 class CascadeChain(Callback):
     """Level masks, the chain's distillation terms, saliency accumulation and the events."""
 
-    def __init__(self, ctx: PruneContext, fractions: list[float], distill: DistillConfig, events: list[int]):
+    def __init__(self, ctx: PruneContext, fractions: list[float], distill: DistillConfig, events: list[int],
+                 requested: list[float] | None = None):
         self.ctx, self.fractions, self.distill, self.events = ctx, fractions, distill, events
         groups = [g for g in ctx.pruner.groups if ctx.pruner.is_prunable(g)]
         self.widths = {g.id: int(g.width) for g in groups}
@@ -107,6 +177,7 @@ class CascadeChain(Callback):
         self.masks: ConsumerMasks | None = ConsumerMasks(ctx.pruner, groups).__enter__()
         self.leaves: list[dict[int, torch.Tensor]] = []
         self.done = 0
+        self.requested = list(requested or fractions)  # the positions asked for, before placement
 
     def _zeros(self) -> dict[int, np.ndarray]:
         return {gid: np.zeros(w) for gid, w in self.widths.items()}
@@ -170,13 +241,16 @@ class CascadeChain(Callback):
     def record(self) -> dict:
         """What the report keeps: each level's position, kept channels and MACs."""
         out = []
-        for t, level in zip([0.0, *self.fractions], self.levels):
+        for t, asked, level in zip([0.0, *self.fractions], [0.0, *self.requested], self.levels):
             widths = self.ctx.dense_widths.copy()
             for gid, mask in level.items():
                 widths[gid] = int(mask.sum())
-            out.append({"t": t, "channels": int(sum(int(m.sum()) for m in level.values())),
-                        "macs": float(self.ctx.dense_cost.macs(widths))})
-        return {"levels": out, "nested": bool(is_nested(self.levels)), "events": self.events}
+            out.append({"t": t, "t_requested": asked, "channels": int(sum(int(m.sum()) for m in level.values())),
+                        "macs": float(self.ctx.dense_cost.macs(widths)), "widths": [int(w) for w in widths]})
+        distinct = all(a["widths"] != b["widths"] for a, b in zip(out, out[1:]))
+        for level in out:
+            del level["widths"]
+        return {"levels": out, "nested": bool(is_nested(self.levels)), "distinct": distinct, "events": self.events}
 
     def close(self) -> None:
         if self.masks is not None:

@@ -82,6 +82,9 @@ class CPLI(PruneMethod):
                             int(self.param("steps")), bool(self.param("refit")))
         batches = calibration_batches(ctx, int(self.param("samples")))
         keep = ctx.keep_for(ctx.request.budget, ctx.scores())
+        ctx.losses["allocation"] = ctx.losses.pop("scoring", "")
+        ctx.losses["scoring"] = (f"reconstruction of the dense consumers' outputs + {settings.lam:g} x Taylor "
+                                 "of the task loss (cross-entropy)")
         dense_groups = list(ctx.pruner.groups)
         names = sorted({c.name for g in ctx.pruner.prunable for c in ctx.pruner.consumers(g)
                         if refittable(c.module)})

@@ -13,16 +13,24 @@ The reading implemented here:
   independent of the batch size (the paper's code leaves the 1/N in; it does not change
   the argmin at a fixed batch size, but does across a short last batch).
 * **Normalisation.** s_c is divided by what removing one channel of its group saves,
-  recomputed from the widths alive now: ``memory`` (default, the paper's 'acts'),
-  feature-map elements per channel per sample over every activation the channel occupies
-  (``CostModel.activation_per_channel``); or ``macs`` (``CostModel.marginal_macs``).
+  recomputed from the widths alive now: ``memory`` (default, the paper's 'acts'): the
+  feature-map elements per channel and sample of the outputs of the convolutions (and
+  matrix products) that produce the group, the conv outputs the channel removes
+  (``CostModel.output_per_channel``); ``memory_all``: every activation the channel occupies,
+  BatchNorm, ReLU, Add, pool and Flatten outputs included (``activation_per_channel``, 3-4x
+  the paper's term and uneven across groups: residual streams weigh more); or ``macs``
+  (``CostModel.marginal_macs``).
 * **Schedule.** Train at ``lr_scale`` x the fine-tuning rate (the paper prunes at 0.04 x
   its training rate; the build's ``--lr`` is the fine-tuning rate, so pass a larger
-  ``lr_scale`` to tie it to a pre-training rate); every ``d`` iterations remove the channel
-  with the lowest normalised score in the whole network (``per_step`` > 1 removes that
-  many, re-normalising after each, to shorten runs on small machines), reset the
-  accumulators, until the budget is met. Then ``build`` fine-tunes (``--distill`` for
-  distillation from the dense model).
+  ``lr_scale`` to tie it to a pre-training rate), with the task loss (``loss=distill``:
+  distillation from the dense model). ``schedule=paper``: every ``d`` iterations remove
+  the channel with the lowest normalised score in the whole network (``per_step`` > 1
+  removes that many, re-normalising after each), reset the accumulators, until the budget
+  is met, however long that takes. ``schedule=fit`` (default): the same removal events,
+  planned to end within ``prune_epochs`` epochs of the data given: d is the paper's 25 where
+  the budget allows one channel per 25 iterations, else fewer (down to 5), and event j of E
+  removes lowest-score channels, one at a time, until j/E of the way to the budget is made.
+  Then ``build`` fine-tunes (``--distill`` for distillation from the dense model).
 * **Budgets**: ``--ratio`` (fraction of all prunable channels, the method being global),
   ``--macs-budget`` and ``--params-budget``, measured on the widths alive; a latency
   budget is refused until a latency model can price single channels.
@@ -40,21 +48,28 @@ The reading implemented here:
 """
 from __future__ import annotations
 
+import math
 from typing import Callable, Sequence
 
 import numpy as np
 
 from ...errors import BudgetError, InputError
 from ...train import Callback, TrainState
-from ._live import LiveChannels, budget_met, check_reachable, floors, train_phase
+from ._live import LiveChannels, budget_met, check_reachable, floors, require_data, train_phase
 from .base import METHODS, Param, PruneContext, PruneMethod
+from .phase import (Phase, PhaseProgress, budget_steps, check_schedule, loss_description, phase_params,
+                    phase_teacher, plan_phase)
 
-NORMALIZERS = ("memory", "macs", "none")
+NORMALIZERS = ("memory", "memory_all", "macs", "none")
+PAPER_D = 25
+FIT_MIN_D = 5  # schedule=fit never accumulates fewer iterations than this between removals
 
 
 def channel_cost(ctx: PruneContext, widths: np.ndarray, normalize: str) -> np.ndarray:
     """Per group: what removing one of its channels saves at ``widths`` (the divisor)."""
     if normalize == "memory":
+        return np.asarray(ctx.dense_cost.output_per_channel, dtype=np.float64)
+    if normalize == "memory_all":
         return np.asarray(ctx.dense_cost.activation_per_channel, dtype=np.float64)
     if normalize == "macs":
         return np.asarray(ctx.dense_cost.marginal_macs(widths), dtype=np.float64)
@@ -173,19 +188,24 @@ def _give_back(target: np.ndarray, ceiling: np.ndarray, dense: np.ndarray, group
 
 
 class GroupFisherSchedule(Callback):
-    """Every ``d`` iterations removes the lowest normalised channel(s); at the budget rounds
-    to ``round_to``, slims and stops training."""
+    """Every ``d`` iterations removes the lowest normalised channel(s) and resets the
+    scores; at the budget rounds to ``round_to``, slims and stops training.
+
+    ``events`` > 0 (schedule=fit): removal event j removes channels until j/``events`` of
+    the way to the budget is made; 0 (schedule=paper): each event removes ``per_step``."""
 
     def __init__(self, ctx: PruneContext, live: LiveChannels, scores: FisherScores, *, d: int,
-                 normalize: str, per_step: int, slim_every: int, max_iterations: int):
+                 normalize: str, per_step: int, slim_every: int, max_iterations: int, events: int = 0):
         self.ctx, self.live, self.scores = ctx, live, scores
-        self.d, self.normalize, self.per_step = d, normalize, per_step
+        self.d, self.normalize, self.per_step, self.events = d, normalize, per_step, events
         self.slim_every, self.max_iterations = slim_every, max_iterations
         self.floor = floors(ctx)
         self.phase = "prune"  # prune -> round -> done
         self.iteration = 0
         self.removed = 0
+        self.removals = 0  # removal events so far
         self.forced = False
+        self.plan: Phase | None = None
 
     def start(self) -> None:
         """Nothing to remove (the dense model meets the budget): go straight to rounding."""
@@ -196,7 +216,8 @@ class GroupFisherSchedule(Callback):
         """An upper bound of the iterations this schedule can take (every removable channel
         removed, one more window for rounding), capped by ``max_iterations``."""
         removable = sum(max(0, int(a.sum()) - int(self.floor[gid])) for gid, a in self.live.alive.items())
-        return min(self.max_iterations, self.d * (removable // self.per_step + 2))
+        events = self.events or math.ceil(removable / self.per_step)
+        return min(self.max_iterations, self.d * (events + 2))
 
     def on_step_end(self, state: TrainState) -> None:
         self.iteration += 1
@@ -214,10 +235,18 @@ class GroupFisherSchedule(Callback):
             self._complete(state)
 
     def _prune_step(self, state: TrainState) -> None:
-        for _ in range(self.per_step):
-            if budget_met(self.ctx, self.live.widths()):
-                break
-            self._remove_lowest()
+        """One removal event: ``per_step`` channels (paper) or up to this event's share of
+        the budget (fit); then round at the budget, or slim and reset the scores."""
+        self.removals += 1
+        if self.events:
+            share = min(1.0, self.removals / self.events)
+            while not budget_met(self.ctx, self.live.widths(), share):
+                self._remove_lowest()
+        else:
+            for _ in range(self.per_step):
+                if budget_met(self.ctx, self.live.widths()):
+                    break
+                self._remove_lowest()
         if budget_met(self.ctx, self.live.widths()):
             self.phase = "round"
             if self.ctx.request.round_to <= 1:
@@ -284,15 +313,14 @@ class GroupFisherSchedule(Callback):
         return (lost / saved if saved > 0 else np.inf, -saved)
 
     def _cost(self, widths: np.ndarray) -> float:
-        if self.normalize == "memory":
-            return float(np.dot(self.ctx.dense_cost.activation_per_channel, widths))
         if self.normalize == "macs":
             return self.ctx.dense_cost.macs(widths)
-        return float(np.sum(widths))
+        return float(np.dot(channel_cost(self.ctx, widths, self.normalize), widths))
 
     def _record(self) -> dict:
-        return {"method": "group_fisher", "iteration": self.iteration, "channels_masked": self.removed,
-                "normalize": self.normalize, "forced": self.forced}
+        record = {"method": "group_fisher", "iteration": self.iteration, "channels_masked": self.removed,
+                  "removal_events": self.removals, "normalize": self.normalize, "forced": self.forced}
+        return {**record, "phase": self.plan.to_dict()} if self.plan is not None else record
 
 
 @METHODS.register("group_fisher")
@@ -301,16 +329,40 @@ class GroupFisher(PruneMethod):
     description = ("Group Fisher (Liu et al. 2021): while training, remove the channel with the least Fisher "
                    "information per unit of memory (or MACs) every d iterations, until the budget")
     params = {
-        "d": Param(25, "training iterations between two removals (paper: 25 classification, 10 detection)"),
-        "normalize": Param("memory", "divide Fisher scores by the memory (paper default), macs, or none "
-                                     "a channel saves"),
+        **phase_params(10.0),
+        "d": Param(PAPER_D, "training iterations between two removals (paper: 25 classification, 10 detection; "
+                            "schedule=fit: at most this many)"),
+        "normalize": Param("memory", "divide Fisher scores by what a channel saves: memory (the paper's: conv "
+                                     "outputs), memory_all (every activation it occupies), macs, or none"),
         "lr_scale": Param(0.04, "learning rate while pruning, as a multiple of the fine-tuning --lr"),
-        "per_step": Param(1, "channels removed at each removal (paper: 1)"),
+        "per_step": Param(1, "schedule=paper: channels removed at each removal (paper: 1)"),
         "slim_every": Param(32, "slice masked channels out physically once this many are dead (0: at the end)"),
         "max_iterations": Param(100000, "safety: after this many iterations, remove the rest on the scores so far"),
     }
 
     def run(self, ctx: PruneContext) -> None:
+        """Check, plan and announce the phase, then train with the Fisher scores and the
+        removal schedule until the budget is met (the task loss unless loss=distill)."""
+        self._check()
+        check_reachable(ctx, "group_fisher")
+        require_data(ctx, "group_fisher")
+        teacher = phase_teacher(ctx, str(self.param("loss")), self.name)
+        live = LiveChannels(ctx, per_sample=True)
+        try:
+            scores = FisherScores(live)
+            schedule = self._schedule(ctx, live, scores)
+            schedule.start()
+            schedule.plan.announce()
+            ctx.losses["scoring"] = ctx.losses["prune_training"] = loss_description(ctx, str(self.param("loss")))
+            epochs = (schedule.plan.fit_epochs() if self.param("schedule") == "fit" else
+                      math.ceil(schedule.most_iterations() / schedule.plan.steps_per_epoch))
+            progress = PhaseProgress(schedule.plan, lambda: f"{schedule.removed} channels removed")
+            train_phase(ctx, [scores, schedule, progress], lr_scale=float(self.param("lr_scale")), epochs=epochs,
+                        teacher=teacher, name="group_fisher")
+        finally:
+            live.close()
+
+    def _check(self) -> None:
         normalize = str(self.param("normalize"))
         if normalize not in NORMALIZERS:
             raise InputError(f"unknown normalisation {normalize!r} for group_fisher",
@@ -318,16 +370,40 @@ class GroupFisher(PruneMethod):
         for key in ("d", "per_step", "max_iterations"):
             if int(self.param(key)) < 1:
                 raise InputError(f"group_fisher's {key} must be at least 1, got {self.param(key)}")
-        check_reachable(ctx, "group_fisher")
-        live = LiveChannels(ctx, per_sample=True)
-        try:
-            scores = FisherScores(live)
-            schedule = GroupFisherSchedule(ctx, live, scores, d=int(self.param("d")), normalize=normalize,
-                                           per_step=int(self.param("per_step")),
-                                           slim_every=max(0, int(self.param("slim_every"))),
-                                           max_iterations=int(self.param("max_iterations")))
-            schedule.start()
-            train_phase(ctx, [scores, schedule], lr_scale=float(self.param("lr_scale")),
-                        iterations=schedule.most_iterations(), name="group_fisher")
-        finally:
-            live.close()
+        check_schedule(str(self.param("schedule")), float(self.param("prune_epochs")), self.name)
+
+    def _schedule(self, ctx: PruneContext, live: LiveChannels, scores: FisherScores) -> GroupFisherSchedule:
+        """The removal schedule, with d and the events planned (schedule=fit) or as given."""
+        d, per_step, removals = int(self.param("d")), int(self.param("per_step")), removal_estimate(ctx)
+        window = d if ctx.request.round_to > 1 else 0  # one more window of scores for rounding
+        events = 0
+        if self.param("schedule") == "fit":
+            budget = budget_steps(ctx, float(self.param("prune_epochs")))
+            d = min(d, max(min(d, FIT_MIN_D), budget // max(removals, 1)))
+            window = d if ctx.request.round_to > 1 else 0
+            events = max(1, min(removals, (budget - window) // d))
+            detail = (f"about {removals} channels in {events} removals, one every {d} iterations "
+                      f"(Fisher information over d = {d} batches each)")
+            steps = events * d + window
+        else:
+            detail = f"about {removals} channels, {per_step} every {d} iterations"
+            steps = math.ceil(removals / per_step) * d + window
+        schedule = GroupFisherSchedule(ctx, live, scores, d=d, normalize=str(self.param("normalize")),
+                                       per_step=per_step, slim_every=max(0, int(self.param("slim_every"))),
+                                       max_iterations=int(self.param("max_iterations")), events=events)
+        schedule.plan = plan_phase(ctx, self.name, str(self.param("schedule")), steps, detail)
+        return schedule
+
+
+def removal_estimate(ctx: PruneContext) -> int:
+    """Channels a global pruner removes to meet the budget: exact for a ratio (of all
+    prunable channels), the build's allocation by L1 for MACs and parameters."""
+    from .increg import channel_l1
+
+    budget = ctx.request.budget
+    widths = ctx.pruner.widths()
+    ids = [g.id for g in ctx.pruner.prunable]
+    if budget.kind == "ratio":
+        return max(1, math.ceil(budget.value * float(np.sum(ctx.dense_widths[ids])) - 1e-9))
+    keep = ctx.keep_for(budget, channel_l1(ctx.pruner))
+    return max(1, int(sum(widths[g] - keep[g] for g in ids)))

@@ -32,6 +32,15 @@ The reading implemented here:
   (``pick_delta`` up to ``pick_ceiling``) so magnitudes separate, then picks by L1, sets
   the kept channels' lambda to ``recover`` (slightly negative in the reference) and goes
   on as GReg-1.
+* **Schedules** (:mod:`.phase`). ``schedule=paper`` runs the increments above as given
+  (IncReg: 10^4 rankings before the first removal; GReg-2: about 10^5 iterations).
+  ``schedule=fit`` (default) scales them to ``prune_epochs`` epochs of the data given,
+  one update per iteration: IncReg's A becomes ``target`` x 6 / updates (the last
+  channels of a group go after 2.4-5.3 x target / A rankings); GReg's increments and
+  stabilisation take the phase in the paper's proportions (GReg-1: 60% growing, 40%
+  stabilising; GReg-2: 10% uniform growth, 50% growing, 40% stabilising). A parameter
+  given explicitly is kept. Training uses the task loss (``loss=distill``: distillation
+  from the dense model) plus the penalties.
 * Removal is a 0 mask at once and a physical slice through ``ctx.prune`` once
   ``slim_every`` channels are dead and at the end (see :mod:`._live`). ``build`` then
   fine-tunes.
@@ -49,8 +58,10 @@ from ...errors import InputError
 from ...train import Callback, TrainState
 from ..importance import ImportanceContext, create_importance
 from ..torch_groups import TorchPruner
-from ._live import LiveChannels, train_phase
+from ._live import LiveChannels, require_data, train_phase
 from .base import METHODS, Param, PruneContext, PruneMethod
+from .phase import (Phase, PhaseProgress, budget_steps, check_schedule, loss_description, phase_params,
+                    phase_teacher, plan_phase)
 
 _SKIP_KINDS = {"bn_mean", "bn_var"}
 
@@ -109,6 +120,7 @@ class RegSchedule(Callback):
                  slim_every: int, max_iterations: int, name: str):
         self.ctx, self.live, self.name = ctx, live, name
         self.left = dict(plan)  # channels still to remove per group
+        self.planned = sum(plan.values())
         self.lam = {gid: np.zeros(len(live.alive[gid])) for gid in plan}
         self.penalty = ChannelPenalty(ctx.pruner)
         self.interval, self.slim_every, self.max_iterations = interval, slim_every, max_iterations
@@ -139,6 +151,11 @@ class RegSchedule(Callback):
 
     def update(self, state: TrainState) -> None:
         raise NotImplementedError
+
+    def status(self) -> str:
+        """How far removal got, for the progress lines."""
+        left = sum(self.left.values())
+        return f"{self.planned - left} of {self.planned} channels removed"
 
     # -- removal ---------------------------------------------------------------------
     def alive_l1(self) -> dict[int, np.ndarray]:
@@ -261,6 +278,9 @@ class GRegSchedule(RegSchedule):
                 self.kill(gid, idx)
             self.finish(state)
 
+    def status(self) -> str:
+        return f"{self.phase}, {super().status()}"
+
     def forced_choice(self, gid: int) -> np.ndarray:
         if not self.picked:
             self._pick(self.recover)
@@ -282,8 +302,11 @@ class GRegSchedule(RegSchedule):
 
 # -- the methods ------------------------------------------------------------------------
 _COMMON = {
+    **phase_params(10.0),
     "slim_every": Param(32, "slice removed channels out physically once this many are masked (0: at the end)"),
 }
+INCREG_SPAN = 6.0  # schedule=fit: target / A rankings in a phase, times this, remove every planned channel
+GREG_SHARES = {"greg1": (0.0, 0.6, 0.4), "greg2": (0.1, 0.5, 0.4)}  # pick, grow, stabilise
 
 
 def plan(ctx: PruneContext) -> dict[int, int]:
@@ -297,28 +320,66 @@ def plan(ctx: PruneContext) -> dict[int, int]:
 class _RegMethod(PruneMethod):
     """Runs a :class:`RegSchedule` subclass in a training phase until it removed its plan."""
 
+    def __init__(self, **values: Any):
+        super().__init__(**values)
+        self.fitted: dict[str, Any] = {}  # schedule=fit's derived values (explicit parameters win)
+
+    def setting(self, name: str) -> Any:
+        """A parameter: given explicitly, else derived by schedule=fit, else its default."""
+        return self.values[name] if name in self.values else self.fitted.get(name, self.param(name))
+
     def schedule(self, ctx: PruneContext, live: LiveChannels, plan: dict[int, int]) -> RegSchedule:
         raise NotImplementedError
 
+    def fit_to(self, ctx: PruneContext, steps: int) -> tuple[dict[str, Any], str]:
+        """schedule=fit: the values that reach the target within ``steps``, and what they mean."""
+        raise NotImplementedError
+
+    def paper_steps(self) -> tuple[int, str]:
+        """schedule=paper: the iterations the paper's increments take, and what they mean."""
+        raise NotImplementedError
+
     def run(self, ctx: PruneContext) -> None:
+        """Plan the channels to remove, announce the phase, and train with the penalties
+        until the plan is removed (the task loss unless loss=distill)."""
         for key in ("interval", "max_iterations"):
             if int(self.param(key)) < 1:
                 raise InputError(f"{self.name}'s {key} must be at least 1, got {self.param(key)}")
+        check_schedule(str(self.param("schedule")), float(self.param("prune_epochs")), self.name)
         todo = plan(ctx)  # the allocation refuses an unreachable budget (BudgetError)
         if not todo:
             return
+        require_data(ctx, self.name)
+        loss = str(self.param("loss"))
+        teacher = phase_teacher(ctx, loss, self.name)
+        phase = self._phase(ctx, sum(todo.values()))
         live = LiveChannels(ctx)
         try:
             schedule = self.schedule(ctx, live, todo)
-            train_phase(ctx, [schedule], lr_scale=float(self.param("lr_scale")),
-                        iterations=int(self.param("max_iterations")),
-                        weight_decay=float(self.param("weight_decay")), name=self.name)
+            phase.announce()
+            ctx.losses["scoring"] = "L1 norms of the weights (no loss)"
+            ctx.losses["prune_training"] = f"{loss_description(ctx, loss)} + per-channel L2 penalties"
+            progress = PhaseProgress(phase, schedule.status)
+            epochs = phase.fit_epochs() if phase.schedule == "fit" else \
+                math.ceil(int(self.setting("max_iterations")) / phase.steps_per_epoch)
+            train_phase(ctx, [schedule, progress], lr_scale=float(self.setting("lr_scale")), epochs=epochs,
+                        teacher=teacher, weight_decay=float(self.setting("weight_decay")), name=self.name)
         finally:
             live.close()
 
+    def _phase(self, ctx: PruneContext, channels: int) -> Phase:
+        """The plan of the phase; under schedule=fit also the derived values (``fitted``)."""
+        kind = str(self.param("schedule"))
+        if kind == "fit":
+            steps = budget_steps(ctx, float(self.param("prune_epochs")))
+            self.fitted, detail = self.fit_to(ctx, steps)
+        else:
+            steps, detail = self.paper_steps()
+        return plan_phase(ctx, self.name, kind, steps, f"{channels} channels; {detail}")
+
     def _common(self) -> dict[str, Any]:
-        return {"interval": int(self.param("interval")), "slim_every": max(0, int(self.param("slim_every"))),
-                "max_iterations": int(self.param("max_iterations")), "name": self.name}
+        return {"interval": int(self.setting("interval")), "slim_every": max(0, int(self.setting("slim_every"))),
+                "max_iterations": int(self.setting("max_iterations")), "name": self.name}
 
 
 @METHODS.register("increg")
@@ -338,11 +399,24 @@ class IncReg(_RegMethod):
     }
 
     def schedule(self, ctx, live, plan):
-        u, a, target = float(self.param("u")), float(self.param("A")), float(self.param("target"))
+        u, a, target = float(self.setting("u")), float(self.setting("A")), float(self.setting("target"))
         if not (0 < u < 0.5 and a > 0 and target > 0):
             raise InputError(f"increg needs 0 < u < 0.5 and positive A and target, got u={u}, A={a}, "
                              f"target={target}")
         return IncRegSchedule(ctx, live, plan, u=u, a=a, target=target, **self._common())
+
+    def fit_to(self, ctx, steps):
+        interval = int(self.setting("interval"))
+        updates = max(1, steps // interval)
+        a = float(self.setting("target")) * INCREG_SPAN / updates
+        return {"A": a}, f"{updates} penalty updates, one every {interval} iterations, A = {a:.3g}"
+
+    def paper_steps(self):
+        rankings = float(self.param("target")) / float(self.param("A"))
+        interval = int(self.param("interval"))
+        return (math.ceil(5.3 * rankings * interval),
+                f"first removal after {rankings:,.0f} rankings (one every {interval} iterations), "
+                "the last typically by 5.3x that")
 
 
 @METHODS.register("greg1")
@@ -364,12 +438,30 @@ class GReg1(_RegMethod):
     }
 
     def _greg(self) -> dict[str, Any]:
-        return {"delta": float(self.param("delta")), "ceiling": float(self.param("ceiling")),
-                "stabilize": int(self.param("stabilize")), "mag_ratio": float(self.param("mag_ratio")),
+        return {"delta": float(self.setting("delta")), "ceiling": float(self.setting("ceiling")),
+                "stabilize": int(self.setting("stabilize")), "mag_ratio": float(self.setting("mag_ratio")),
                 **self._common()}
 
     def schedule(self, ctx, live, plan):
         return GRegSchedule(ctx, live, plan, **self._greg())
+
+    def fit_to(self, ctx, steps):
+        pick, grow, stabilize = (max(1, math.floor(share * steps)) if share else 0
+                                 for share in GREG_SHARES[self.name])
+        out: dict[str, Any] = {"interval": 1, "delta": float(self.setting("ceiling")) / grow, "stabilize": stabilize}
+        if pick:
+            out["pick_delta"] = float(self.setting("pick_ceiling")) / pick
+        return out, (f"{pick} iterations of uniform growth, " if pick else "") + \
+            f"{grow} growing the picked channels' penalty, {stabilize} stabilising"
+
+    def paper_steps(self):
+        interval = int(self.param("interval"))
+        grow = interval * math.ceil(float(self.param("ceiling")) / float(self.param("delta")))
+        pick = interval * math.ceil(float(self.param("pick_ceiling")) / float(self.param("pick_delta"))) \
+            if "pick_delta" in self.params else 0
+        stabilize = int(self.param("stabilize"))
+        return pick + grow + stabilize, (f"{pick} iterations of uniform growth, " if pick else "") + \
+            f"{grow} growing the picked channels' penalty, {stabilize} stabilising"
 
 
 @METHODS.register("greg2")
@@ -385,8 +477,8 @@ class GReg2(GReg1):
     }
 
     def schedule(self, ctx, live, plan):
-        pick_delta = float(self.param("pick_delta"))
+        pick_delta = float(self.setting("pick_delta"))
         if pick_delta <= 0:
             raise InputError(f"greg2's pick_delta must be positive, got {pick_delta}", hint="or use greg1")
-        return GRegSchedule(ctx, live, plan, pick_delta=pick_delta, pick_ceiling=float(self.param("pick_ceiling")),
-                            recover=float(self.param("recover")), **self._greg())
+        return GRegSchedule(ctx, live, plan, pick_delta=pick_delta, pick_ceiling=float(self.setting("pick_ceiling")),
+                            recover=float(self.setting("recover")), **self._greg())

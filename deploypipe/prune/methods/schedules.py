@@ -29,6 +29,10 @@ class Iterative(PruneMethod):
             ctx.prune_to(sub)
             if i + 1 < steps:
                 ctx.finetune(int(self.param("step_epochs")))
+        if steps > 1 and ctx.data is not None:
+            from .phase import finetune_loss
+
+            ctx.losses["between_rounds"] = finetune_loss(ctx, True, False)
 
 
 def _sub_budgets(ctx: PruneContext, budget: Budget, steps: int):
