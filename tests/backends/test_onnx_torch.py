@@ -77,7 +77,7 @@ def graph(nodes, inputs: dict, outputs, inits: dict | None = None, opset: int = 
     return helper.make_model(g, opset_imports=[helper.make_opsetid("", opset)], ir_version=10)
 
 
-def check(model: onnx.ModelProto, inputs: dict[str, np.ndarray], rel: float = 1e-4) -> float:
+def check_matches_ort(model: onnx.ModelProto, inputs: dict[str, np.ndarray], rel: float = 1e-4) -> float:
     module = module_from_onnx(model)
     return assert_close(run_torch(module, *inputs.values()), run_ort(model, inputs), rel)
 
@@ -471,7 +471,7 @@ OP_CASES = {
 @pytest.mark.parametrize("name", list(OP_CASES))
 def test_single_ops_match_onnxruntime(name):
     model, inputs = OP_CASES[name]
-    check(model, inputs)
+    check_matches_ort(model, inputs)
 
 
 def test_lrn_of_even_size_follows_the_spec():
