@@ -84,6 +84,7 @@ class _TorchBuild:
             if input_shape is None:
                 raise InputError(f"the input shape of {cfg.model} is unknown",
                                  hint="pass --dataset or --input-size and --in-channels")
+        _check_target_shape(self.target, input_shape)
         if cfg.from_zoo and self._restore(model, "train", "trained.pt") is None:
             with run.stage("train", f"training {arch['name']} on {data.name} for {cfg.pretrain_epochs} epochs"):
                 self._fit(model, data, cfg.pretrain_epochs, cfg.pretrain_lr)
@@ -406,6 +407,15 @@ def stage_keys(config: BuildConfig, target) -> tuple[dict[str, str], dict[str, A
                       "scheme": scheme_for(target)}),
     ])
     return keys, inputs
+
+
+def _check_target_shape(target, input_shape) -> None:
+    """A profile's ``input_shape`` that the model cannot take is refused before training and
+    the latency table, not at the profile step minutes later."""
+    if target.input_shape and input_shape and tuple(target.input_shape) != tuple(input_shape):
+        raise InputError(f"target {target.name!r} sets input_shape {list(target.input_shape)}, but the "
+                         f"model takes {list(input_shape)}",
+                         hint="leave input_shape out of the profile (the model's own is used) or match it")
 
 
 def _round_accuracy(ctx, entry: dict) -> None:

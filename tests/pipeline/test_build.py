@@ -1,6 +1,7 @@
 """`deploypipe build` end to end on tiny models and real data (digits), through the CLI."""
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -97,3 +98,17 @@ def test_bad_build_requests_are_one_sentence(trained, tmp_path, capsys, args, ne
     assert code == 2
     lines = err.strip().splitlines()
     assert needle in lines[-1] and "Traceback" not in err
+
+
+def test_a_profile_input_shape_the_model_cannot_take_is_refused_before_training(tmp_path):
+    from deploypipe.errors import InputError
+    from deploypipe.pipeline.build import build
+    from deploypipe.pipeline.config import BuildConfig
+    from deploypipe.targets import load_target
+
+    target = dataclasses.replace(load_target("cpu"), input_shape=(1, 32, 32))
+    config = BuildConfig(model="zoo:test_resnet_cifar", out_dir=tmp_path / "run", target=target,
+                         dataset="digits", pretrain_epochs=1, epochs=0, progress=False)
+    with pytest.raises(InputError, match=r"sets input_shape \[1, 32, 32\], but the model takes"):
+        build(config)
+    assert not (tmp_path / "run" / "trained.pt").exists()
