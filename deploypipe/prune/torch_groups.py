@@ -162,6 +162,14 @@ class ConsumerMasks:
         values = torch.as_tensor(values)
         self.values[gid] = (values if values.is_floating_point() else values.float()).clone()
 
+    def drop(self, plan: Mapping[int, Sequence[int]]) -> None:
+        """Zero the channels a drop plan (``{group id: indices}``) removes, keep the rest:
+        the masked model then computes what the pruned one will."""
+        for gid, idx in plan.items():
+            values = torch.ones(self.pruner.groups[gid].width)
+            values[list(idx)] = 0
+            self.set(gid, values)
+
     def begin(self, batch: int | None = None) -> None:
         """Fresh leaf mask tensors for the next forward (gradients land in ``live[g].grad``)."""
         for g in self.groups:

@@ -56,10 +56,7 @@ def test_grouped_convs_around_a_shuffle_prune_in_torch_as_in_onnx():
     reference = shrink(pruner.analysis, drop)
     x = torch.randn(2, 3, 8, 8)
     with ConsumerMasks(pruner) as masks:
-        for gid, idx in drop.items():
-            values = torch.ones(pruner.groups[gid].width)
-            values[idx] = 0
-            masks.set(gid, values)
+        masks.drop(drop)
         masks.begin()
         with torch.no_grad():
             masked = model(x).numpy()

@@ -38,10 +38,7 @@ def test_torch_pruned_equals_onnx_shrunk_and_masks_equal_removal(name, tmp_path)
     x = torch.randn(3, 3, 16, 16)
 
     with ConsumerMasks(pruner) as masks:
-        for gid, idx in drop.items():
-            values = torch.ones(pruner.groups[gid].width)
-            values[idx] = 0
-            masks.set(gid, values)
+        masks.drop(drop)
         masks.begin()
         with torch.no_grad():
             masked = model(x).numpy()
