@@ -1,19 +1,16 @@
 """Build the architecture a state_dict belongs to: a zoo name, or ``package.module:factory``
-for the user's own code; ``num_classes`` and ``in_channels`` are read off the weights
+(or ``file.py:factory``) for the user's own code; ``num_classes`` and ``in_channels`` are read off the weights
 when not given."""
 from __future__ import annotations
 
-import contextlib
-import importlib
 import inspect
-import os
-import sys
-from typing import Any, Callable, Iterator, Mapping
+from typing import Any, Callable, Mapping
 
 import torch
 from torch import nn
 
 from ..errors import InputError
+from ..utils.user_code import load_callable
 
 
 def is_zoo_name(arch: str) -> bool:
@@ -62,26 +59,8 @@ def _from_factory(arch: str, kwargs: Mapping[str, Any], state_dict: Mapping[str,
 
 
 def resolve_factory(arch: str) -> Callable[..., Any]:
-    """``package.module:attr.path`` -> the callable; the current folder is importable too."""
-    module_name, _, attr = arch.partition(":")
-    if not module_name or not attr:
-        raise InputError(f"--arch {arch!r} is not of the form package.module:factory",
-                         hint="e.g. --arch mynets.resnet:build")
-    try:
-        with _cwd_on_path():
-            obj: Any = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise InputError(f"cannot import module {module_name!r} named by --arch {arch} ({exc})",
-                         hint="install it or run from the folder that holds it") from None
-    for part in attr.split("."):
-        if not hasattr(obj, part):
-            raise InputError(f"module {module_name!r} has no attribute {attr!r} (from --arch {arch})",
-                             hint="check the name after the colon")
-        obj = getattr(obj, part)
-    if not callable(obj):
-        raise InputError(f"--arch {arch} names a {type(obj).__name__}, which cannot build a model",
-                         hint="point it at a function or class")
-    return obj
+    """``package.module:attr.path`` or ``path/to/file.py:attr`` -> the callable."""
+    return load_callable(arch, option="--arch", example="mynets.resnet:build or models.py:build")
 
 
 def _accepted(factory: Callable[..., Any]) -> set[str] | None:
@@ -93,17 +72,3 @@ def _accepted(factory: Callable[..., Any]) -> set[str] | None:
     if any(p.kind is p.VAR_KEYWORD for p in params):
         return None
     return {p.name for p in params}
-
-
-@contextlib.contextmanager
-def _cwd_on_path() -> Iterator[None]:
-    """As ``python -m`` does: the user's own module in the current folder can be imported."""
-    cwd = os.getcwd()
-    added = cwd not in sys.path
-    if added:
-        sys.path.insert(0, cwd)
-    try:
-        yield
-    finally:
-        if added and cwd in sys.path:
-            sys.path.remove(cwd)

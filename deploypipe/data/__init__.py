@@ -3,7 +3,7 @@ normalised train/val/test tensors). Sources register with ``@register_dataset``;
 downloads anything."""
 from __future__ import annotations
 
-from . import builtin, cifar, files, synthetic  # noqa: F401  (register the sources)
+from . import builtin, cifar, files, synthetic, user  # noqa: F401  (register the sources)
 from .registry import RawData, describe_datasets, list_datasets, load_dataset, register_dataset
 from .splits import DataSplits
 

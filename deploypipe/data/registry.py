@@ -3,6 +3,7 @@ which returns raw images; splitting, subsampling, resizing, channel matching and
 normalisation happen here, the same way for every source."""
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Protocol
@@ -34,6 +35,8 @@ class RawData:
     class_names: tuple[str, ...] = ()
     test_index: np.ndarray | None = None
     val_index: np.ndarray | None = None
+    mean: tuple[float, ...] | None = None  # the statistics the images are normalised with, when the
+    std: tuple[float, ...] | None = None  # source knows them (else: computed on the training split)
 
 
 class DatasetSource(Protocol):
@@ -59,9 +62,13 @@ def describe_datasets() -> dict[str, str]:
 
 
 def load_dataset(spec: str, *, seed: int = 0, image_size: int | tuple[int, int] | None = None,
-                 in_channels: int | None = None, limit: int | None = None) -> DataSplits:
+                 in_channels: int | None = None, limit: int | None = None,
+                 mean: tuple[float, ...] | None = None, std: tuple[float, ...] | None = None) -> DataSplits:
     """Load ``spec`` (``digits``, ``mnist``, ``mnist:DIR``, ``folder:DIR``, ``npz:FILE``,
-    ``synthetic[:k=v,...]``) as seeded, stratified, normalised train/val/test splits."""
+    ``cifar10:PATH``, ``py:MODULE:FUNCTION``, ``synthetic[:k=v,...]``) as seeded, stratified,
+    normalised train/val/test splits. ``mean``/``std`` (per channel, or one value for all) are
+    the statistics the model was trained with; they override the source's and the ones
+    computed from the training split."""
     _check_positive(limit, "limit")
     _check_positive(in_channels, "in_channels")
     size = _as_size(image_size)
@@ -70,6 +77,11 @@ def load_dataset(spec: str, *, seed: int = 0, image_size: int | tuple[int, int] 
     y = prepare.check_labels(raw.y, len(raw.x), f"dataset {spec!r}")
     index = _split_index(raw, y, seed)
     index = tuple(stratified_subsample(ix, y, limit, seed + k) for k, ix in enumerate(index))
+    if (mean is None) != (std is None):
+        raise InputError("a mean was given without a std, or a std without a mean",
+                         hint="pass both --mean and --std (per channel), or neither")
+    if mean is not None:
+        raw = dataclasses.replace(raw, mean=tuple(mean), std=tuple(std))
     splits = _build(spec, raw, y, index, size, in_channels)
     log.debug("dataset %s: %d/%d/%d images %s, %s", spec, *splits.sizes(), splits.input_shape, splits.source)
     return splits
@@ -108,7 +120,7 @@ def _build(spec: str, raw: RawData, y: np.ndarray, index: tuple[np.ndarray, ...]
         x = prepare.to_unit_float(raw.x[ix])
         x = prepare.resize(x, size) if size else x
         parts.append(prepare.match_channels(x, in_channels, spec))
-    mean, std = prepare.channel_stats(parts[0])
+    mean, std = _statistics(raw, parts[0], spec)
     sets = [TensorDataset(torch.from_numpy(prepare.normalise(x, mean, std)), torch.from_numpy(y[ix]))
             for x, ix in zip(parts, index)]
     num_classes = max(int(y.max()) + 1, len(raw.class_names))
@@ -116,6 +128,22 @@ def _build(spec: str, raw: RawData, y: np.ndarray, index: tuple[np.ndarray, ...]
                       in_channels=int(parts[0].shape[1]), image_size=tuple(parts[0].shape[2:]),
                       source=raw.source, mean=tuple(float(m) for m in mean),
                       std=tuple(float(s) for s in std), class_names=raw.class_names)
+
+
+def _statistics(raw: RawData, train: np.ndarray, spec: str) -> tuple[np.ndarray, np.ndarray]:
+    """The source's (or the caller's) normalisation, else the training split's own."""
+    if raw.mean is None:
+        return prepare.channel_stats(train)
+    channels = train.shape[1]
+    mean, std = (np.asarray(v, dtype=np.float64) for v in (raw.mean, raw.std))
+    for name, v in (("mean", mean), ("std", std)):
+        if v.ndim != 1 or len(v) not in (1, channels):
+            raise InputError(f"dataset {spec!r}: the {name} has {v.size} values for {channels}-channel images",
+                             hint=f"give one value per channel ({channels}) or one for all")
+    if np.any(std <= 0) or not np.all(np.isfinite(np.concatenate([mean, std]))):
+        raise InputError(f"dataset {spec!r}: the std {tuple(std)} must be finite and positive",
+                         hint="give the per-channel standard deviations the model was trained with")
+    return np.broadcast_to(mean, (channels,)).copy(), np.broadcast_to(std, (channels,)).copy()
 
 
 def _as_size(image_size: int | tuple[int, int] | None) -> tuple[int, int] | None:

@@ -1,0 +1,118 @@
+"""``py:MODULE:FUNCTION`` or ``py:FILE.py:FUNCTION``: images from the user's own code.
+
+The function takes no arguments and returns one of:
+
+* ``(x, y)``: images and labels (numpy arrays or tensors), split 70/15/15 by the seed;
+* a ``Dataset`` or ``DataLoader`` yielding ``(image, label)`` pairs or batches, split likewise;
+* a dict with ``"train"`` and ``"test"`` (and optionally ``"val"``), each of the forms above,
+  whose splits are kept; it may add ``"class_names"``, and ``"mean"``/``"std"`` (per channel,
+  the statistics the user's model was trained with) that replace the ones deploypipe would
+  compute from the training split; ``"normalised": True`` says the images already are.
+
+Images are (N,H,W), (N,C,H,W) or (N,H,W,C), 8-bit or float, before normalisation unless the
+dict says otherwise. Labels are integer class indices; ``None`` labels (unlabeled images)
+are refused here (calibration-only data has its own path).
+"""
+from __future__ import annotations
+
+from typing import Any, Iterable
+
+import numpy as np
+import torch
+
+from ..errors import InputError
+from ..utils.user_code import load_callable
+from .prepare import to_nchw
+from .registry import RawData, register_dataset
+
+SPLITS = ("train", "val", "test")
+
+
+@register_dataset("py")
+def python_source(arg: str | None, *, image_size: tuple[int, int] | None) -> RawData:
+    """py:MODULE:FUNCTION or py:FILE.py:FUNCTION: (x, y) arrays, a Dataset/DataLoader, or {train, test}."""
+    if not arg:
+        raise InputError("dataset py: needs the function that returns the data",
+                         hint="write --dataset py:mydata.py:load or py:package.module:load")
+    fn = load_callable(arg, option="--dataset py:", example="py:mydata.py:load")
+    spec = f"py:{arg}"
+    try:
+        obj = fn()
+    except Exception as exc:  # the user's function failed: one line, not their traceback
+        raise InputError(f"{spec}: the function raised {type(exc).__name__}: {exc}",
+                         hint="call it in Python to see the full error") from None
+    if isinstance(obj, dict):
+        return _from_dict(obj, spec)
+    x, y = to_arrays(obj, spec)
+    return RawData(to_nchw(x, spec), y, f"{spec} (split 70/15/15 by the seed)")
+
+
+def _from_dict(obj: dict, spec: str) -> RawData:
+    unknown = set(obj) - {*SPLITS, "class_names", "mean", "std", "normalised"}
+    if unknown or "train" not in obj or "test" not in obj:
+        raise InputError(f"{spec} returned a dict with keys {sorted(obj)}; it needs 'train' and 'test'",
+                         hint="return {'train': (x, y), 'test': (x, y)} and optionally 'val', 'class_names', "
+                              "'mean', 'std', 'normalised'")
+    parts = {k: to_arrays(obj[k], f"{spec} {k!r}") for k in SPLITS if k in obj}
+    parts = {k: (to_nchw(x, f"{spec} {k!r}"), y) for k, (x, y) in parts.items()}
+    x = np.concatenate([p[0] for p in parts.values()])
+    y = np.concatenate([p[1] for p in parts.values()])
+    bounds = np.cumsum([0] + [len(p[0]) for p in parts.values()])
+    index = {k: np.arange(bounds[i], bounds[i + 1]) for i, k in enumerate(parts)}
+    mean, std = _stats(obj, spec)
+    return RawData(x, y, f"{spec} ({', '.join(f'{len(v)} {k}' for k, v in index.items())} images, splits as given)",
+                   class_names=tuple(str(c) for c in obj.get("class_names", ())),
+                   test_index=index["test"], val_index=index.get("val"), mean=mean, std=std)
+
+
+def _stats(obj: dict, spec: str) -> tuple[tuple[float, ...] | None, tuple[float, ...] | None]:
+    if obj.get("normalised"):
+        return (0.0,), (1.0,)
+    if ("mean" in obj) != ("std" in obj):
+        raise InputError(f"{spec} gave {'mean' if 'mean' in obj else 'std'} without the other",
+                         hint="return both 'mean' and 'std' (per channel), or neither")
+    if "mean" not in obj:
+        return None, None
+    return tuple(float(v) for v in np.ravel(obj["mean"])), tuple(float(v) for v in np.ravel(obj["std"]))
+
+
+def to_arrays(obj: Any, what: str) -> tuple[np.ndarray, np.ndarray]:
+    """(x, y) numpy arrays from a pair, a map-style Dataset or an iterable of batches."""
+    if isinstance(obj, (tuple, list)) and len(obj) == 2 and not _is_sample(obj):
+        return _numpy(obj[0], what), _numpy(obj[1], what)
+    if hasattr(obj, "__getitem__") and hasattr(obj, "__len__") and not isinstance(obj, (tuple, list)):
+        return _stack((obj[i] for i in range(len(obj))), what)
+    if isinstance(obj, Iterable):
+        return _stack(iter(obj), what)
+    raise InputError(f"{what} is a {type(obj).__name__}, not images and labels",
+                     hint="return (x, y) arrays, a Dataset, a DataLoader or {'train': ..., 'test': ...}")
+
+
+def _is_sample(pair) -> bool:
+    """A single (image, label) pair rather than (images, labels)."""
+    return np.ndim(pair[1]) == 0 and np.ndim(pair[0]) >= 2
+
+
+def _stack(items, what: str) -> tuple[np.ndarray, np.ndarray]:
+    """Samples (a scalar label) and batches (a label per image) alike, concatenated."""
+    xs, ys = [], []
+    for item in items:
+        if not isinstance(item, (tuple, list)) or len(item) < 2:
+            raise InputError(f"{what} yields {type(item).__name__} items, not (image, label) pairs",
+                             hint="make it yield (image, label) or (images, labels)")
+        x, y = _numpy(item[0], what), _numpy(item[1], what)
+        xs.append(x[None] if y.ndim == 0 else x)
+        ys.append(np.atleast_1d(y))
+    if not xs:
+        raise InputError(f"{what} is empty", hint="return at least one image per split")
+    return np.concatenate(xs), np.concatenate(ys)
+
+
+def _numpy(value: Any, what: str) -> np.ndarray:
+    if isinstance(value, torch.Tensor):
+        return value.detach().cpu().numpy()
+    try:
+        return np.asarray(value)
+    except Exception:  # noqa: BLE001  (anything numpy cannot take)
+        raise InputError(f"{what} holds a {type(value).__name__}, which is not an array",
+                         hint="return numpy arrays or tensors") from None
