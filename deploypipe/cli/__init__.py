@@ -46,8 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
         "build an engine and measure it on the target hardware.",
     )
     parser.add_argument("--version", action="version", version=f"deploypipe {__version__}")
-    parser.add_argument("--debug", action="store_true", help="show tracebacks and library warnings")
-    parser.add_argument("-v", "--verbose", action="count", default=0, help="more output")
+    _add_output_options(parser, None)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMANDS:
         try:
@@ -57,7 +56,21 @@ def build_parser() -> argparse.ArgumentParser:
                 continue  # command not built yet
             raise
         module.add_parser(sub)
+    for command in sub.choices.values():  # the same options after the sub-command too
+        _add_output_options(command, argparse.SUPPRESS)
     return parser
+
+
+def _add_output_options(parser: argparse.ArgumentParser, default) -> None:
+    """``--debug``, ``-v`` and ``-q``, accepted before and after the sub-command: after it they
+    default to SUPPRESS, so they set the value only when given there."""
+    g = parser.add_argument_group("output")
+    g.add_argument("--debug", action="store_true", default=default if default is not None else False,
+                   help="show tracebacks and library warnings")
+    g.add_argument("-v", "--verbose", action="count", default=default if default is not None else 0,
+                   help="more output")
+    g.add_argument("-q", "--quiet", action="store_true", default=default if default is not None else False,
+                   help="only warnings and errors")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -71,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     from ..utils import log
 
-    log.configure(args.verbose)
+    log.configure(-1 if args.quiet else args.verbose)
     if not args.debug:
         warnings.filterwarnings("ignore")
         os.environ.setdefault("PYTHONWARNINGS", "ignore")

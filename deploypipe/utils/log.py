@@ -12,13 +12,14 @@ def get_logger(name: str | None = None) -> logging.Logger:
 
 
 def configure(verbosity: int = 0) -> None:
-    """Called once by the CLI: messages go to stderr, plain, without level prefixes."""
+    """Called once by the CLI: messages go to stderr, plain, without level prefixes;
+    ``verbosity`` > 0 adds debug messages, < 0 (``-q``) keeps warnings and errors only."""
     logger = logging.getLogger(LOGGER_NAME)
     logger.handlers.clear()
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(message)s"))
     logger.addHandler(handler)
-    logger.setLevel(logging.DEBUG if verbosity > 0 else logging.INFO)
+    logger.setLevel(logging.DEBUG if verbosity > 0 else logging.WARNING if verbosity < 0 else logging.INFO)
     logger.propagate = False
 
 

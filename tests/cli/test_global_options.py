@@ -1,0 +1,35 @@
+"""``-v``, ``-q`` and ``--debug`` work before and after the sub-command."""
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from deploypipe.cli import build_parser, main
+
+
+@pytest.mark.parametrize("argv, verbose, quiet, debug", [
+    (["list", "archs"], 0, False, False),
+    (["-v", "list", "archs"], 1, False, False),
+    (["list", "archs", "-v"], 1, False, False),
+    (["list", "archs", "-q"], 0, True, False),
+    (["-q", "list", "archs", "--debug"], 0, True, True),
+])
+def test_output_options_anywhere(argv, verbose, quiet, debug):
+    args = build_parser().parse_args(argv)
+    assert (args.verbose, args.quiet, args.debug) == (verbose, quiet, debug)
+
+
+def test_quiet_keeps_warnings_only(capsys):
+    assert main(["list", "archs", "-q"]) == 0
+    assert logging.getLogger("deploypipe").level == logging.WARNING
+    assert "resnet20" in capsys.readouterr().out
+    assert main(["list", "archs", "-v"]) == 0
+    assert logging.getLogger("deploypipe").level == logging.DEBUG
+
+
+def test_debug_after_the_command_shows_the_traceback(tmp_path):
+    missing = str(tmp_path / "none.onnx")
+    assert main(["inspect", missing]) == 2  # one sentence, exit code 2
+    with pytest.raises(Exception):
+        main(["inspect", missing, "--debug"])
