@@ -3,8 +3,8 @@
 The TorchScript exporter (``dynamo=False``) with ``TrainingMode.PRESERVE`` on a model in
 eval mode keeps every BatchNormalization as its own node and every parameter's torch name
 as its initializer's name (``layer1.0.conv1.weight``, ``bn.running_mean``): channel groups
-found on the ONNX graph then map back to torch parameters by name. It is also ~50x faster
-than the dynamo exporter on small CNNs, which folds BatchNorm and renames tensors.
+found on the ONNX graph then map back to torch parameters by name; the dynamo exporter
+folds BatchNorm and renames tensors.
 
 ``verify_onnx`` compares ONNX Runtime (CPU) with PyTorch on seeded random inputs and says
 which tolerance would have passed, as Polygraphy does.
@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Iterator
 import numpy as np
 
 from .errors import InputError, UnsupportedError, VerificationError
+from .utils.closeness import compare_arrays
 from .utils.files import write_with
 from .utils.log import get_logger
 
@@ -54,9 +55,10 @@ class ExportInfo:
 class ParityReport:
     """ONNX Runtime against PyTorch over all trials and outputs.
 
-    An element passes when ``|ort - torch| <= atol + rtol * |torch|``. ``passing_atol`` is
-    the smallest atol that would have passed at this rtol, ``passing_rtol`` the smallest
-    rtol at this atol (infinite when a reference value is exactly zero)."""
+    An element passes when ``|ort - torch| <= atol + rtol * |torch|`` (the rule of
+    :mod:`deploypipe.utils.closeness`, per element). ``passing_atol`` is the smallest atol
+    that would have passed at this rtol, ``passing_rtol`` the smallest rtol at this atol
+    (infinite when a reference value is exactly zero); ``worst`` names the worst element."""
 
     max_abs: float
     max_rel: float
@@ -67,6 +69,7 @@ class ParityReport:
     passing_rtol: float
     trials: int
     batch: int
+    worst: str = ""
 
     def summary(self) -> str:
         return (f"max abs error {self.max_abs:.3g}, max rel error {self.max_rel:.3g} "
@@ -79,8 +82,8 @@ class ParityReport:
             raise VerificationError(
                 f"ONNX Runtime and PyTorch outputs differ by up to {self.max_abs:.3g} absolute "
                 f"and {self.max_rel:.3g} relative, beyond atol {self.atol:g} and rtol "
-                f"{self.rtol:g}; it would pass with atol {self.passing_atol:.3g} or rtol "
-                f"{self.passing_rtol:.3g}",
+                f"{self.rtol:g}{f' ({self.worst})' if self.worst else ''}; it would pass "
+                f"with atol {self.passing_atol:.3g} or rtol {self.passing_rtol:.3g}",
                 hint="loosen --atol/--rtol if that is acceptable for this model")
         return self
 
@@ -125,10 +128,10 @@ def verify_onnx(model: "torch.nn.Module", onnx_path: str | Path, *, batch: int =
     import torch
 
     session = _ort_session(onnx_path)
-    inp = session.get_inputs()[0]
+    inp, names = session.get_inputs()[0], [o.name for o in session.get_outputs()]
     shape = tuple(d if isinstance(d, int) else batch for d in inp.shape)
     rng = np.random.default_rng(seed)
-    diffs: list[tuple[np.ndarray, np.ndarray]] = []
+    pairs: list[tuple[np.ndarray, np.ndarray]] = []
     with _eval_mode(model), torch.no_grad():
         device = _device(model)
         for _ in range(trials):
@@ -138,8 +141,12 @@ def verify_onnx(model: "torch.nn.Module", onnx_path: str | Path, *, batch: int =
             if len(ref) != len(got):
                 raise VerificationError(f"PyTorch gives {len(ref)} outputs but the ONNX model "
                                         f"{len(got)}", hint="export the model again")
-            diffs += [(np.abs(g.astype(np.float64) - r), np.abs(r)) for r, g in zip(ref, got)]
-    return _report(diffs, atol=atol, rtol=rtol, trials=trials, batch=shape[0] if shape else 1)
+            pairs += zip(ref, got)
+    c = compare_arrays(pairs, atol=atol, rtol=rtol)
+    return ParityReport(max_abs=c.max_abs, max_rel=c.max_rel, atol=atol, rtol=rtol,
+                        passed=c.passed, passing_atol=c.passing_atol,
+                        passing_rtol=c.passing_rtol, trials=trials,
+                        batch=shape[0] if shape else 1, worst=c.worst(len(names), names))
 
 
 # --- export steps -------------------------------------------------------------------------
@@ -326,26 +333,6 @@ def _ort_session(onnx_path: str | Path):
     except Exception as exc:
         raise InputError(f"ONNX Runtime cannot load {str(onnx_path)!r}: {_first_line(exc)}",
                          hint="check that it is a valid ONNX model") from None
-
-
-def _report(diffs: list[tuple[np.ndarray, np.ndarray]], *, atol: float, rtol: float,
-            trials: int, batch: int) -> ParityReport:
-    """Fold (|difference|, |reference|) pairs of every output and trial into one report."""
-    max_abs = max_rel = passing_atol = passing_rtol = 0.0
-    for d, ref in diffs:
-        if d.size == 0:
-            continue
-        with np.errstate(divide="ignore", invalid="ignore"):
-            rel = np.where(d == 0, 0.0, d / ref)
-            need_rtol = np.where(d <= atol, 0.0, (d - atol) / ref)
-        max_abs = max(max_abs, float(d.max()))
-        max_rel = max(max_rel, float(np.nanmax(rel)))
-        passing_atol = max(passing_atol, float((d - rtol * ref).max()))
-        passing_rtol = max(passing_rtol, float(np.nanmax(need_rtol)))
-    passed = bool(all(np.all(d <= atol + rtol * ref) for d, ref in diffs))
-    return ParityReport(max_abs=max_abs, max_rel=max_rel, atol=atol, rtol=rtol, passed=passed,
-                        passing_atol=max(passing_atol, 0.0), passing_rtol=passing_rtol,
-                        trials=trials, batch=batch)
 
 
 def _first_line(exc: BaseException) -> str:

@@ -159,7 +159,7 @@ def export_checked(model, path: Path, shape) -> float:
 
 def latency(paths: dict[str, Path], repeats: int, iterations: int) -> dict[str, dict]:
     """cpu-batch32 ORT medians of interleaved repeats."""
-    from deploypipe.measure.profile import profile_onnx
+    from deploypipe.profiling import profile_onnx
 
     times: dict[str, list[float]] = {k: [] for k in paths}
     for _ in range(repeats):

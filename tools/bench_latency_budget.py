@@ -230,6 +230,7 @@ def baselines(bench: Bench, target_ratio: float) -> dict:
     """Uniform and MACs-global allocation at (no more than) the same measured latency."""
     from deploypipe.prune.allocate import uniform
     from deploypipe.prune.budget import Budget, allocate
+    from deploypipe.prune.state import GroupState
 
     a, rt = bench.analysis, bench.target.round_to
     widths = a.widths()
@@ -238,8 +239,8 @@ def baselines(bench: Bench, target_ratio: float) -> dict:
         return uniform(widths, 1 - kept, prunable=bench.prunable, round_to=rt)
 
     def macs_at(fraction: float):
-        return allocate(widths, bench.scores, bench.prunable, Budget("macs", fraction), a.cost,
-                        dense_value=float(a.macs), allocation="global", round_to=rt, max_ratio=0.9)
+        return allocate(GroupState(widths, bench.scores, bench.prunable, cost=a.cost), Budget("macs", fraction),
+                        allocation="global", round_to=rt, max_ratio=0.9)
 
     return {"uniform": match(bench, uniform_at, 0.1, 0.999, target_ratio),
             "macs_global": match(bench, macs_at, reachable(macs_at), 0.999, target_ratio)}

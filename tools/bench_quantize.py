@@ -137,19 +137,19 @@ def trained(name: str, s: Settings) -> tuple[Path, dict]:
 def build(checkpoint: Path, name: str, step: str, s: Settings) -> dict:
     """``deploypipe build`` of one step, in its persistent run directory; its report."""
     from deploypipe.pipeline.build import build as run_build
-    from deploypipe.pipeline.config import BuildConfig
+    from deploypipe.pipeline.config import BuildConfig, DataOptions, OutputOptions, QuantizeOptions, TrainOptions
     from deploypipe.prune.budget import Budget
 
     budget = (Budget.parse("macs", s.macs_budget) if step == "prune"
               else Budget.parse("latency", s.latency_ratio))
     out = work_dir() / "runs" / f"{checkpoint.stem}-{step}-{s.finetune_epochs}ep"
-    config = BuildConfig(model=str(checkpoint), out_dir=out, target=s.target, dataset=s.dataset, limit=s.limit,
-                         budget=budget, epochs=s.finetune_epochs, lr=s.finetune_lr, batch_size=s.batch_size,
-                         calibration_batches=s.calibration_batches, quantize="int8",
-                         profile_iterations=s.profile_iterations, progress=False,
-                         command=f"tools/bench_quantize.py: {name} {step}")
+    config = BuildConfig(str(checkpoint), target=s.target, budget=budget,
+                         data=DataOptions(s.dataset, limit=s.limit, calibration_batches=s.calibration_batches),
+                         train=TrainOptions(epochs=s.finetune_epochs, lr=s.finetune_lr, batch_size=s.batch_size),
+                         quantize=QuantizeOptions("int8"), profile_iterations=s.profile_iterations,
+                         output=OutputOptions(out, progress=False, command=f"tools/bench_quantize.py: {name} {step}"))
     start = time.perf_counter()
-    report = run_build(config)
+    report = run_build(config).to_dict()
     return {"report": report, "seconds": round(time.perf_counter() - start, 1), "run_dir": str(out)}
 
 

@@ -161,7 +161,7 @@ def run_variant(variant: str, dense, data, shape, budget_x: float, args, removal
 def latency(models: dict[str, torch.nn.Module], shape, repeats: int, iterations: int) -> dict[str, dict]:
     """cpu-batch32 ORT medians of interleaved repeats, and each export checked against torch."""
     from deploypipe.export import export_onnx, verify_onnx
-    from deploypipe.measure.profile import profile_onnx
+    from deploypipe.profiling import profile_onnx
 
     times: dict[str, list[float]] = {k: [] for k in models}
     parity: dict[str, float] = {}

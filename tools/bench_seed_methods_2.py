@@ -178,7 +178,7 @@ def steps_per_epoch(data, args) -> int:
 def latency(models: dict[str, torch.nn.Module], shape, repeats: int, iterations: int) -> dict[str, dict]:
     """cpu-batch32 ORT medians of interleaved repeats, and each export checked against torch."""
     from deploypipe.export import export_onnx, verify_onnx
-    from deploypipe.measure.profile import profile_onnx
+    from deploypipe.profiling import profile_onnx
 
     times: dict[str, list[float]] = {k: [] for k in models}
     parity: dict[str, float] = {}

@@ -66,7 +66,8 @@ def wheel_resnet50():
 
 
 def time_surgery(model, args) -> tuple[dict, object, object, dict]:
-    from deploypipe.graph import analyse, plan_drop, shrink
+    from deploypipe.graph import analyse, shrink
+    from deploypipe.prune.plan import plan_drop
 
     seconds = {"analyse": [], "plan": [], "shrink": [], "total": []}
     for _ in range(args.runs):
@@ -86,7 +87,7 @@ def time_surgery(model, args) -> tuple[dict, object, object, dict]:
 def latency(paths: dict[str, Path], target: str, args) -> dict[str, dict]:
     """Interleaved: every model once per repeat. Median of the per-repeat medians, and the
     pooled per-iteration spread (p90, CV) of the repeat closest to the median."""
-    from deploypipe.measure.profile import profile_onnx
+    from deploypipe.profiling import profile_onnx
 
     runs: dict[str, list] = {k: [] for k in paths}
     for _ in range(args.repeats):

@@ -154,7 +154,7 @@ def dp_prune(model, shape, budget_x: float, allocation: str, round_to: int = 1):
 def latency(models: dict[str, torch.nn.Module], shape, repeats: int, iterations: int) -> dict[str, dict]:
     """Interleaved ORT timings: every model once per repeat, so drift hits all alike."""
     from deploypipe.export import export_onnx
-    from deploypipe.measure.profile import profile_onnx
+    from deploypipe.profiling import profile_onnx
 
     out: dict[str, dict] = {k: {"batch1": [], "batch32": []} for k in models}
     with tempfile.TemporaryDirectory() as tmp:

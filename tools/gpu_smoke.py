@@ -256,11 +256,11 @@ def _params(model) -> int:
 # -- backends ---------------------------------------------------------------------------------
 def bench_backends(args, folder: Path, smoke: Smoke) -> None:
     """Every backend, model, precision and batch; rows appended as they are measured."""
-    from deploypipe.backends.compare_targets import COMPARE_BACKENDS
+    from deploypipe.backends.runtimes import RUNTIMES
 
     runs, skipped = smoke.doc.setdefault("runs", []), smoke.doc.setdefault("skipped", {})
     for name in args.backends:
-        if reason := COMPARE_BACKENDS[name].needs():
+        if reason := RUNTIMES.get(name).unavailable():
             skipped[name] = reason
             print(f"   {name}: skipped ({reason})", flush=True)
             continue
@@ -301,28 +301,28 @@ def _one_run(args, sub: Path, name: str, precision: str, batch: int) -> dict[str
 
 
 def _target(name: str, precision: str, batch: int, sub: Path):
-    from deploypipe.backends.compare_targets import COMPARE_BACKENDS
+    from deploypipe.backends.runtimes import RUNTIMES
     from deploypipe.targets import load_target
 
     base = dataclasses.replace(load_target("gpu-trt-fp16"), precision=precision, batch=batch)
-    return COMPARE_BACKENDS[name].target(base)
+    return RUNTIMES.get(name).target(base)
 
 
 def _engines(name: str, sub: Path, precision: str, batch: int, args, **torch_kw) -> dict:
-    from deploypipe.backends.compare_targets import COMPARE_BACKENDS
+    from deploypipe.backends.runtimes import RUNTIMES
     from deploypipe.backends.torch_cuda import TorchBackend
 
-    spec, target = COMPARE_BACKENDS[name], _target(name, precision, batch, sub)
+    spec, target = RUNTIMES.get(name), _target(name, precision, batch, sub)
     if spec.backend == "torch":
         backend = TorchBackend(**torch_kw)
         return {v: backend.build(sub / f"{v}.onnx", target) for v in ("dense", "pruned")}
-    backend = spec.make()
+    backend = spec.create()
     return {v: backend.build(sub / f"{v}.onnx", target, cache_dir=sub / "cache")
             for v in ("dense", "pruned")}
 
 
 def _timing_of(engine) -> str:
-    from deploypipe.measure.profile import timing_of
+    from deploypipe.profiling import timing_of
 
     return timing_of(engine)
 

@@ -108,14 +108,11 @@ class Engine(abc.ABC):
 
 
 class Backend(abc.ABC):
-    """Builds engines for one runtime (ONNX Runtime, TensorRT, PyTorch)."""
+    """Builds engines for one engine family (ONNX Runtime, TensorRT, PyTorch); whether it
+    can run here is the runtime registry's answer (:mod:`deploypipe.backends.runtimes`)."""
 
     name: str = "?"
     description: str = ""
-
-    def available(self) -> str | None:
-        """``None`` when this backend can run here, else the reason why not (one phrase)."""
-        return None
 
     @abc.abstractmethod
     def build(self, onnx_path: str | Path, target: TargetProfile, *,

@@ -1,10 +1,12 @@
-"""Cross-backend comparison: the same seeded inputs through several backends, every output
-checked against the first backend's, with the tolerance that would have passed.
+"""Cross-backend comparison: the same seeded inputs through several runtimes, every output
+checked against the first runtime's, with the tolerance that would have passed.
 
-An element passes when ``|got - ref| <= atol + rtol * |ref|`` (Polygraphy's and
-``numpy.isclose``'s rule). For each output the report gives the largest absolute and
-relative errors, the tolerances it was held to, and the smallest atol (at this rtol) and
-rtol (at this atol) that would have passed, so a failure says how far off it was.
+The runtimes are those of the registry (:mod:`.runtimes`: ``torch`` and ``ort`` on the CPU,
+``torch-cuda``, ``ort-cuda``, ``ort-trt`` and ``trt`` on the GPU). An element passes when
+``|got - ref| <= atol + rtol * |ref|`` (:mod:`deploypipe.utils.closeness`, per element).
+For each output the report gives the largest absolute and relative errors, the tolerances
+it was held to, the smallest atol (at this rtol) and rtol (at this atol) that would have
+passed, and the worst element, so a failure says how far off it was.
 """
 from __future__ import annotations
 
@@ -15,9 +17,10 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ..errors import InputError
+from ..errors import DeviceError, InputError
 from ..targets import TargetProfile, Tolerances
-from .compare_targets import CompareBackend
+from ..utils.closeness import compare_arrays
+from .runtimes import RUNTIMES, Runtime
 
 
 @dataclass(frozen=True)
@@ -34,14 +37,17 @@ class OutputComparison:
     passing_rtol: float
     passed: bool
     note: str = ""
+    worst: str = ""
 
     def line(self) -> str:
         status = "PASSED" if self.passed else "FAILED"
         if self.note:
             return f"{status}  {self.output}: {self.note}"
+        worst = f" | {self.worst}" if self.worst and not self.passed else ""
         return (f"{status}  {self.output} {list(self.shape)}: max abs {self.max_abs:.3g}, "
                 f"max rel {self.max_rel:.3g} | tolerance atol {self.atol:g}, rtol {self.rtol:g} "
-                f"| would pass with atol {self.passing_atol:.3g} or rtol {self.passing_rtol:.3g}")
+                f"| would pass with atol {self.passing_atol:.3g} or rtol {self.passing_rtol:.3g}"
+                f"{worst}")
 
 
 @dataclass(frozen=True)
@@ -94,32 +100,37 @@ class ComparisonReport:
 
 def compare_outputs(name: str, refs: Sequence[np.ndarray], gots: Sequence[np.ndarray],
                     tol: Tolerances) -> OutputComparison:
-    """One output over all trials: errors, verdict and the tolerances that would pass."""
-    if any(r.shape != g.shape for r, g in zip(refs, gots)):
-        return OutputComparison(name, tuple(refs[0].shape), math.inf, math.inf, tol.atol,
-                                tol.rtol, math.inf, math.inf, False,
-                                note=f"shape {list(gots[0].shape)} differs from the "
-                                f"reference's {list(refs[0].shape)}")
-    max_abs = max_rel = need_atol = need_rtol = 0.0
-    passed = True
-    for r, g in zip(refs, gots):
-        ref = np.abs(r.astype(np.float64))
-        diff = np.abs(g.astype(np.float64) - r.astype(np.float64))
-        if diff.size == 0:
-            continue
-        with np.errstate(divide="ignore", invalid="ignore"):
-            rel = np.where(diff == 0, 0.0, diff / ref)
-            rtol_needed = np.where(diff <= tol.atol, 0.0, (diff - tol.atol) / ref)
-        max_abs = max(max_abs, float(np.nanmax(diff)))
-        max_rel = max(max_rel, float(np.nanmax(rel)))
-        need_atol = max(need_atol, float(np.nanmax(diff - tol.rtol * ref)))
-        need_rtol = max(need_rtol, float(np.nanmax(rtol_needed)))
-        passed = passed and bool(np.all(diff <= tol.atol + tol.rtol * ref))
-    return OutputComparison(name, tuple(refs[0].shape), max_abs, max_rel, tol.atol, tol.rtol,
-                            max(need_atol, 0.0), need_rtol, passed)
+    """One output over all trials: errors, verdict, the tolerances that would pass and
+    the worst element."""
+    c = compare_arrays(zip(refs, gots), atol=tol.atol, rtol=tol.rtol)
+    return OutputComparison(name, tuple(refs[0].shape), c.max_abs, c.max_rel, tol.atol,
+                            tol.rtol, c.passing_atol, c.passing_rtol, c.passed, note=c.note,
+                            worst=c.worst())
 
 
-def compare_backends(onnx_path: str | Path, backends: Sequence[CompareBackend], *,
+def parse_backends(text: str) -> list[Runtime]:
+    """``torch,ort,trt`` -> the runtimes, in order; at least two, no repeats."""
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    unknown = [n for n in names if n not in RUNTIMES]
+    if unknown:
+        raise InputError(f"unknown backend {unknown[0]!r} for compare",
+                         hint=f"choose from {', '.join(RUNTIMES.names())}")
+    if len(names) < 2 or len(set(names)) != len(names):
+        raise InputError(f"compare needs at least two different backends, got {text!r}",
+                         hint="for example --backends torch,ort,trt")
+    return [RUNTIMES.get(n) for n in names]
+
+
+def refuse_missing(runtimes: Sequence[Runtime], target: TargetProfile) -> None:
+    """Refuse, in one sentence, the first runtime that cannot run on this machine."""
+    for r in runtimes:
+        if reason := r.unavailable(r.target(target)):
+            raise DeviceError(f"backend {r.name!r} ({r.label}) cannot run here: {reason}",
+                              hint="leave it out of --backends or run on a machine with an "
+                              "NVIDIA GPU (the GPU Docker image has every backend)")
+
+
+def compare_backends(onnx_path: str | Path, backends: Sequence[Runtime], *,
                      target: TargetProfile, checkpoint: Any = None, batch: int | None = None,
                      trials: int = 3, seed: int = 0, tolerances: Tolerances | None = None,
                      cache_dir: str | Path | None = None) -> ComparisonReport:
@@ -127,8 +138,7 @@ def compare_backends(onnx_path: str | Path, backends: Sequence[CompareBackend], 
     ``checkpoint`` (a module or a file) is what the torch backends run."""
     import onnx
 
-    for b in backends:  # refuse before building anything
-        b.check()
+    refuse_missing(backends, target)  # before building anything
     onnx_path = Path(onnx_path)
     names = [o.name for o in onnx.load(str(onnx_path), load_external_data=False).graph.output]
     tol = tolerances or target.tolerances
@@ -153,9 +163,9 @@ def compare_backends(onnx_path: str | Path, backends: Sequence[CompareBackend], 
                             results=results)
 
 
-def _build(b: CompareBackend, onnx_path: Path, target: TargetProfile, checkpoint: Any,
+def _build(b: Runtime, onnx_path: Path, target: TargetProfile, checkpoint: Any,
            cache_dir: str | Path | None):
-    backend, sub = b.make(), b.target(target)
+    backend, sub = b.create(), b.target(target)
     if b.backend == "torch":
         return backend.build(onnx_path if checkpoint is None else checkpoint, sub,
                              cache_dir=cache_dir, onnx_path=onnx_path)

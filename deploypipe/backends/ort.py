@@ -62,12 +62,9 @@ def settle_seconds(target: TargetProfile) -> float:
     """The pause to take before timing one of several live sessions of ``target``.
 
     On the CPU with a thread pool (``threads`` other than 1) every session keeps worker
-    threads that spin-wait after a run, pinned to the same cores as the next session's:
-    timed back to back, sessions slow each other down 2-4x at random (a resnet50 sub-graph
-    on this 2-core machine: 4.2 and 9.5 ms interleaved with 8 other sessions, 2.3 ms alone;
-    resnet56 batch 1: 1.56 ms against 1.28 ms). 10 ms of pause was not enough for the
-    threads to fall asleep, 50 ms was (1.9 ms every time). Single-threaded and GPU targets
-    need none."""
+    threads that spin-wait after a run on the cores the next session needs, so sessions
+    timed back to back slow each other down at random; a pause of ``SETTLE_SECONDS`` lets
+    those threads fall asleep first. Single-threaded and GPU targets need none."""
     cpu_pool = target.backend == "onnxruntime" and target.device == "cpu" and target.threads != 1
     return SETTLE_SECONDS if cpu_pool else 0.0
 

@@ -33,8 +33,8 @@ import numpy as np
 
 from ..errors import DeviceError, UnsupportedError
 from ..targets import GPU_PROVIDERS, TargetProfile
+from ..utils.cache_dir import default_cache_dir
 from ..utils.files import sha256_file, write_bytes
-from .trt_cache import default_cache_dir
 from .trt_options import DEFAULT_WORKSPACE, QDQ_OPS
 
 if TYPE_CHECKING:

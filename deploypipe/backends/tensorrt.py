@@ -9,7 +9,6 @@ both (:mod:`.trt_build`), then deserialize it into a :class:`TensorRTEngine`.
 """
 from __future__ import annotations
 
-import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -60,11 +59,6 @@ class TensorRTBackend(Backend):
                  fingerprint: Fingerprint | None = None):
         self.workspace_bytes, self.max_batch = workspace_bytes, max_batch
         self._fingerprint = fingerprint
-
-    def available(self) -> str | None:
-        if importlib.util.find_spec("tensorrt") is None:
-            return "the tensorrt Python package is not installed"
-        return None
 
     def build(self, onnx_path: str | Path, target: TargetProfile, *,
               cache_dir: str | Path | None = None) -> Any:

@@ -60,11 +60,6 @@ class TorchBackend(Backend):
         self.cuda_graph = cuda_graph  # time GPU runs as CUDA-graph replays (else eager)
         self.fold_batchnorm = fold_batchnorm  # as TensorRT and ONNX Runtime do when they build
 
-    def available(self) -> str | None:
-        import torch
-
-        return None if torch.cuda.is_available() else "torch sees no CUDA device"
-
     def build(self, model: Any, target: TargetProfile, *, cache_dir: str | Path | None = None,
               onnx_path: str | Path | None = None) -> "TorchEngine":
         """An engine running ``model`` (module, checkpoint, or ONNX path with its checkpoint

@@ -15,22 +15,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from pathlib import Path
 from typing import Any, Mapping
 
 from ..measure.fingerprint import Fingerprint
+from ..utils.cache_dir import default_cache_dir
 from ..utils.files import write_bytes, write_json
 
 CACHE_FORMAT = 1  # bump when the conversion or build steps change what a key means
-
-
-def default_cache_dir() -> Path:
-    """``$DEPLOYPIPE_CACHE``, else ``$XDG_CACHE_HOME/deploypipe``, else ``~/.cache/deploypipe``."""
-    if os.environ.get("DEPLOYPIPE_CACHE"):
-        return Path(os.environ["DEPLOYPIPE_CACHE"])
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "deploypipe"
 
 
 def engine_key(model_digest: str, options: Mapping[str, Any], fingerprint: Fingerprint,

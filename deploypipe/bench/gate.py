@@ -28,9 +28,9 @@ Models feel contention unequally, so the gate allows ``max(d, q) ** drift_factor
 * **inconclusive** otherwise, with the reason: the interval straddles the threshold, the
   machine was busier (or quieter) than at the baseline, or only the slow iterations moved.
 
-The defaults (``drift_factor`` 2, ``confirm_fastest``) come from identical and slowed runs
-on a 2-core shared machine (tools/bench_gate_noise.py, benchmarks/results/): no identical
-pair of runs failed, and fewer slowdowns were caught than without the allowances.
+The defaults (``drift_factor`` 2, ``confirm_fastest``) are the ones under which no pair of
+identical runs on a shared machine failed; the runs are in
+benchmarks/results/bench_gate_noise.json (tools/bench_gate_noise.py).
 """
 from __future__ import annotations
 

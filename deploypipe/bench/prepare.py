@@ -111,7 +111,7 @@ def _onnx_shape(path: Path, target: TargetProfile) -> tuple[int, ...]:
     where the model leaves a dimension open."""
     import onnx
 
-    from ..measure.profile import check_onnx_file
+    from ..profiling import check_onnx_file
 
     model = onnx.load(str(check_onnx_file(path)), load_external_data=False)
     inits = {i.name for i in model.graph.initializer}

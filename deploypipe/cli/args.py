@@ -47,16 +47,20 @@ def parse_shapes(text: str) -> dict[str, tuple[int, ...]]:
     return shapes
 
 
-def add_model_loading(parser: argparse.ArgumentParser) -> None:
+def add_model_loading(parser: argparse.ArgumentParser, *, input_shape: bool = True):
+    """What a plain state_dict does not say; ``input_shape=False`` leaves out --input-shape
+    (for commands that take --input-size)."""
     g = parser.add_argument_group("model loading")
     g.add_argument("--arch", help="architecture for a plain state_dict: a zoo name "
                    "(see `deploypipe list archs`) or package.module:factory")
-    g.add_argument("--num-classes", type=int, help="classes of the model's head (plain state_dict)")
-    g.add_argument("--in-channels", type=int, help="input channels (plain state_dict)")
+    g.add_argument("--num-classes", type=positive_int, help="classes of the model's head (plain state_dict)")
+    g.add_argument("--in-channels", type=positive_int, help="input channels (plain state_dict)")
     g.add_argument("--trust-model", action="store_true",
                    help="allow loading pickled Python objects (runs code from the file: only for files you trust)")
-    g.add_argument("--input-shape", type=parse_shapes, metavar="SHAPE",
-                   help="input shape as NAME:1x3x32x32 (default: the model's own)")
+    if input_shape:
+        g.add_argument("--input-shape", "--shapes", type=parse_shapes, metavar="SHAPE",
+                       help="input shape as NAME:1x3x32x32 or NAME:[1,3,32,32] (default: the model's own)")
+    return g
 
 
 def add_target(parser: argparse.ArgumentParser, default: str = "cpu") -> None:
@@ -96,16 +100,31 @@ def target_from_args(args: argparse.Namespace):
         timing_cache=getattr(args, "timing_cache", None))
 
 
+def add_shapes(parser: argparse.ArgumentParser) -> None:
+    """--shapes for commands that read an ONNX graph (its dynamic dims fixed for the analysis)."""
+    parser.add_argument("--shapes", type=parse_shapes, metavar="SHAPES",
+                        help="input shapes for a graph with dynamic dims, as trtexec (x:1x3x224x224) or "
+                        "Polygraphy (x:[1,3,224,224]) write them (default: the graph's own; a dynamic batch is 1)")
+
+
 def add_json_out(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--json", metavar="FILE", help="also write the result as JSON to FILE")
+    parser.add_argument("--json", metavar="FILE", help="also write the result as JSON to FILE (- : to stdout, "
+                        "everything else to stderr)")
 
 
-def positive_int(text: str) -> int:
+def non_negative_int(text: str) -> int:
     try:
         v = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if v <= 0:
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be 0 or more")
+    return v
+
+
+def positive_int(text: str) -> int:
+    v = non_negative_int(text)
+    if v == 0:
         raise argparse.ArgumentTypeError(f"{text!r} must be positive")
     return v
 
@@ -147,24 +166,61 @@ def image_size(text: str) -> tuple[int, int]:
     return h, w
 
 
-def add_dataset(parser: argparse.ArgumentParser, *, default: str | None = None) -> None:
-    """--dataset, --input-size, --limit: what ``deploypipe.data.load_dataset`` takes."""
+def add_dataset(parser: argparse.ArgumentParser, *, default: str | None = None, required: bool | None = None,
+                input_size: str | None = "resize", statistics: bool = False):
+    """--dataset, --input-size, --limit: what ``deploypipe.data.load_dataset`` takes; the group.
+    ``required`` defaults to having no default; ``input_size`` is "resize" (N or HxW), "square"
+    (N, the model's input) or None (no --input-size)."""
     g = parser.add_argument_group("data")
-    g.add_argument("--dataset", required=default is None, default=default, metavar="SPEC",
-                   help="digits, mnist, mnist:DIR, folder:DIR, npz:FILE or synthetic[:k=v,...] "
+    g.add_argument("--dataset", required=default is None if required is None else required, default=default,
+                   metavar="SPEC", help="digits, mnist, mnist:DIR, folder:DIR, npz:FILE or synthetic[:k=v,...] "
                    f"(see `deploypipe list datasets`){f'; default: {default}' if default else ''}")
-    g.add_argument("--input-size", type=image_size, metavar="N|HxW",
-                   help="resize the images (bilinear) to N x N or H x W (default: as stored)")
+    if input_size == "square":
+        g.add_argument("--input-size", type=positive_int, metavar="N",
+                       help="square input size in pixels (default: the model's, or the images' as stored)")
+    elif input_size == "resize":
+        g.add_argument("--input-size", type=image_size, metavar="N|HxW",
+                       help="resize the images (bilinear) to N x N or H x W (default: as stored)")
     g.add_argument("--limit", type=positive_int, metavar="N",
                    help="use at most N images per split, stratified (for quick runs)")
+    if statistics:
+        g.add_argument("--mean", type=floats, metavar="M[,M...]",
+                       help="per-channel mean the model was trained with, on pixels in [0, 1] (default: the "
+                       "checkpoint's stored normalisation, else computed on the training split)")
+        g.add_argument("--std", type=floats, metavar="S[,S...]", help="per-channel standard deviation, as --mean")
+    return g
 
 
-def add_training(parser: argparse.ArgumentParser, *, epochs: int | None = None) -> None:
-    """SGD training options, spelled once for every command that trains or fine-tunes."""
+def floats(text: str) -> tuple[float, ...]:
+    """``0.5`` or ``0.49,0.48,0.45``: one value, or one per channel."""
+    try:
+        values = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of numbers") from None
+    if not values:
+        raise argparse.ArgumentTypeError("give at least one number")
+    return values
+
+
+def statistics_of(args: argparse.Namespace) -> tuple[tuple[float, ...] | None, tuple[float, ...] | None]:
+    """(--mean, --std), both or neither."""
+    mean, std = getattr(args, "mean", None), getattr(args, "std", None)
+    if (mean is None) != (std is None):
+        from ..errors import InputError
+
+        raise InputError(f"--{'mean' if mean is not None else 'std'} was given without --{'std' if mean is not None else 'mean'}",
+                         hint="pass both --mean and --std (one value per channel), or neither")
+    return mean, std
+
+
+def add_training(parser: argparse.ArgumentParser, *, epochs: int | None = None, lr: float = 0.1,
+                 epochs_help: str = "training epochs", zero_epochs: bool = False):
+    """SGD training options, spelled once for every command that trains or fine-tunes
+    (``zero_epochs``: --epochs 0 skips the training)."""
     g = parser.add_argument_group("training")
-    g.add_argument("--epochs", type=positive_int, required=epochs is None, default=epochs,
-                   help="training epochs" + (f" (default: {epochs})" if epochs else ""))
-    g.add_argument("--lr", type=positive_float, default=0.1, help="peak learning rate (default: 0.1)")
+    g.add_argument("--epochs", type=non_negative_int if zero_epochs else positive_int, required=epochs is None,
+                   default=epochs, help=epochs_help + (f" (default: {epochs})" if epochs else ""))
+    g.add_argument("--lr", type=positive_float, default=lr, help=f"peak learning rate (default: {lr:g})")
     g.add_argument("--batch-size", type=positive_int, default=128, help="batch size (default: 128)")
     g.add_argument("--schedule", choices=("cosine", "step", "constant"), default="cosine",
                    help="learning-rate schedule per step (default: cosine)")
@@ -178,6 +234,7 @@ def add_training(parser: argparse.ArgumentParser, *, epochs: int | None = None) 
     g.add_argument("--max-steps-per-epoch", type=positive_int, metavar="N",
                    help="cap the optimizer steps of each epoch (for quick runs)")
     g.add_argument("--seed", type=int, default=0, help="seed of data split, order and init (default: 0)")
+    return g
 
 
 def train_config(args: argparse.Namespace, **overrides):

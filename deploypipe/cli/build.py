@@ -1,4 +1,9 @@
-"""``deploypipe build MODEL --target PROFILE -o RUN_DIR``: the whole pipeline."""
+"""``deploypipe build MODEL --target PROFILE -o RUN_DIR``: the whole pipeline.
+
+The options come in groups: target, data, training and model loading are ``cli/args.py``'s,
+shared with the other commands; pruning, quantization and latency budgets are the build's
+own. :func:`config_from_args` turns them into one :class:`~deploypipe.pipeline.BuildConfig`.
+"""
 from __future__ import annotations
 
 import argparse
@@ -6,7 +11,8 @@ import shlex
 import sys
 
 from ..errors import InputError
-from .args import add_target, fraction, positive_int, target_from_args
+from .args import (add_dataset, add_model_loading, add_target, add_training, fraction, positive_int, statistics_of,
+                   target_from_args)
 
 
 def add_parser(sub) -> None:
@@ -19,7 +25,23 @@ def add_parser(sub) -> None:
     p.add_argument("model", help="checkpoint, ONNX file, or zoo:NAME (see `deploypipe list archs`)")
     p.add_argument("-o", "--output", required=True, metavar="RUN_DIR", help="run directory to write")
     add_target(p)
-    p.add_argument("--dataset", help="data for accuracy, calibration and fine-tuning (see `deploypipe list datasets`)")
+    add_dataset(p, required=False, input_size="square", statistics=True)
+    _add_pruning(p)
+    _add_quantization(p)
+    _add_latency(p)
+    t = add_training(p, epochs=5, lr=0.01, epochs_help="fine-tuning epochs after pruning (0 skips)", zero_epochs=True)
+    t.add_argument("--distill", action="store_true", help="fine-tune with knowledge distillation from the dense model")
+    t.add_argument("--pretrain-epochs", type=positive_int, default=15,
+                   help="epochs to train a zoo:NAME model (default 15)")
+    add_model_loading(p, input_shape=False)
+    p.add_argument("--no-verify", action="store_true", help="record verification results without failing on them")
+    p.add_argument("--profile-iterations", type=positive_int, help="timed iterations per model (default: the target's)")
+    p.add_argument("--nproc", type=positive_int, metavar="N",
+                   help="train and fine-tune with N processes here (DDP through torchrun; rank 0 writes)")
+    p.set_defaults(func=run)
+
+
+def _add_pruning(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("pruning")
     g.add_argument("--method", default="oneshot", help="pruning method (see `deploypipe list methods`)")
     g.add_argument("--method-arg", action="append", metavar="KEY=VALUE", help="a method hyperparameter (repeatable)")
@@ -42,6 +64,9 @@ def add_parser(sub) -> None:
     g.add_argument("--max-ratio", type=fraction, default=0.9, help="most a single group may lose (default 0.9)")
     g.add_argument("--calibration-batches", type=positive_int, default=8,
                    help="batches of 64 for data-driven criteria and int8 calibration (default 8)")
+
+
+def _add_quantization(p: argparse.ArgumentParser) -> None:
     q = p.add_argument_group("quantization")
     q.add_argument("--quantize", choices=("int8", "fp16"),
                    help="after fine-tuning, quantize pruned.onnx (int8: a Q/DQ graph calibrated on --dataset) and "
@@ -49,6 +74,9 @@ def add_parser(sub) -> None:
                    "(an int8 target such as cpu-int8 implies int8)")
     q.add_argument("--keep-fp32", metavar="NODES", default="",
                    help="comma-separated Conv/Gemm node names to keep in fp32 (or first, last)")
+
+
+def _add_latency(p: argparse.ArgumentParser) -> None:
     lat = p.add_argument_group("latency budgets")
     lat.add_argument("--latency-rounds", type=positive_int, default=8,
                      help="most measure-and-correct rounds (default 8)")
@@ -57,69 +85,63 @@ def add_parser(sub) -> None:
     lat.add_argument("--lut-step", type=positive_int, metavar="N",
                      help="latency table sampling step in channels (default: the target's multiple)")
     lat.add_argument("--no-lut-cache", action="store_true", help="measure the latency table again")
-    t = p.add_argument_group("training")
-    t.add_argument("--epochs", type=int, default=5, help="fine-tuning epochs after pruning (default 5; 0 skips)")
-    t.add_argument("--lr", type=float, default=0.01, help="fine-tuning learning rate (default 0.01)")
-    t.add_argument("--batch-size", type=positive_int, default=128)
-    t.add_argument("--distill", action="store_true", help="fine-tune with knowledge distillation from the dense model")
-    t.add_argument("--augment", choices=("none", "crop-flip"), default="none",
-                   help="crop-flip: 4-pixel padded random crop and mirror (CIFAR); default none")
-    t.add_argument("--pretrain-epochs", type=positive_int, default=15, help="epochs to train a zoo:NAME model (default 15)")
-    t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--limit", type=positive_int, help="use at most N images per split (quick runs)")
-    m = p.add_argument_group("model loading")
-    m.add_argument("--arch", help="architecture of a plain state_dict: zoo name or package.module:factory")
-    m.add_argument("--num-classes", type=positive_int)
-    m.add_argument("--in-channels", type=positive_int)
-    m.add_argument("--input-size", type=positive_int, help="square input size in pixels")
-    m.add_argument("--trust-model", action="store_true",
-                   help="allow pickled Python objects (runs code from the file: only for files you trust)")
-    p.add_argument("--no-verify", action="store_true", help="record verification results without failing on them")
-    p.add_argument("--profile-iterations", type=positive_int, help="timed iterations per model (default: the target's)")
-    p.add_argument("--nproc", type=positive_int, metavar="N",
-                   help="train and fine-tune with N processes here (DDP through torchrun; rank 0 writes)")
-    p.set_defaults(func=run)
 
 
 def config_from_args(args: argparse.Namespace, argv: list[str] | None = None):
+    """The :class:`~deploypipe.pipeline.BuildConfig` the command line describes, each group
+    from its options."""
     from pathlib import Path
 
-    from ..prune.budget import Budget
-    from ..prune.methods import parse_method_args
-    from ..pipeline.config import BuildConfig
+    from ..pipeline.config import (BuildConfig, DataOptions, ModelSource, OutputOptions, PruneOptions,
+                                   QuantizeOptions, TrainOptions)
     from ..pipeline.latency import LatencyOptions
 
+    command = "deploypipe " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
+    return BuildConfig(
+        model=ModelSource(args.model, arch=args.arch, num_classes=args.num_classes, in_channels=args.in_channels,
+                          input_size=args.input_size, trust_model=args.trust_model),
+        target=_target(args), budget=_budget(args),
+        data=DataOptions(args.dataset, limit=args.limit, calibration_batches=args.calibration_batches,
+                         mean=statistics_of(args)[0], std=statistics_of(args)[1]),
+        train=TrainOptions(epochs=args.epochs, lr=args.lr, pretrain_epochs=args.pretrain_epochs, distill=args.distill,
+                           batch_size=args.batch_size, augment=args.augment, schedule=args.schedule,
+                           warmup_epochs=args.warmup_epochs, weight_decay=args.weight_decay,
+                           label_smoothing=args.label_smoothing, max_steps_per_epoch=args.max_steps_per_epoch),
+        prune=PruneOptions(method=args.method, method_params=_method_params(args), importance=args.importance,
+                           allocation=args.allocation, round_to=args.round_to, max_ratio=args.max_ratio),
+        latency=LatencyOptions(rounds=args.latency_rounds, tolerance=args.latency_tolerance, step=args.lut_step,
+                               use_cache=not args.no_lut_cache),
+        quantize=QuantizeOptions(args.quantize, tuple(n.strip() for n in args.keep_fp32.split(",") if n.strip())),
+        output=OutputOptions(Path(args.output), command=command),
+        seed=args.seed, verify=not args.no_verify, profile_iterations=args.profile_iterations)
+
+
+def _budget(args: argparse.Namespace):
+    from ..prune.budget import Budget
+
     if args.ratio is not None:
-        budget = Budget.parse("ratio", args.ratio)
-    elif args.latency_budget:
+        return Budget.parse("ratio", args.ratio)
+    if args.latency_budget:
         text = args.latency_budget.strip().lower()
-        budget = Budget.parse("latency", text if text.endswith("ms") else f"{text}ms")
-    elif args.latency_ratio is not None:
-        budget = Budget.parse("latency", args.latency_ratio)
-    elif args.params_budget:
-        budget = Budget.parse("params", args.params_budget)
-    else:
-        budget = Budget.parse("macs", args.macs_budget or "2x")
-    method_params = parse_method_args(args.method_arg)
+        return Budget.parse("latency", text if text.endswith("ms") else f"{text}ms")
+    if args.latency_ratio is not None:
+        return Budget.parse("latency", args.latency_ratio)
+    if args.params_budget:
+        return Budget.parse("params", args.params_budget)
+    return Budget.parse("macs", args.macs_budget or "2x")
+
+
+def _method_params(args: argparse.Namespace) -> dict[str, str]:
+    """--method-arg KEY=VALUE, and --density for fbs."""
+    from ..prune.methods import parse_method_args
+
+    params = parse_method_args(args.method_arg)
     if args.density is not None:
         if args.method != "fbs":
             raise InputError(f"--density is a parameter of --method fbs, not of {args.method!r}",
                              hint="add --method fbs, or drop --density")
-        method_params["density"] = str(args.density)
-    command = "deploypipe " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
-    return BuildConfig(model=args.model, out_dir=Path(args.output), target=_target(args), dataset=args.dataset,
-                       method=args.method, method_params=method_params,
-                       importance=args.importance, allocation=args.allocation, budget=budget,
-                       round_to=args.round_to, max_ratio=args.max_ratio, epochs=max(0, args.epochs), lr=args.lr,
-                       batch_size=args.batch_size, distill=args.distill, augment=args.augment,
-                       pretrain_epochs=args.pretrain_epochs,
-                       calibration_batches=args.calibration_batches, seed=args.seed, limit=args.limit,
-                       arch=args.arch, num_classes=args.num_classes, in_channels=args.in_channels,
-                       input_size=args.input_size, trust_model=args.trust_model, verify=not args.no_verify,
-                       profile_iterations=args.profile_iterations, command=command, quantize=args.quantize,
-                       keep_fp32=tuple(n.strip() for n in args.keep_fp32.split(",") if n.strip()),
-                       latency=LatencyOptions(rounds=args.latency_rounds, tolerance=args.latency_tolerance,
-                                              step=args.lut_step, use_cache=not args.no_lut_cache))
+        params["density"] = str(args.density)
+    return params
 
 
 def _target(args: argparse.Namespace):
@@ -142,4 +164,4 @@ def run(args: argparse.Namespace) -> int:
         report = build(config_from_args(args))
         if is_rank_zero():
             print(summary(report, args.output))
-    return 0 if report["verification"]["passed"] else 1
+    return 0 if report.passed else 1

@@ -6,10 +6,10 @@ import argparse
 
 from .args import add_json_out, add_target, non_negative_float, positive_int, target_from_args
 
-_NAMES = "torch, ort (CPU references), torch-cuda, ort-cuda, ort-trt, trt (GPU)"
-
-
 def add_parser(subparsers) -> None:
+    from ..backends.runtimes import RUNTIMES
+
+    names = ", ".join(f"{r.name} ({'GPU' if r.gpu else 'CPU'})" for _, r in RUNTIMES.items())
     p = subparsers.add_parser(
         "compare", help="run a model on several backends and compare their outputs",
         description="Feed the same seeded random inputs to each backend, compare every output "
@@ -18,7 +18,7 @@ def add_parser(subparsers) -> None:
         "1 when an output differs beyond tolerance.")
     p.add_argument("model", help="the ONNX file")
     p.add_argument("--backends", required=True, metavar="A,B,...",
-                   help=f"backends to compare, the first is the reference: {_NAMES}")
+                   help=f"backends to compare, the first is the reference: {names}")
     p.add_argument("--checkpoint", metavar="PT", help="the PyTorch model the torch backends run "
                    "(default: the .pt beside the ONNX file)")
     p.add_argument("--arch", help="architecture of a plain state_dict checkpoint")
@@ -40,9 +40,8 @@ def add_parser(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     import dataclasses
 
-    from ..backends.compare import compare_backends
-    from ..backends.compare_targets import parse_backends
-    from ..measure.profile import check_onnx_file
+    from ..backends.compare import compare_backends, parse_backends, refuse_missing
+    from ..profiling import check_onnx_file
     from ..utils.files import check_output_path, write_json
 
     if args.json:
@@ -52,8 +51,7 @@ def run(args: argparse.Namespace) -> int:
     target = target_from_args(args)
     tol = dataclasses.replace(target.tolerances, **{k: v for k, v in
                               (("atol", args.atol), ("rtol", args.rtol)) if v is not None})
-    for b in backends:  # one sentence for a backend this machine lacks, before any work
-        b.check()
+    refuse_missing(backends, target)  # one sentence for what this machine lacks, before any work
     report = compare_backends(path, backends, target=target, checkpoint=_checkpoint(args),
                               batch=args.batch, trials=args.trials, seed=args.seed,
                               tolerances=tol, cache_dir=args.cache_dir)

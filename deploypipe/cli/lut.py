@@ -32,7 +32,7 @@ def add_parser(sub) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..graph import analyse, load_onnx
     from ..hw import TableSpec, TargetTimer, measure_table
-    from ..measure.profile import check_onnx_file
+    from ..profiling import check_onnx_file
     from ..utils.files import check_output_path, write_json
 
     target = target_from_args(args)

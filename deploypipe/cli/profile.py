@@ -29,7 +29,7 @@ def add_parser(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..measure import profile_onnx
+    from ..profiling import profile_onnx
     from ..utils.files import check_output_path, write_json
 
     if args.json:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from .args import add_json_out, add_target, positive_int
+from .args import add_dataset, add_json_out, add_target, positive_int
 
 
 def add_parser(sub) -> None:
@@ -16,8 +16,7 @@ def add_parser(sub) -> None:
         "Images are normalised as deploypipe's datasets are (per-channel mean and std of the training split).")
     p.add_argument("model", help="ONNX file with one (N, C, H, W) float input (never modified)")
     p.add_argument("-o", "--output", required=True, metavar="ONNX", help="where to write the quantized model")
-    p.add_argument("--dataset", required=True, metavar="SPEC",
-                   help="images for calibration and verification (see `deploypipe list datasets`)")
+    add_dataset(p, input_size=None)  # images for calibration and verification
     p.add_argument("--precision", choices=("int8", "fp16"), default="int8", help="default: int8")
     add_target(p)
     p.add_argument("--calibration-batches", type=positive_int, default=8,
@@ -30,7 +29,6 @@ def add_parser(sub) -> None:
                    "that help most (default 3; 0: none)")
     p.add_argument("--verify-images", type=positive_int, default=2000, metavar="N",
                    help="held-out test images to compare on (default 2000)")
-    p.add_argument("--limit", type=positive_int, metavar="N", help="use at most N images per split")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-verify", action="store_true", help="write the result even if it misses its tolerance")
     add_json_out(p)

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 from ..errors import InputError, UnsupportedError
-from .args import add_json_out, fraction, positive_int
+from .args import add_json_out, add_shapes, fraction, positive_int
 
 
 def add_parser(sub) -> None:
@@ -26,6 +26,7 @@ def add_parser(sub) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--verify", action="store_true",
                    help="run the oracle: compare with the original whose dropped channels are dead")
+    add_shapes(p)
     add_json_out(p)
     p.set_defaults(func=run)
 
@@ -51,12 +52,15 @@ def run(args: argparse.Namespace) -> int:
     import time
 
     from ..errors import VerificationError
-    from ..graph import analyse, load_onnx, plan_drop, save_onnx, shrink, verify_shrink
+    from ..graph import analyse, load_onnx, save_onnx, shrink, verify_shrink
+    from ..prune.plan import plan_drop
     from ..utils.files import check_output_path, write_json
 
     check_output_path(args.output, args.model)
     start = time.perf_counter()
-    analysis = analyse(load_onnx(args.model))
+    from ..graph.shapes import with_static_shapes
+
+    analysis = analyse(with_static_shapes(load_onnx(args.model), args.shapes, what=args.model))
     if not analysis.prunable:
         frozen = [g for g in analysis.groups if g.frozen and g.reasons]
         first = f" (e.g. group {frozen[0].id}: {frozen[0].reasons[0]})" if frozen else ""

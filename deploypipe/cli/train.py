@@ -6,7 +6,7 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
-from .args import add_dataset, add_training, positive_int, train_config
+from .args import add_dataset, add_training, positive_int, statistics_of, train_config
 
 
 def add_parser(subparsers) -> None:
@@ -19,7 +19,7 @@ def add_parser(subparsers) -> None:
     p.add_argument("-o", "--output", required=True, metavar="FILE", help="where to write the checkpoint (.pt)")
     p.add_argument("--in-channels", type=positive_int, metavar="C",
                    help="channels the model takes; grey images are repeated to C (default: as stored)")
-    add_dataset(p)
+    add_dataset(p, statistics=True)
     add_training(p)
     p.add_argument("--nproc", type=positive_int, metavar="N",
                    help="train with N processes here (DDP through torchrun; the global batch stays --batch-size)")
@@ -49,8 +49,9 @@ def _train(args: argparse.Namespace) -> int:
     ensure_writable_dir(out.parent)  # fail now, not after the training
     model_info(args.arch)
     config = train_config(args)
+    mean, std = statistics_of(args)
     data = load_dataset(args.dataset, seed=args.seed, image_size=args.input_size,
-                        in_channels=args.in_channels, limit=args.limit)
+                        in_channels=args.in_channels, limit=args.limit, mean=mean, std=std)
     say = print if is_rank_zero() else _quiet
     say(f"data: {data.name}, {'/'.join(map(str, data.sizes()))} train/val/test images of "
         f"{'x'.join(map(str, data.input_shape))}, {data.num_classes} classes; {data.source}")

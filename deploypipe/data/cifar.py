@@ -56,7 +56,7 @@ def cifar10(arg: str | None, *, image_size: tuple[int, int] | None) -> RawData:
 
 def _cached(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, str]:
     """The decoded splits, from the cache when this source was decoded before."""
-    from ..backends.trt_cache import default_cache_dir
+    from ..utils.cache_dir import default_cache_dir
 
     st = path.stat()
     key = hashlib.sha256(f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}|1".encode()).hexdigest()[:24]
@@ -130,7 +130,9 @@ def _batch(content: "bytes | Path", name: str) -> tuple[np.ndarray, np.ndarray]:
 
 def _images(files: dict, split: str) -> tuple[np.ndarray, np.ndarray]:
     """(N,3,32,32) uint8 images and labels of ``.../split/<class>/*.jpg`` (any top folder)."""
-    from PIL import Image
+    from ..utils.extras import require
+
+    Image = require("PIL.Image", "CIFAR-10 as JPEG files")
 
     xs, ys = [], []
     for name in sorted(files):

@@ -1,44 +1,24 @@
 """The measure-and-correct loop: allocate from the table, build the pruned model, measure
-it on the target, correct the table's scale, allocate again.
+it on the target, correct the table's scale, allocate again; the answer is an immutable
+:class:`LoopResult` whose widths the build prunes to.
 
-Latency does not depend on the weights, so each round shrinks the dense ONNX graph
-(exact surgery, no training) and times it interleaved with the dense model. A ratio budget
-is taken against the *median of the last three* dense measurements (two before round 1, one
-per round): not the round's own alone, because single dense measurements are outliers on a
-shared machine while the pruned model timed beside them is not (mobilenet_v2 at batch 1, ten
-interleaved pairs: dense 1.85-2.39 ms, pruned 0.79-0.87 ms; one round's dense of 2.48 ms
-against 1.43-1.51 ms in the others once made a 0.3 budget 1.7x too loose), and not the
-median of all of them, because the machine drifts (one loop's dense went 1.35, 1.27, 1.28,
-1.63, 1.73, 1.80, 1.80, 2.42 ms over eight rounds, and the median of all judged a model
-timed at 1.27 against 1.7). Every round is judged against its own budget.
+Latency does not depend on the weights, so each round shrinks the dense ONNX graph (exact
+surgery, no training) and times it interleaved with the dense model; a ratio budget is taken
+against the median of the last three dense measurements (one outlier cannot move it, the
+machine's drift can). Round 1 trusts the table (scale 1); each later round multiplies the
+scale by the last round's measured / predicted saving (at most 4x either way), kept strictly
+inside the bracket of scales already seen too slow and too fast, so the loop cannot
+oscillate; widths already measured are never measured again. Allocations aim at the middle
+of the window ``[(1 - tolerance) * budget, budget]``.
 
-Round 1 trusts the table (scale 1). The scale multiplies the table's latency changes: each
-later round multiplies it by the last round's measured / predicted saving (dense minus
-pruned, measured against predicted; at most 4x either way), so a table that over-promises
-is corrected where it is wrong while the dense latency stays measured.
-The scale is kept strictly inside the bracket of scales already seen to give a model
-slower than the budget and more than ``tolerance`` under it, so a model error that changes
-with the allocation cannot make the loop oscillate; widths a round already measured are
-never measured again (the bracket is bisected instead). Allocations aim at the middle of
-the window ``[(1 - tolerance) * budget, budget]``.
-
-Once one round has measured a model too slow and another one too fast, the table's scale has
-had its say: near the narrowest widths the target's latency has steps the isolated
-sub-graphs never showed, and a single scale cannot place a model between the two. Later
-rounds walk from the too-fast model to the too-slow one, one allowed width of one group at a
-time (the knapsack's greedy order), and take the step where the straight line through the
-last too-fast and the first too-slow measurement along it meets the aim (regula falsi on the
-walk, clamped away from its ends). When those two models are one step of one group apart,
-the budget lies inside that step: the group is held at its narrow width and the knapsack
-re-allocates the others. Such widths come from no scale, so the result's allocator keeps
-them pinned to the budget.
-
-A pair whose dense measurement is more than 10% off the reference was timed in a busy
-moment (or the machine changed): it is timed again and the pair nearer the reference kept.
+Once one round measured too slow and another too fast, the next widths come from the walk
+between two such models (:func:`walk`), not from a scale: near the narrowest widths the
+target's latency has steps the isolated sub-graphs never showed. When the two models are one
+step of one group apart, that group is held narrow and the knapsack re-allocates the others.
 
 The loop stops when a measurement lands in the window, or after ``rounds`` rounds; the
 result is the round that came closest under its own budget (or, if none met it, the one
-relatively fastest).
+relatively fastest). The runs that shaped these rules: ``benchmarks/results/latency_budget*.json``.
 """
 from __future__ import annotations
 
@@ -54,18 +34,18 @@ from ..graph import Analysis, shrink
 from ..measure.stats import speed_phrase
 from ..prune.allocate import select_drop
 from ..prune.budget import Budget
+from ..prune.state import GroupState
 from ..targets import TargetProfile
-from ..utils.log import get_logger
-from .allocate import LatencyAllocator
-from .subgraph import with_batch
 from ..utils.locks import device_lock
+from ..utils.log import get_logger
+from .allocate import Calibration, LatencyAllocator
+from .subgraph import with_batch
 from .timer import Timer
 
 log = get_logger("hw")
 
-# One round changes the scale at most this factor either way: a model measured as slow as
-# dense (no saving at all) once cut the scale 20x and the next allocation pruned resnet50
-# to 1.6% of its MACs; the bracket of seen scales narrows from there instead.
+# One round changes the scale at most this factor either way (one model measured as slow as
+# dense would otherwise prune to almost nothing); the bracket of seen scales narrows from there.
 MAX_STEP = 0.25
 
 
@@ -109,22 +89,31 @@ class LoopRound:
                 "macs": self.macs, "widths": list(self.widths), "note": self.note}
 
 
-# Above this spread of the dense measurements a loop's verdict is flagged as approximate. Over
-# two benchmark runs of 18 loops each: 18 of 19 loops whose dense varied less than 1.1x ended
-# within the 5% window (the other refused a budget 1.3% under its fastest model), 4 of 8
-# whose dense varied 1.25x or more did.
+# Above this spread of the dense measurements a loop's verdict is flagged as approximate: loops
+# whose dense varied more landed in the window far less often (benchmarks/results/latency_budget_repeat.json).
 UNSTEADY = 1.1
 
 
 @dataclass(frozen=True)
 class LoopResult:
+    """The loop's plan: the chosen round's widths (what the build prunes to), its measured
+    latency against its own budget and dense latency, the verdict and every round."""
+
     rounds: tuple[LoopRound, ...]
     best: int  # index into rounds
     tolerance: float
-    allocator: LatencyAllocator  # calibrated: reproduces the best round's allocation
     dense_ms: float  # the chosen round's dense latency (median of the last three measured)
     budget_ms: float  # the chosen round's budget: what the verdict is on
     dense_measured: tuple[float, ...] = ()  # every dense measurement of the loop, in order
+
+    @property
+    def widths(self) -> tuple[int, ...]:
+        """The kept width of every group (dense group ids)."""
+        return self.chosen.widths
+
+    @property
+    def measured_ms(self) -> float:
+        return self.chosen.measured_ms
 
     @property
     def dense_spread(self) -> float:
@@ -232,127 +221,162 @@ class _Search:
 def latency_loop(analysis: Analysis, scores: Sequence[np.ndarray], prunable: Sequence[bool],
                  allocator: LatencyAllocator, budget: Budget, target: TargetProfile, timer: Timer, *,
                  rounds: int = 8, tolerance: float = 0.05) -> LoopResult:
-    """Calibrate ``allocator`` on the target until a measured pruned model meets ``budget``
-    (holding the target device, so another deploypipe run does not time beside it)."""
+    """Measure pruned models of ``analysis`` on the target until one meets ``budget``
+    (holding the target device, so another deploypipe run does not time beside it); the
+    result's widths are the plan the build prunes to."""
+    state = GroupState(analysis.widths(), scores, prunable)
     with device_lock(target.device):
-        return _latency_loop(analysis, scores, prunable, allocator, budget, target, timer,
-                             rounds=rounds, tolerance=tolerance)
-
-
-def _latency_loop(analysis: Analysis, scores: Sequence[np.ndarray], prunable: Sequence[bool],
-                  allocator: LatencyAllocator, budget: Budget, target: TargetProfile, timer: Timer, *,
-                  rounds: int, tolerance: float) -> LoopResult:
-    widths = analysis.widths()
-    dense = with_batch(analysis.model, target.batch, target.input_shape)
-    run = Runner(analysis, scores, target, timer, dense)
-    run.dense_ms.extend(timer.time([dense, dense]))
-    alloc = dataclasses.replace(allocator, dense_ms=run.reference(), scale=1.0, aim=1 - tolerance / 2)
-    search = _Search(tolerance)
-    used: list[LatencyAllocator] = []  # the allocator of each round, to reproduce the chosen one
-    if _check_reachable(alloc, widths, prunable, budget, run, search):
-        used.append(dataclasses.replace(alloc, fastest_fits=True))
-    while len(search.rounds) < rounds and not (search.rounds and search.done()):
-        if search.rounds:
-            alloc = dataclasses.replace(alloc, scale=search.next_scale(), dense_ms=run.reference(),
-                                        fastest_fits=False, pinned=None, pinned_ms=None)
-        walk = _between(search, alloc, run, widths, scores, prunable, budget)
-        if walk is not None:  # measured models either side of the window: the table has had its say
-            keep, note = walk
-            alloc = dataclasses.replace(alloc, pinned=_key(keep), pinned_ms=alloc.budget_ms(budget))
-        else:
-            try:
-                keep, note = alloc.keep(widths, scores, prunable, alloc.budget_ms(budget)), ""
-                keep, alloc = _unmeasured(keep, alloc, widths, scores, prunable, budget, search, run)
-            except BudgetError:  # the corrected table puts the budget out of reach: the fastest is closest
-                keep, note = alloc.fastest(widths, prunable), "fastest allowed widths"
-                alloc = dataclasses.replace(alloc, fastest_fits=True)
-        used.append(alloc)
-        last = run.round(len(search.rounds) + 1, keep, alloc, budget, note, confirm=alloc.fastest_fits)
-        search.record(last, bracket=walk is None)
-        log.info("latency round %d: predicted %.4g ms, measured %.4g ms (budget %.4g ms)",
-                 last.round, last.predicted_ms, last.measured_ms, last.budget_ms)
-        if alloc.fastest_fits and last.measured_ms > last.budget_ms:
-            if not search.any_met():
-                raise _out_of_reach(last, target)
-            break  # the fastest widths missed where an earlier round met: noise, keep that round
-    best = search.best()
-    chosen = search.rounds[best]
-    return LoopResult(tuple(search.rounds), best, tolerance, used[best], chosen.dense_ms, chosen.budget_ms,
+        dense = with_batch(analysis.model, target.batch, target.input_shape)
+        run = Runner(analysis, state.scores, target, timer, dense)
+        run.dense_ms.extend(timer.time([dense, dense]))
+        loop = _Loop(allocator, state, budget, run, _Search(tolerance), Calibration(run.reference()))
+        loop.measure(rounds)
+    rounds_run, best = tuple(loop.search.rounds), loop.search.best()
+    return LoopResult(rounds_run, best, tolerance, rounds_run[best].dense_ms, rounds_run[best].budget_ms,
                       tuple(run.dense_ms))
 
 
 SEARCH_TRIES = 12  # allocations tried (no measuring) for widths that no round has measured
-
-
-def _unmeasured(keep: np.ndarray, alloc: LatencyAllocator, widths, scores, prunable, budget: Budget,
-                search: _Search, run: Runner) -> tuple[np.ndarray, LatencyAllocator]:
-    """Widths an earlier round measured teach nothing: their scale counts as that round's
-    outcome (too slow or too fast), the bracket is bisected and the allocation tried again.
-    Without this, two allocations either side of a step in the latency (a 1-ms model at
-    batch 1: 0.47 ms and 0.73 ms, nothing measured between) took turns until the rounds ran out."""
-    for _ in range(SEARCH_TRIES):
-        known = run.seen.get(_key(keep))
-        if known is None or not search.learn(alloc.scale, known[0], budget.target(known[1])):
-            break
-        candidate = dataclasses.replace(alloc, scale=search.inside(alloc.scale))
-        try:
-            keep, alloc = candidate.keep(widths, scores, prunable, candidate.budget_ms(budget)), candidate
-        except BudgetError:
-            break
-    return keep, alloc
-
-
-# A walk round aims at least this share of the way from either measured end (see _positions):
-# a straight line through two measurements either side of a step in the latency
-# would otherwise creep towards the step from one side (regula falsi's stall).
+# A walk round aims at least this share of the way from either measured end (see _Loop.between):
+# regula falsi through two measurements either side of a step would otherwise creep to it from one side.
 WALK_CLAMP = 0.15
 
 
-def _between(search: _Search, alloc: LatencyAllocator, run: Runner, widths, scores, prunable,
-             budget: Budget) -> tuple[np.ndarray, str] | None:
-    """Once one round measured too slow and another too fast, the next widths come from the
-    walk between two such models (see :func:`walk`), not from the table's scale. On the walk,
-    the last model measured too fast and the first one after it measured too slow close in on
-    the budget: the next step is where the straight line through their two measurements
-    (latency against the position along the walk, see :func:`_positions`; each measurement
-    relative to its own round's budget) meets the aim. Pairs of rounds are tried closest
-    first; when every pair's walk has no unmeasured step left between those two models, the
-    budget lies inside one step of the walk (see :func:`_beside`). None when nothing is left
-    to try.
+@dataclass
+class _Loop:
+    """One loop's state: the allocator, groups and budget it allocates for, the runner's
+    measurements, the search's rounds and bracket, and the table's calibration in force."""
 
-    The table's single scale cannot resolve what lies between two such models when the
-    target's latency has a step the isolated sub-graphs never showed (resnet56 on cpu-batch32
-    at 0.3 of dense: the narrowest widths 16.5 ms, every knapsack answer above them 21.1-25.5 ms
-    against a 20.9 ms budget, for eight rounds)."""
-    aim, first = 1 - search.tolerance / 2, None
-    for fast, slow in search.pairs():
-        path = walk(alloc, fast.widths, slow.widths, widths, scores, prunable)
-        rel = [run.relative(k, budget) for k in path]
-        lo = max(i for i, r in enumerate(rel) if r is not None and r < 1 - search.tolerance)
-        hi = min(i for i, r in enumerate(rel) if i > lo and r is not None and r > 1)
-        first = first or (path, rel, lo, hi)
-        steps = [i for i in range(lo + 1, hi) if rel[i] is None]
-        if not steps:
-            continue
-        share = float(np.clip((aim - rel[lo]) / (rel[hi] - rel[lo]), WALK_CLAMP, 1 - WALK_CLAMP))
-        position = _positions(alloc, path[lo:hi + 1], (rel[hi] - rel[lo]) * budget.target(alloc.dense))
-        i = min(steps, key=lambda j: (abs(position[j - lo] - share), j))
-        return path[i], (f"between rounds {fast.round} and {slow.round}: {share:.0%} of the way between "
-                         f"models measured {rel[lo]:.2f} and {rel[hi]:.2f} of their budgets")
-    if first is None:
-        return None
-    return _beside(*first, alloc, run, widths, scores, prunable, budget, aim)
+    alloc: LatencyAllocator
+    state: GroupState  # the dense model's groups: every round allocates from them
+    budget: Budget
+    run: Runner
+    search: _Search
+    cal: Calibration
+
+    @property
+    def aim(self) -> float:
+        """The share of the budget that allocations aim at: the middle of the window."""
+        return 1 - self.search.tolerance / 2
+
+    def budget_ms(self, cal: Calibration | None = None) -> float:
+        return self.aim * self.budget.target((cal or self.cal).dense_ms)
+
+    def measure(self, rounds: int) -> None:
+        """Rounds until one lands in the window (or ``rounds`` are spent)."""
+        search = self.search
+        self.check_reachable()
+        while len(search.rounds) < rounds and not (search.rounds and search.done()):
+            if search.rounds:
+                self.cal = Calibration(self.run.reference(), search.next_scale())
+            keep, note, walked, fastest = self.propose()
+            last = self.run.round(len(search.rounds) + 1, keep, self.alloc, self.cal, self.budget, note,
+                                  confirm=fastest)
+            search.record(last, bracket=not walked)
+            log.info("latency round %d: predicted %.4g ms, measured %.4g ms (budget %.4g ms)",
+                     last.round, last.predicted_ms, last.measured_ms, last.budget_ms)
+            if fastest and last.measured_ms > last.budget_ms:
+                if not search.any_met():
+                    raise _out_of_reach(last, self.run.target)
+                break  # the fastest widths missed where an earlier round met: noise, keep that round
+
+    def propose(self) -> tuple[np.ndarray, str, bool, bool]:
+        """The next widths to measure, its note, whether they came from the walk between two
+        measured models, and whether they are the fastest allowed widths."""
+        walked = self.between()
+        if walked is not None:  # measured models either side of the window: the table has had its say
+            return (*walked, True, False)
+        try:
+            return self.unmeasured(self.alloc.keep(self.state, self.budget_ms(), self.cal)), "", False, False
+        except BudgetError:  # the corrected table puts the budget out of reach: the fastest is closest
+            return self.alloc.fastest(self.state), "fastest allowed widths", False, True
+
+    def check_reachable(self) -> None:
+        """A budget the table says is out of reach: measure the fastest model to be sure (a
+        round when it meets the budget; refused when it does not)."""
+        fastest = self.alloc.fastest(self.state)
+        if self.alloc.predict(fastest, self.cal) <= self.budget_ms():
+            return
+        r = self.run.round(1, fastest, self.alloc, self.cal, self.budget, note="fastest allowed widths (the "
+                           "table predicted the budget out of reach)", confirm=True)
+        if r.measured_ms > r.budget_ms:
+            raise _out_of_reach(r, self.run.target)
+        self.search.record(r, bracket=False)
+
+    def unmeasured(self, keep: np.ndarray) -> np.ndarray:
+        """Widths an earlier round measured teach nothing: their scale counts as that round's
+        outcome (too slow or too fast), the bracket is bisected and the allocation tried again
+        (two allocations either side of a step would otherwise take turns until the rounds ran out)."""
+        for _ in range(SEARCH_TRIES):
+            known = self.run.seen.get(_key(keep))
+            if known is None or not self.search.learn(self.cal.scale, known[0], self.budget.target(known[1])):
+                break
+            cal = dataclasses.replace(self.cal, scale=self.search.inside(self.cal.scale))
+            try:
+                keep, self.cal = self.alloc.keep(self.state, self.budget_ms(cal), cal), cal
+            except BudgetError:
+                break
+        return keep
+
+    def between(self) -> tuple[np.ndarray, str] | None:
+        """Once one round measured too slow and another too fast: on the walk between such a
+        pair (closest pair first), the step where the straight line through the last model
+        measured too fast and the first one measured too slow (each relative to its own
+        round's budget) meets the aim. When no pair's walk has an unmeasured step left, the
+        budget lies inside one step (see :meth:`beside`). None when nothing is left to try."""
+        search, run, budget = self.search, self.run, self.budget
+        first = None
+        for fast, slow in search.pairs():
+            path = walk(self.alloc, fast.widths, slow.widths, self.state, self.cal)
+            rel = [run.relative(k, budget) for k in path]
+            lo = max(i for i, r in enumerate(rel) if r is not None and r < 1 - search.tolerance)
+            hi = min(i for i, r in enumerate(rel) if i > lo and r is not None and r > 1)
+            first = first or (path, rel, lo, hi)
+            steps = [i for i in range(lo + 1, hi) if rel[i] is None]
+            if not steps:
+                continue
+            share = float(np.clip((self.aim - rel[lo]) / (rel[hi] - rel[lo]), WALK_CLAMP, 1 - WALK_CLAMP))
+            position = _positions(self.alloc, path[lo:hi + 1], (rel[hi] - rel[lo]) * budget.target(self.cal.dense_ms),
+                                  self.cal)
+            i = min(steps, key=lambda j: (abs(position[j - lo] - share), j))
+            return path[i], (f"between rounds {fast.round} and {slow.round}: {share:.0%} of the way between "
+                             f"models measured {rel[lo]:.2f} and {rel[hi]:.2f} of their budgets")
+        return None if first is None else self.beside(*first)
+
+    def beside(self, path, rel, lo: int, hi: int) -> tuple[np.ndarray, str] | None:
+        """The budget lies inside one step of the walk: ``path[lo]`` measured too fast, the next
+        model ``path[hi]`` (one group wider) too slow. That group is held at its narrow width
+        and the knapsack re-allocates the others, aiming where the line through the two best
+        models measured with it narrow (measurement against prediction; one model: a slope of
+        one) meets the aim. None if the answer was measured before (or the table finds nothing)."""
+        narrow, wide = path[lo], path[hi]
+        held = [g for g in range(len(narrow)) if narrow[g] != wide[g]]
+        fast = [(r, self.alloc.predict(key, self.cal)) for key in self.run.seen
+                if (r := self.run.relative(key, self.budget)) < self.aim and all(key[g] == narrow[g] for g in held)]
+        (r1, p1), *rest = sorted(fast, reverse=True)
+        slope = 1 / self.budget.target(self.cal.dense_ms)  # of the budget per ms of prediction
+        if rest and p1 - rest[0][1] > 1e-9 * p1 and r1 > rest[0][0]:
+            slope = (r1 - rest[0][0]) / (p1 - rest[0][1])
+        cap = self.state.widths.copy()
+        cap[held] = narrow[held]
+        try:
+            keep = self.alloc.keep(self.state.with_widths(cap), p1 + (self.aim - r1) / slope, self.cal)
+        except BudgetError:
+            return None
+        if self.run.relative(keep, self.budget) is not None:
+            return None
+        which = ", ".join(f"group {g} at {narrow[g]} (not {wide[g]})" for g in held)
+        return keep, (f"{which}: that step measured {rel[lo]:.2f} to {rel[hi]:.2f} of the budget; "
+                      "the other groups re-allocated")
 
 
-def _positions(alloc: LatencyAllocator, path, gap_ms: float) -> np.ndarray:
+def _positions(alloc: LatencyAllocator, path, gap_ms: float, cal: Calibration) -> np.ndarray:
     """How far along ``path`` (0 to 1) each model is: by the table's prediction, weighed by
     the share of the measured gap ``gap_ms`` between the two ends that the table sees, the
-    rest by step count. A table that predicts the two ends alike knows nothing about where
-    along the walk the latency changes: resnet56 on cpu-batch32 at 0.5, two models predicted
-    37.28 and 37.32 ms measured 0.90 and 1.05 of the budget, and positions by prediction
-    (noise of 0.04 ms) sent five rounds next to the slow end (all too slow)."""
+    rest by step count (a table that predicts the two ends alike knows nothing about where
+    along the walk the latency changes)."""
     steps = np.arange(len(path)) / max(len(path) - 1, 1)
-    pred = np.array([alloc.predict(k) for k in path])
+    pred = np.array([alloc.predict(k, cal) for k in path])
     span = pred[-1] - pred[0]
     trust = float(np.clip(span / gap_ms, 0.0, 1.0)) if gap_ms > 0 else 0.0
     if trust <= 0:
@@ -360,61 +384,21 @@ def _positions(alloc: LatencyAllocator, path, gap_ms: float) -> np.ndarray:
     return trust * (pred - pred[0]) / span + (1 - trust) * steps
 
 
-def _beside(path, rel, lo: int, hi: int, alloc: LatencyAllocator, run: Runner, widths, scores, prunable,
-            budget: Budget, aim: float) -> tuple[np.ndarray, str] | None:
-    """The budget lies inside one step of the walk: ``path[lo]`` measured too fast, the next
-    model ``path[hi]`` (one group wider) too slow. The group that makes the difference is held
-    at its narrow width and the knapsack re-allocates the others: the other groups buy back
-    the gap. Its budget is the table's prediction where the line through the two best models
-    measured with that group narrow (measurement against prediction; one model: a slope of
-    one) meets the aim. None if the answer was measured before (or the table finds nothing).
-    resnet20 on digits at 0.5 of dense on cpu-batch32: its 16-wide first stream at 8 or 16
-    channels made 0.80 or 1.05 of the budget whatever the other groups did, and the walk
-    ended 16% under the budget after eight rounds."""
-    narrow, wide = path[lo], path[hi]
-    held = [g for g in range(len(narrow)) if narrow[g] != wide[g]]
-    # measured models with the held groups narrow and too fast: the line through the closest two
-    fast = []
-    for key in run.seen:
-        r = run.relative(key, budget)
-        if r < aim and all(key[g] == narrow[g] for g in held):
-            fast.append((r, alloc.predict(key)))
-    (r1, p1), *rest = sorted(fast, reverse=True)
-    slope = 1 / budget.target(alloc.dense)  # of the budget per ms of prediction
-    if rest and p1 - rest[0][1] > 1e-9 * p1 and r1 > rest[0][0]:
-        slope = (r1 - rest[0][0]) / (p1 - rest[0][1])
-    cap = np.array(widths, dtype=np.int64)
-    cap[held] = narrow[held]
-    try:
-        keep = alloc.keep(cap, scores, prunable, p1 + (aim - r1) / slope)
-    except BudgetError:
-        return None
-    if run.relative(keep, budget) is not None:
-        return None
-    which = ", ".join(f"group {g} at {narrow[g]} (not {wide[g]})" for g in held)
-    return keep, (f"{which}: that step measured {rel[lo]:.2f} to {rel[hi]:.2f} of the budget; "
-                  "the other groups re-allocated")
-
-
-def walk(alloc: LatencyAllocator, fast: Sequence[int], slow: Sequence[int], widths, scores,
-         prunable) -> list[np.ndarray]:
+def walk(alloc: LatencyAllocator, fast: Sequence[int], slow: Sequence[int], state: GroupState,
+         cal: Calibration | None = None) -> list[np.ndarray]:
     """Widths from ``fast`` to ``slow`` one allowed width of one group at a time, the table's
     prediction climbing about steadily: a group that ``slow`` keeps wider widens while the
     prediction is under the straight line from one model's prediction to the other's, a group
-    that ``slow`` keeps narrower is cut while it is over it. Widenings go in order of kept
-    value per ms (the knapsack's greedy order), cuts in order of least value lost per ms
-    saved. ``widths``: the dense widths the options come from.
-
-    All cuts first (the walk before) made the first part of the walk faster than the fast
-    model itself, and a search along it spent its rounds there: resnet56 on cpu-batch32 at
-    0.5, five rounds between models measured 0.92 and 1.06 of the budget all measured
-    0.85-0.90, each a little faster than the last."""
+    that ``slow`` keeps narrower is cut while it is over it (all cuts first made the start of
+    the walk faster than the fast model). Widenings go in order of kept value per ms (the
+    knapsack's greedy order), cuts in order of least value lost per ms saved. The options come
+    from ``state``'s (dense) widths."""
     table = alloc.table
     cur = np.array(fast, dtype=np.int64)
     path = [cur.copy()]
-    items = [g for g in alloc._items(widths, prunable) if cur[g] != slow[g]]
-    opts = {g: set(alloc.options(g, int(widths[g]))) | {int(slow[g])} for g in items}
-    values = {g: alloc.value(scores[g], g) for g in items}
+    items = [g for g in alloc.items(state) if cur[g] != slow[g]]
+    opts = {g: set(alloc.options(g, int(state.widths[g]))) | {int(slow[g])} for g in items}
+    values = {g: alloc.value(state.scores[g], g) for g in items}
     downs = {g: sorted((o for o in opts[g] if slow[g] <= o < cur[g]), reverse=True) for g in items}
     ups = {g: sorted(o for o in opts[g] if cur[g] < o <= slow[g]) for g in items}
 
@@ -423,11 +407,11 @@ def walk(alloc: LatencyAllocator, fast: Sequence[int], slow: Sequence[int], widt
         dt = abs(table.latency(g, w) - table.latency(g, int(cur[g])))
         return abs(values[g][w - 1] - values[g][int(cur[g]) - 1]) / max(dt, 1e-12)
 
-    start, end = alloc.predict(fast), alloc.predict(slow)
+    start, end = alloc.predict(fast, cal), alloc.predict(slow, cal)
     total = sum(map(len, downs.values())) + sum(map(len, ups.values()))
     while len(path) <= total:
         line = start + (end - start) * len(path) / total
-        if any(ups.values()) and (not any(downs.values()) or alloc.predict(cur) <= line):
+        if any(ups.values()) and (not any(downs.values()) or alloc.predict(cur, cal) <= line):
             g = max((g for g in items if ups[g]), key=lambda g: (per_ms(g, ups[g][0]), -g))
             cur[g] = ups[g].pop(0)
         else:
@@ -435,21 +419,6 @@ def walk(alloc: LatencyAllocator, fast: Sequence[int], slow: Sequence[int], widt
             cur[g] = downs[g].pop(0)
         path.append(cur.copy())
     return path
-
-
-def _check_reachable(alloc: LatencyAllocator, widths, prunable, budget: Budget, run: Runner,
-                     search: _Search) -> bool:
-    """A budget the table says is out of reach: measure the fastest model to be sure
-    (True when it did, and the fastest model met the budget: a round)."""
-    fastest = alloc.fastest(widths, prunable)
-    if alloc.predict(fastest) <= alloc.budget_ms(budget):
-        return False
-    r = run.round(1, fastest, alloc, budget, note="fastest allowed widths (the table predicted the budget "
-                  "out of reach)", confirm=True)
-    if r.measured_ms > r.budget_ms:
-        raise _out_of_reach(r, run.target)
-    search.record(r, bracket=False)
-    return True
 
 
 def _out_of_reach(r: LoopRound, target: TargetProfile) -> BudgetError:
@@ -471,8 +440,7 @@ def _key(widths: Sequence[int]) -> tuple[int, ...]:
 
 RECENT = 3  # dense measurements a budget is taken against: one outlier cannot move it, drift can
 # A pair whose dense measurement is this far off the reference is timed again and the pair whose
-# dense is nearer the reference is kept (both dense measurements count): on this 2-core host a
-# loop lands in the 5% window mostly when its dense varies less than 1.1x (see UNSTEADY).
+# dense is nearer the reference is kept (both dense measurements count): it was timed in a busy moment.
 RETIME = 0.1
 
 
@@ -542,12 +510,11 @@ class Runner:
         self.seen[key] = (float(np.median(ratios)) * now, now)
         self.confirmed.add(key)
 
-    def round(self, index: int, keep: np.ndarray, alloc: LatencyAllocator, budget: Budget,
+    def round(self, index: int, keep: np.ndarray, alloc: LatencyAllocator, cal: Calibration, budget: Budget,
               note: str = "", *, confirm: bool = False) -> LoopRound:
-        """Measure ``keep`` as round ``index``. ``confirm``: a model that misses the budget
-        is timed in three pairs before the verdict (the fastest widths: a miss refuses the
-        budget; resnet56 on cpu at 0.3 of dense was refused on one pair 5% over, its fastest
-        widths measured 0.29 to 0.32 of dense from run to run)."""
+        """Measure ``keep`` as round ``index``, predicted under ``cal`` (its scale) at the dense
+        latency of its time. ``confirm``: a model that misses the budget is timed in three pairs
+        before the verdict (the fastest widths: one busy pair must not refuse the budget)."""
         measured, dense_ms, dense_round = self.measure(keep)
         if confirm and _key(keep) not in self.confirmed and measured > budget.target(dense_ms):
             self.again(keep)
@@ -555,6 +522,6 @@ class Runner:
             note += " (timed three times: the first pair missed the budget; the median counts)"
         if dense_round is None:
             note = note or "same widths as an earlier round (not measured again)"
-        now = dataclasses.replace(alloc, dense_ms=dense_ms)
-        return LoopRound(index, alloc.scale, budget.target(dense_ms), now.predict(keep), measured, dense_ms,
+        now = Calibration(dense_ms, cal.scale)
+        return LoopRound(index, cal.scale, budget.target(dense_ms), alloc.predict(keep, now), measured, dense_ms,
                          _key(keep), float(self.analysis.cost.macs(keep)), note, dense_round)

@@ -7,8 +7,7 @@ starts while another measures the same table waits for it (:mod:`deploypipe.util
 Every group's widths are timed in one interleaved call together with the whole dense
 model, and scaled by how fast the dense model ran in that call relative to the table's
 dense latency: groups measured minutes apart, under different load, then speak the same
-unit (a batch-1 table on the shared 2-core machine otherwise summed to 409 ms of possible
-savings on a 138 ms model).
+unit (otherwise their savings can sum to more than the model's whole latency).
 """
 from __future__ import annotations
 

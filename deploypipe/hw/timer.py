@@ -8,9 +8,7 @@ median over bursts of the target's statistic (median, p90 or p99) within a burst
 Only ``CHUNK`` engines are alive at once. A call with more models times them in chunks at
 different moments, so every chunk after the first also times the call's first model (the
 reference) and its results are scaled by how much faster or slower the reference ran then:
-the models of one call stay comparable (a group's table once compared its dense width,
-timed alone in a last chunk, with narrower widths timed seconds earlier: 27.7 ms at 256
-channels against 70.0 ms at 128).
+the models of one call stay comparable, whichever chunk they were timed in.
 
 Sessions with a CPU thread pool slow each other down when timed back to back (see
 :func:`deploypipe.backends.ort.settle_seconds`): the timer pauses before each burst.
@@ -33,10 +31,8 @@ from ..utils.log import get_logger
 log = get_logger("hw")
 
 CHUNK = 8  # engines alive at once (memory)
-# Bursts for one pruned model timed beside the dense one (the loop's verdicts). The same pair
-# timed 12 times on this 2-core host (cpu profile, 100 iterations): the pruned/dense ratio
-# varied with a relative SD of 11-13% over 5 bursts, 4-9% over 11, at 1.2 and 1.8 s per pair;
-# 41 bursts of 2 iterations each were biased (a session waking up each burst) and worse.
+# Bursts for one pruned model timed beside the dense one (the loop's verdicts): enough for the
+# pruned/dense ratio to settle on a shared host; many tiny bursts are biased by sessions waking up.
 PAIR_BURSTS = 11
 MS_PER_ITERATION = 2.5  # floor on timing time per model: 100 iterations -> at least 0.25 s
 

@@ -1,5 +1,9 @@
-"""The end-to-end pipeline behind ``deploypipe build``."""
+"""The end-to-end pipeline behind ``deploypipe build``: a :class:`BuildConfig` in, a
+:class:`BuildReport` out."""
 from .build import build
-from .config import BuildConfig
+from ..report.schema import BuildReport
+from .config import (BuildConfig, DataOptions, ModelSource, OutputOptions, PruneOptions, QuantizeOptions,
+                     TrainOptions)
 
-__all__ = ["BuildConfig", "build"]
+__all__ = ["BuildConfig", "BuildReport", "DataOptions", "ModelSource", "OutputOptions", "PruneOptions",
+           "QuantizeOptions", "TrainOptions", "build"]

@@ -1,7 +1,20 @@
 """``deploypipe build``: load, (train,) prune, fine-tune, export, verify, profile, report.
 
+From --latency-ratio to widths
+    ``cli/build.py`` reads ``--latency-ratio 0.6`` as ``Budget.parse("latency", "0.6")``, a
+    :class:`~deploypipe.prune.budget.LatencyRatioBudget` (``prune/budget.py``). Here,
+    ``_context`` checks that the method accepts that budget type before any work, and
+    ``_latency_stage`` (the budget ``needs_latency_table``) calls ``plan_latency``
+    (``pipeline/latency.py``): it measures the dense model's per-group latency table and runs
+    ``latency_loop`` (``hw/loop.py``), which allocates with the knapsack of ``hw/allocate.py``,
+    builds and times each candidate on the target, and returns a frozen ``LoopResult`` whose
+    ``widths`` were measured to meet the budget. Those widths become ``ctx.planned``; the
+    method's allocation (``LatencyBudget.allocate``) returns them unchanged, and the method only
+    chooses which channels fill them, by its own scores. Nothing recomputes the widths.
+
 Every stage is a call into the public API; the run directory receives ``dense.onnx``,
 ``pruned.onnx``, ``pruned.pt``, ``report.json`` and ``report.html``, each written atomically.
+The build reads a :class:`~.config.BuildConfig` and returns a :class:`~deploypipe.report.schema.BuildReport`.
 
 Under torchrun every rank runs the build: training, pruning and fine-tuning data-parallel
 (DDP; pruning decisions broadcast from rank 0), while what writes or measures (exports,
@@ -19,32 +32,50 @@ import numpy as np
 
 from .. import __version__
 from ..errors import BudgetError, InputError, VerificationError
-from ..utils.files import check_output_path, write_json
+from ..utils.files import check_output_path
 from ..utils.log import get_logger
+from ..report.schema import BuildReport, LatencyOutcome, MethodSummary, Verification
 from .config import BuildConfig
-from .quantize_stage import (add_to_report, build_precision, fp32_ratio, in_fp32_terms, quantize_pruned,
-                             quantized_name, side_by_side, targets_for, timing_quantizer)
-from .report import dense_vs_pruned, group_rows, now
+from .quantize_stage import (build_precision, fp32_ratio, in_fp32_terms, quantize_pruned, quantized_name,
+                             side_by_side, targets_for, timing_quantizer, with_quantized)
+from .report import assemble, group_rows, latency_outcome, model_columns
 from .run import Run, chain_keys
 
 log = get_logger("build")
 ROUND_EVAL_IMAGES = 2000
 
 
-def build(config: BuildConfig) -> dict[str, Any]:
+def build(config: BuildConfig) -> BuildReport:
     """Run the whole pipeline; returns the report (also written as ``report.json``)."""
+    return build_with_model(config)[0]
+
+
+def build_with_model(config: BuildConfig) -> tuple[BuildReport, Any]:
+    """The pipeline, returning the report and the pruned module (None for an ONNX input)."""
     from ..backends import backend_for_target
     from ..targets import load_target
 
     target = load_target(config.target)
     backend_for_target(target)  # no GPU for a GPU target: fail now, before any training
-    check_output_path(config.out_dir, None if config.from_zoo else config.model)
-    if config.onnx_input:
+    on_disk = not config.model.from_zoo and config.model.module is None
+    check_output_path(config.out_dir, config.model.path if on_disk else None)
+    if config.model.onnx_input:
         from ..train import on_rank_zero
         from .build_onnx import build_onnx
 
-        return on_rank_zero(build_onnx, config, target)
-    return _TorchBuild(config, target).run()
+        return on_rank_zero(build_onnx, config, target), None
+    torch_build = _TorchBuild(config, target)
+    return torch_build.run(), torch_build.model
+
+
+@dataclasses.dataclass
+class _Subject:
+    """The model being built (pruned in place), what rebuilds it from a checkpoint, its data."""
+
+    model: Any  # torch.nn.Module
+    arch: dict[str, Any] | None  # {"name", "kwargs"} when the architecture is known
+    input_shape: tuple[int, ...]  # (C, H, W)
+    data: Any  # Dataset, or None: pruning by weights only
 
 
 class _TorchBuild:
@@ -54,165 +85,223 @@ class _TorchBuild:
         from ..train import is_rank_zero
 
         keys, inputs = stage_keys(config, target)
-        self.run_dir = Run(Path(config.out_dir), keys=keys, inputs=inputs, writer=is_rank_zero())
-        self.precision = build_precision(config.quantize, target)  # None: no quantize stage
+        self.run_dir = Run(config.out_dir, keys=keys, inputs=inputs, writer=is_rank_zero())
+        self.precision = build_precision(config.quantize.precision, target)  # None: no quantize stage
         self.fp32_target, self.quant_target = targets_for(target, self.precision)
-        self.round_to = config.round_to or self.quant_target.round_to
-        self.report: dict[str, Any] = {}
+        self.round_to = config.prune.round_to or self.quant_target.round_to
         self.latency = None  # LatencyPlan, for a latency budget
-        if self.precision and config.dataset is None:
+        self._stored_normalisation = None  # (mean, std) a loaded checkpoint says its model was trained with
+        self.model = None  # the module being built, once loaded
+        if self.precision and config.data.dataset is None:
             raise InputError(f"quantizing to {self.precision} calibrates and verifies on images, so it needs a dataset",
                              hint="pass --dataset")
 
     # -- stages ----------------------------------------------------------------------
-    def run(self) -> dict[str, Any]:
+    def run(self) -> BuildReport:
         from ..train import on_rank_zero as once  # writes and measurements: rank 0, result broadcast
 
-        cfg = self.config
-        run = self.run_dir
-        if cfg.from_zoo:
+        subject = self._load_stage()
+        self.model = subject.model  # pruned in place; the caller of build_with_model gets it
+        self._train_stage(subject)
+        dense = self._export_stage(subject, "dense", checkpoint=True)
+        teacher = copy.deepcopy(subject.model).eval() if self.config.train.distill else None
+        ctx, method = self._context(subject.model, subject.data, subject.input_shape, teacher)
+        self._latency_stage(ctx)
+        self._prune_stage(subject, ctx, method)
+        finetuned = self._finetune_stage(subject, ctx, method, teacher)
+        pruned = self._export_stage(subject, "pruned", checkpoint=not finetuned)  # else fine-tuning wrote it
+        quant = self._quantize(subject.data) if self.precision else None
+        profiles, quantized = self._profile_stage(quant)
+        return once(self._write_report, ctx, method, (dense, pruned), profiles, quantized)
+
+    def _load_stage(self) -> _Subject:
+        """The model and its data (a zoo model's architecture follows its dataset's images)."""
+        cfg, run = self.config, self.run_dir
+        if cfg.model.from_zoo:
             with run.stage("data"):
                 data = self._data(self._zoo_input())
             with run.stage("load"):
                 model, arch, input_shape = self._zoo_model(data)
         else:
-            with run.stage("load", f"loading {cfg.model}"):
+            with run.stage("load", f"loading {cfg.model.path}"):
                 model, arch, input_shape = self._load()
             with run.stage("data"):
                 data = self._data(input_shape)
             input_shape = input_shape or (data.input_shape if data else None)
             if input_shape is None:
-                raise InputError(f"the input shape of {cfg.model} is unknown",
+                raise InputError(f"the input shape of {cfg.model.path} is unknown",
                                  hint="pass --dataset or --input-size and --in-channels")
         _check_target_shape(self.target, input_shape)
-        if cfg.from_zoo and self._restore(model, "train", "trained.pt") is None:
-            with run.stage("train", f"training {arch['name']} on {data.name} for {cfg.pretrain_epochs} epochs"):
-                self._fit(model, data, cfg.pretrain_epochs, cfg.pretrain_lr)
-                once(self._save_checkpoint, model, arch, input_shape, data, "trained.pt")
-            run.record("train", ["trained.pt"])
-        dense = run.cached("export_dense")
-        if dense is None:
-            with run.stage("export_dense"):
-                dense = {"accuracy": self._accuracy(model, data),
-                         "parity": once(self._export, model, "dense.onnx", input_shape)}
-                once(self._save_checkpoint, model, arch, input_shape, data, "dense.pt")
-            run.record("export_dense", ["dense.onnx", "dense.pt"], dense)
-        teacher = copy.deepcopy(model).eval() if cfg.distill else None
-        ctx, method = self._context(model, data, input_shape, teacher)
-        if cfg.budget.kind == "latency":
+        return _Subject(model, arch, input_shape, data)
+
+    def _train_stage(self, subject: _Subject) -> None:
+        """A zoo model is trained on the dataset first (reused from an earlier run if it can be)."""
+        from ..train import on_rank_zero as once
+
+        train = self.config.train
+        if not self.config.model.from_zoo or self._restore(subject.model, "train", "trained.pt") is not None:
+            return
+        with self.run_dir.stage("train", f"training {subject.arch['name']} on {subject.data.name} for "
+                                f"{train.pretrain_epochs} epochs"):
+            self._fit(subject.model, subject.data, train.pretrain_epochs, train.pretrain_lr)
+            once(self._save_checkpoint, subject, "trained.pt")
+        self.run_dir.record("train", ["trained.pt"])
+
+    def _export_stage(self, subject: _Subject, stem: str, checkpoint: bool) -> dict[str, Any]:
+        """``STEM.onnx`` (and ``STEM.pt``) written and verified: {"accuracy", "parity"}."""
+        from ..train import on_rank_zero as once
+
+        stage = f"export_{stem}"
+        result = self.run_dir.cached(stage)
+        if result is None:
+            with self.run_dir.stage(stage):
+                result = {"accuracy": self._accuracy(subject.model, subject.data),
+                          "parity": once(self._export, subject.model, f"{stem}.onnx", subject.input_shape)}
+                if checkpoint:
+                    once(self._save_checkpoint, subject, f"{stem}.pt")
+            self.run_dir.record(stage, [f"{stem}.onnx"] + ([f"{stem}.pt"] if checkpoint else []), result)
+        return result
+
+    def _latency_stage(self, ctx) -> None:
+        """A latency budget: the table and the loop on the dense model, before pruning."""
+        from ..train import on_rank_zero as once
+
+        cfg = self.config
+        run = self.run_dir
+        if cfg.budget.needs_latency_table:
             with run.stage("latency", f"measuring the latency table and calibrating {cfg.budget.describe()} "
                            f"on {self.target.name}"):
                 self.latency = once(self._calibrate, ctx)
-                ctx.latency = self.latency.result.allocator
+                ctx.planned = np.array(self.latency.result.widths)  # the method prunes to these widths
                 # a ratio of dense fp32 became one of the dense model quantized (see _calibrate)
                 ctx.request = dataclasses.replace(ctx.request, budget=self.latency.budget)
-        pruned = self._restore(model, "prune", "pruned_raw.pt")
+
+    def _prune_stage(self, subject: _Subject, ctx, method) -> None:
+        """The method prunes ``subject.model`` in place (or an earlier run's result is restored)."""
+        from ..train import on_rank_zero as once
+
+        cfg, run = self.config, self.run_dir
+        pruned = self._restore(subject.model, "prune", "pruned_raw.pt")
         if pruned is None:
-            with run.stage("prune", f"pruning with {cfg.method} ({cfg.importance}) to {cfg.budget.describe()}"):
+            with run.stage("prune", f"pruning with {cfg.prune.method} ({cfg.prune.importance}) to "
+                           f"{cfg.budget.describe()}"):
                 self._prune(ctx, method)
-                once(self._save_checkpoint, model, arch, input_shape, data, "pruned_raw.pt")
-            run.record("prune", ["pruned_raw.pt"], {"rounds": ctx.rounds, "oracle": ctx.oracle,
-                                                    "losses": ctx.losses})
+                once(self._save_checkpoint, subject, "pruned_raw.pt")
+            run.record("prune", ["pruned_raw.pt"], {"rounds": ctx.rounds, "oracle": ctx.oracle, "losses": ctx.losses})
         else:
             ctx.pruner.refresh()
             ctx.rounds, ctx.oracle = pruned["rounds"], pruned["oracle"]
             ctx.losses = dict(pruned.get("losses", {}))
-        finetune = not method.finetunes and cfg.epochs > 0 and data is not None
+
+    def _finetune_stage(self, subject: _Subject, ctx, method, teacher) -> bool:
+        """Fine-tuning after pruning, unless the method trained while it pruned; whether it ran."""
         from ..prune.methods.phase import finetune_loss
+        from ..train import on_rank_zero as once
 
+        train = self.config.train
+        finetune = not method.finetunes and train.epochs > 0 and subject.data is not None
         ctx.losses["finetune"] = finetune_loss(ctx, finetune, method.finetunes)
-        if finetune and self._restore(model, "finetune", "pruned.pt") is None:
-            with run.stage("finetune", f"fine-tuning {cfg.epochs} epochs"
-                           + (" with distillation" if teacher is not None else "")):
-                self._fit(model, data, cfg.epochs, cfg.lr, teacher=teacher)
-                once(self._save_checkpoint, model, arch, input_shape, data, "pruned.pt")
-            run.record("finetune", ["pruned.pt"])
-        final = run.cached("export_pruned")
-        if final is None:
-            with run.stage("export_pruned"):
-                final = {"accuracy": self._accuracy(model, data),
-                         "parity": once(self._export, model, "pruned.onnx", input_shape)}
-                if not finetune:  # otherwise the fine-tuning stage wrote it
-                    once(self._save_checkpoint, model, arch, input_shape, data, "pruned.pt")
-            run.record("export_pruned", ["pruned.onnx"] + ([] if finetune else ["pruned.pt"]), final)
-        quant = self._quantize(data) if self.precision else None
-        with run.stage("profile", f"profiling dense and pruned models on {self.target.name}"):
-            dense_prof, pruned_prof = once(self._profile)
-            quantized = (quant, *once(self._profile_quantized)) if quant else None
-        dense_acc, pruned_acc = dense["accuracy"], final["accuracy"]
-        dense_parity, pruned_parity = dense["parity"], final["parity"]
-        return once(self._write_report, ctx, method, dense_acc, pruned_acc, dense_parity, pruned_parity,
-                    dense_prof, pruned_prof, quantized)
+        if finetune and self._restore(subject.model, "finetune", "pruned.pt") is None:
+            with self.run_dir.stage("finetune", f"fine-tuning {train.epochs} epochs"
+                                    + (" with distillation" if teacher is not None else "")):
+                self._fit(subject.model, subject.data, train.epochs, train.lr, teacher=teacher)
+                once(self._save_checkpoint, subject, "pruned.pt")
+            self.run_dir.record("finetune", ["pruned.pt"])
+        return finetune
 
+    def _profile_stage(self, quant: dict[str, Any] | None):
+        """(dense profile, pruned profile) on the fp32 target; with a quantized model, also
+        (its result, its profile, the three models timed interleaved)."""
+        from ..train import on_rank_zero as once
+
+        with self.run_dir.stage("profile", f"profiling dense and pruned models on {self.target.name}"):
+            profiles = once(self._profile)
+            quantized = (quant, *once(self._profile_quantized)) if quant else None
+        return profiles, quantized
+
+    # -- the steps the stages take ---------------------------------------------------
     def _zoo_input(self):
         """The input a zoo model is trained on: the dataset's, unless overridden."""
-        cfg = self.config
-        if cfg.in_channels is None and cfg.input_size is None:
+        source = self.config.model
+        if source.in_channels is None and source.input_size is None:
             return None
         from ..models import model_info
 
-        info = model_info(self.config.model[4:])
-        size = cfg.input_size or info.default_input[1]
-        return (cfg.in_channels or info.default_input[0], size, size)
+        info = model_info(source.zoo_name)
+        size = source.input_size or info.default_input[1]
+        return (source.in_channels or info.default_input[0], size, size)
 
     def _zoo_model(self, data):
         import torch
 
         from ..models import create_model
 
+        source = self.config.model
         with torch.random.fork_rng(devices=[]):  # seeded initialisation, global RNG untouched
             torch.manual_seed(self.config.seed)
-            model = create_model(self.config.model[4:], num_classes=self.config.num_classes or data.num_classes,
+            model = create_model(source.zoo_name, num_classes=source.num_classes or data.num_classes,
                                  in_channels=data.in_channels, input_size=data.image_size)
         return model, dict(model.deploypipe_arch), data.input_shape
 
     def _load(self):
         from ..checkpoint import load_model
 
-        cfg = self.config
-        kwargs = {k: v for k, v in (("num_classes", cfg.num_classes), ("in_channels", cfg.in_channels))
+        source = self.config.model
+        if source.module is not None:  # from Python: a copy is pruned, the caller's module is untouched
+            cls = type(source.module)  # recorded in pruned.pt as the factory that rebuilds it (its widths resized)
+            arch = getattr(source.module, "deploypipe_arch", None) or {"name": f"{cls.__module__}:{cls.__qualname__}",
+                                                                       "kwargs": {}}
+            return copy.deepcopy(source.module).eval(), dict(arch), source.input_shape
+        kwargs = {k: v for k, v in (("num_classes", source.num_classes), ("in_channels", source.in_channels))
                   if v is not None}
-        loaded = load_model(cfg.model, arch=cfg.arch, arch_kwargs=kwargs or None, trust_model=cfg.trust_model)
+        loaded = load_model(source.path, arch=source.arch, arch_kwargs=kwargs or None, trust_model=source.trust_model)
+        norm = loaded.metadata.get("normalize") or {}
+        if norm.get("mean") and norm.get("std"):
+            self._stored_normalisation = (tuple(norm["mean"]), tuple(norm["std"]))
         arch = {"name": loaded.arch, "kwargs": loaded.arch_kwargs} if loaded.arch else None
         shape = loaded.input_shape
-        if cfg.input_size and shape:
-            shape = (shape[0], cfg.input_size, cfg.input_size)
+        if source.input_size and shape:
+            shape = (shape[0], source.input_size, source.input_size)
         return loaded.model, arch, shape
 
     def _data(self, input_shape):
         from ..data import load_dataset
 
         cfg = self.config
-        if cfg.dataset is None:
-            if cfg.from_zoo:
+        if cfg.data.splits is not None:
+            return cfg.data.splits
+        if cfg.data.dataset is None:
+            if cfg.model.from_zoo:
                 raise InputError("building from the zoo trains the model first, so it needs a dataset",
                                  hint="pass --dataset, e.g. --dataset digits")
             log.info("no --dataset: pruning by weights only, no fine-tuning, no accuracy")
             return None
         size = input_shape[1:] if input_shape else None
         channels = input_shape[0] if input_shape else None
-        return load_dataset(cfg.dataset, seed=cfg.seed, image_size=size, in_channels=channels, limit=cfg.limit)
+        mean, std = cfg.data.mean, cfg.data.std
+        if mean is None and self._stored_normalisation is not None:  # the checkpoint's own preprocessing
+            mean, std = self._stored_normalisation
+        return load_dataset(cfg.data.dataset, seed=cfg.seed, image_size=size, in_channels=channels,
+                            limit=cfg.data.limit, mean=mean, std=std)
 
     def _fit(self, model, data, epochs: int, lr: float, teacher=None):
-        from ..train import DistillConfig, TrainConfig, fit
+        from ..train import fit
 
         cfg = self.config
-        config = TrainConfig(epochs=epochs, batch_size=cfg.batch_size, lr=lr, seed=cfg.seed,
-                             progress=cfg.progress, distill=DistillConfig() if teacher is not None else None,
-                             augment=cfg.augment)
+        config = cfg.train.sgd(epochs, lr, seed=cfg.seed, progress=cfg.output.progress, distill=teacher is not None)
         return fit(model, data, config, teacher=teacher)
 
     def _train_config(self):
-        from ..train import DistillConfig, TrainConfig
-
+        """The fine-tuning settings, for methods that train while they prune."""
         cfg = self.config
-        return TrainConfig(epochs=max(1, cfg.epochs), batch_size=cfg.batch_size, lr=cfg.lr, seed=cfg.seed,
-                           progress=cfg.progress, distill=DistillConfig() if cfg.distill else None,
-                           augment=cfg.augment)
+        return cfg.train.sgd(max(1, cfg.train.epochs), cfg.train.lr, seed=cfg.seed, progress=cfg.output.progress,
+                             distill=cfg.train.distill)
 
     def _accuracy(self, model, data) -> float | None:
         from ..train import evaluate
 
+        if self.config.data.eval_fn is not None:
+            return float(self.config.data.eval_fn(model))
         return None if data is None else float(evaluate(model, data.test))
 
     def _export(self, model, name: str, input_shape) -> dict:
@@ -232,6 +321,7 @@ class _TorchBuild:
 
         cfg = self.config
         method = create_method(cfg.method, cfg.method_params)
+        method.check_budget(cfg.budget)  # before the latency table and any pruning
         request = PruneRequest(budget=cfg.budget, importance=cfg.importance, allocation=cfg.allocation,
                                round_to=self.round_to, max_ratio=cfg.max_ratio,
                                calibration_batches=cfg.calibration_batches, seed=cfg.seed,
@@ -242,9 +332,9 @@ class _TorchBuild:
         return ctx, method
 
     def _calibrate(self, ctx):
-        """Table and loop on the dense model; the calibrated allocator goes into ``ctx``. When the
-        build quantizes, both time quantized models, on the target at that precision, and a
-        latency ratio (of the dense fp32 model) becomes one of the dense model quantized."""
+        """Table and loop on the dense model: the measured plan whose widths the method prunes to.
+        When the build quantizes, both time quantized models, on the target at that precision, and
+        a latency ratio (of the dense fp32 model) becomes one of the dense model quantized."""
         from .latency import plan_latency
 
         scores = ctx.scores()
@@ -261,7 +351,6 @@ class _TorchBuild:
                                 options=self.config.latency, prepare=prepare)
         except BudgetError as exc:
             raise in_fp32_terms(exc, conversion) from None
-        ctx.latency = plan.result.allocator
         return dataclasses.replace(plan, conversion=conversion)
 
     def _prune(self, ctx, method) -> None:
@@ -273,12 +362,15 @@ class _TorchBuild:
             raise VerificationError(f"the PyTorch-pruned model differs from the ONNX-shrunk original by "
                                     f"{ctx.oracle['max_abs']:.3g}", hint="please report this model")
 
-    def _save_checkpoint(self, model, arch, input_shape, data, name: str) -> None:
+    def _save_checkpoint(self, subject: _Subject, name: str) -> None:
         from ..checkpoint import save_checkpoint
 
-        meta = {"input_shape": list(input_shape), "written_by": "deploypipe build",
+        arch, data = subject.arch, subject.data
+        meta = {"input_shape": list(subject.input_shape), "written_by": "deploypipe build",
                 "dataset": data.name if data is not None else None}
-        save_checkpoint(self.run_dir.path(name), model, arch=arch["name"] if arch else None,
+        if data is not None:
+            meta["normalize"] = {"mean": list(data.mean), "std": list(data.std)}
+        save_checkpoint(self.run_dir.path(name), subject.model, arch=arch["name"] if arch else None,
                         arch_kwargs=arch["kwargs"] if arch else {}, metadata=meta)
 
     def _restore(self, model, stage: str, name: str) -> dict | None:
@@ -296,7 +388,7 @@ class _TorchBuild:
         return data
 
     def _profile(self):
-        from ..measure.profile import profile_onnx
+        from ..profiling import profile_onnx
 
         it = self.config.profile_iterations
         dense = profile_onnx(self.run_dir.path("dense.onnx"), self.fp32_target, iterations=it)
@@ -318,95 +410,120 @@ class _TorchBuild:
     def _profile_quantized(self):
         """The quantized model's profile on the target at its precision, and the three models
         timed interleaved."""
-        from ..measure.profile import profile_onnx
+        from ..profiling import profile_onnx
 
         path = self.run_dir.path(quantized_name(self.precision))
         profile = profile_onnx(path, self.quant_target, iterations=self.config.profile_iterations)
         return profile, side_by_side(self.run_dir.out_dir, self.quant_target, self.precision)
 
-    def _write_report(self, ctx, method, dense_acc, pruned_acc, dense_parity, pruned_parity,
-                      dense_prof, pruned_prof, quantized=None) -> dict[str, Any]:
+    def _write_report(self, ctx, method, exported: tuple[dict, dict], profiles, quantized=None) -> BuildReport:
+        """The report from the exported models, their profiles and the pruning context;
+        written as ``report.json`` and ``report.html``."""
         from ..graph import analyse, load_onnx
-        from ..measure.fingerprint import hardware_fingerprint
-        from ..report import try_write_html_report
-        from .engines import hand_over_engine
+        from ..report import write_build_report
 
-        cfg = self.config
-        dense_a = analyse(load_onnx(self.run_dir.path("dense.onnx")))
-        pruned_a = analyse(load_onnx(self.run_dir.path("pruned.onnx")))
-        report = {
-            "deploypipe_version": __version__, "created": now(), "command": cfg.command,
-            "target": {"name": self.target.name, "backend": dense_prof.backend,
-                       "providers": list(dense_prof.providers), "batch": dense_prof.batch,
-                       "precision": self.target.precision, "timing": dense_prof.timing,
-                       "fingerprint": hardware_fingerprint().to_dict()},
-            "method": {"name": cfg.method, "importance": cfg.importance,
-                       "params": {k: v for k, v in method.values.items()}, "allocation": cfg.allocation,
-                       "round_to": self.round_to, "distill": cfg.distill, "losses": dict(ctx.losses)},
-            "budget": cfg.budget.to_dict(),
-            "dataset": cfg.dataset,
-            **dense_vs_pruned(dense_a, pruned_a, dense_acc, pruned_acc, dense_prof, pruned_prof),
-            "groups": group_rows(ctx.pruner, ctx.dense_widths, ctx.dense_reasons),
-            "rounds": ctx.rounds,
-            "verification": {"torch_vs_onnx_max_abs": max(dense_parity["max_abs"], pruned_parity["max_abs"]),
-                             "oracle_max_abs": ctx.oracle["max_abs"] if ctx.oracle else None,
-                             "passed": bool(dense_parity["passed"] and pruned_parity["passed"]
-                                            and (ctx.oracle is None or ctx.oracle["passed"]))},
-            "layers": {"dense": [l.to_dict() for l in dense_prof.layers],
-                       "pruned": [l.to_dict() for l in pruned_prof.layers]},
-            "stages": self.run_dir.stages,
-            "artifacts": ["dense.onnx", "dense.pt", "pruned.onnx", "pruned.pt", "report.json"],
-        }
-        for prof, stem in ((dense_prof, "dense"), (pruned_prof, "pruned")):
-            report["artifacts"][-1:-1] = hand_over_engine(prof, self.run_dir.out_dir, stem)
-        delivered, delivered_prof = "pruned.onnx", pruned_prof  # the model the budget is judged on
+        cfg, (dense, pruned) = self.config, exported
+        analyses = [analyse(load_onnx(self.run_dir.path(f"{stem}.onnx"))) for stem in ("dense", "pruned")]
+        report = assemble(
+            self.run_dir, cfg, self.target, profiles,
+            model_columns(*analyses, dense["accuracy"], pruned["accuracy"], *profiles),
+            method=MethodSummary(cfg.prune.method, cfg.prune.importance, dict(method.values), cfg.prune.allocation,
+                                 self.round_to, cfg.train.distill, dict(ctx.losses)),
+            groups=group_rows(ctx.pruner, ctx.dense_widths, ctx.dense_reasons), rounds=ctx.rounds,
+            verification=_verification(ctx.oracle, dense["parity"], pruned["parity"]),
+            files=("dense.onnx", "dense.pt", "pruned.onnx", "pruned.pt"), dataset=cfg.data.dataset,
+            latency=self._latency_outcome(ctx, quantized, profiles[1]))
         if quantized is not None:  # (result, profile, interleaved timing)
-            add_to_report(report, self.run_dir.out_dir, *quantized)
-            delivered, delivered_prof = quantized[0]["file"], quantized[1]
-        if self.latency is not None:
-            final = self.latency.check(self.run_dir.path("dense.onnx"), self.run_dir.path(delivered))
-            report.update(self.latency.report(self.run_dir.out_dir, delivered_prof.latency_ms, final))
-            report["latency_result"]["final_widths_match_loop"] = bool(
-                list(ctx.pruner.widths()) == list(self.latency.result.chosen.widths))
-            report["artifacts"].insert(-1, "latency_table.json")
-        report["artifacts"].append("report.html")
-        write_json(self.run_dir.path("report.json"), report)
-        try_write_html_report(self.run_dir.out_dir)
+            report = with_quantized(report, self.run_dir.out_dir, *quantized)
+        report = dataclasses.replace(report, preprocessing=self._preprocessing(ctx.data))
+        write_build_report(self.run_dir.out_dir, report)
         return report
+
+    def _preprocessing(self, data) -> dict[str, Any] | None:
+        """The normalisation the model saw, and where it came from."""
+        if data is None:
+            return None
+        cfg = self.config
+        source = ("given (--mean/--std)" if cfg.data.mean is not None else
+                  "the checkpoint's" if self._stored_normalisation is not None else
+                  "as the caller's data gives it" if cfg.data.splits is not None else
+                  "the data source's, or computed on the training split")
+        return {"mean": list(data.mean), "std": list(data.std), "from": source}
+
+    def _latency_outcome(self, ctx, quantized, pruned_prof) -> LatencyOutcome | None:
+        """With a latency budget: the model delivered (quantized, when the build quantizes)
+        timed beside dense, and whether its widths are the ones the loop measured."""
+        if self.latency is None:
+            return None
+        delivered, delivered_prof = (quantized[0]["file"], quantized[1]) if quantized else ("pruned.onnx", pruned_prof)
+        final = self.latency.check(self.run_dir.path("dense.onnx"), self.run_dir.path(delivered))
+        fields = self.latency.report(self.run_dir.out_dir, delivered_prof.latency_ms, final)
+        fields["latency_result"]["final_widths_match_loop"] = bool(
+            list(ctx.pruner.widths()) == list(self.latency.result.chosen.widths))
+        return latency_outcome(fields)
+
+
+def _verification(oracle: dict | None, dense_parity: dict, pruned_parity: dict) -> Verification:
+    """Torch against ONNX for both exports, and the surgery oracle of the pruning."""
+    return Verification(torch_vs_onnx_max_abs=max(dense_parity["max_abs"], pruned_parity["max_abs"]),
+                        oracle_max_abs=oracle["max_abs"] if oracle else None,
+                        passed=bool(dense_parity["passed"] and pruned_parity["passed"]
+                                    and (oracle is None or oracle["passed"])))
 
 
 def stage_keys(config: BuildConfig, target) -> tuple[dict[str, str], dict[str, Any]]:
     """What each stage's result depends on: the model file's content, the data, the versions,
-    and the options of that stage and the stages before it (not where results go or how
-    they are shown)."""
+    and the options of that stage and the stages before it (not ``config.output``: where
+    results go or how they are shown)."""
     from ..quantize.config import scheme_for
     from ..utils.files import sha256_file
 
-    path = Path(config.model)
-    precision = build_precision(config.quantize, target)
-    c = dataclasses.asdict(config)
-    pick = lambda *names: {n: c[n] for n in names}  # noqa: E731
-    inputs = {"model": config.model, "model_sha256": sha256_file(path) if path.is_file() else None,
-              "dataset": config.dataset, "deploypipe": __version__}
-    base = {**inputs, **pick("seed", "limit", "arch", "num_classes", "in_channels", "input_size", "trust_model",
-                             "batch_size", "augment")}
+    path = Path(config.model.path)
+    precision = build_precision(config.quantize.precision, target)
+    train, prune, data = config.train, dataclasses.asdict(config.prune), config.data
+    source = {f.name: getattr(config.model, f.name) for f in dataclasses.fields(config.model)
+              if f.name not in ("path", "module")}
+    sgd = {k: v for k, v in dataclasses.asdict(train).items()
+           if k not in ("epochs", "lr", "pretrain_epochs", "pretrain_lr", "distill")}
+    module = config.model.module
+    inputs = {"model": config.model.path,
+              "model_sha256": (_digest(module.state_dict().values()) if module is not None
+                               else sha256_file(path) if path.is_file() else None),
+              "dataset": data.dataset, "deploypipe": __version__}
+    given = None if data.splits is None else _digest(t for ds in (data.splits.train, data.splits.test)
+                                                      for t in ds.tensors)
+    base = {**inputs, **source, **sgd, "seed": config.seed, "limit": data.limit, "mean": data.mean, "std": data.std,
+            "data_sha256": given, "eval_fn": getattr(data.eval_fn, "__qualname__", None)}
+    finetune = {"epochs": train.epochs, "lr": train.lr}
     keys = chain_keys(base, [
-        ("train", pick("pretrain_epochs", "pretrain_lr")),
+        ("train", {"pretrain_epochs": train.pretrain_epochs, "pretrain_lr": train.pretrain_lr}),
         ("export_dense", {"tolerances": target.to_dict()["tolerances"], "verify": config.verify}),
-        ("prune", {**pick("method", "method_params", "importance", "allocation", "budget", "round_to", "max_ratio",
-                          "calibration_batches", "distill", "latency"),
+        ("prune", {**prune, "budget": config.budget.to_dict(), "calibration_batches": data.calibration_batches,
+                   "distill": train.distill, "latency": dataclasses.asdict(config.latency),
                    # methods other than one-shot train while they prune, with the fine-tuning options
-                   **({} if config.method == "oneshot" else pick("epochs", "lr")),
+                   **({} if config.prune.method == "oneshot" else finetune),
                    # a latency budget is measured on the quantized models
-                   **({"quantize": precision, **pick("keep_fp32")} if config.budget.kind == "latency" else {}),
-                   "rounded_to": config.round_to or targets_for(target, precision)[1].round_to,
+                   **({"quantize": precision, "keep_fp32": config.quantize.keep_fp32}
+                      if config.budget.needs_latency_table else {}),
+                   "rounded_to": config.prune.round_to or targets_for(target, precision)[1].round_to,
                    "target": target.to_dict()}),
-        ("finetune", pick("epochs", "lr", "distill")),
+        ("finetune", {**finetune, "distill": train.distill}),
         ("export_pruned", {}),
-        ("quantize", {"precision": precision, **pick("keep_fp32", "calibration_batches", "verify"),
+        ("quantize", {"precision": precision, "keep_fp32": config.quantize.keep_fp32,
+                      "calibration_batches": data.calibration_batches, "verify": config.verify,
                       "scheme": scheme_for(target)}),
     ])
     return keys, inputs
+
+
+def _digest(tensors) -> str:
+    """sha256 over tensors' bytes: what a model or data given from Python is, for resuming."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for t in tensors:
+        h.update(t.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()
 
 
 def _check_target_shape(target, input_shape) -> None:

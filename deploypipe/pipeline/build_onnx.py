@@ -2,48 +2,36 @@
 channel surgery, then the same verification, profiling and report as a torch build."""
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Any
+import dataclasses
 
 import numpy as np
 
-from .. import __version__
 from ..errors import InputError, VerificationError
 from ..graph import analyse, load_onnx, save_onnx, shrink, verify_shrink
 from ..graph.scores import WEIGHT_ONLY, weight_scores
 from ..prune.allocate import select_drop
 from ..prune.budget import allocate
-from ..utils.files import write_json
+from ..prune.state import GroupState
+from ..report.schema import BuildReport, GroupRow, MethodSummary, Verification
 from .config import BuildConfig
 from .quantize_stage import build_precision
-from .report import dense_vs_pruned, now
+from .report import assemble, latency_outcome, model_columns
 from .run import Run
 
 
-def build_onnx(config: BuildConfig, target) -> dict[str, Any]:
-    from ..measure.fingerprint import hardware_fingerprint
-    from ..measure.profile import profile_onnx
-    from ..report import try_write_html_report
-    from .engines import hand_over_engine
+def build_onnx(config: BuildConfig, target) -> BuildReport:
+    """Analyse, (measure a latency budget,) prune by weights through surgery, verify the shrunk
+    graph against the original, profile both, report."""
+    from ..profiling import profile_onnx
 
-    if config.importance not in WEIGHT_ONLY:
-        raise InputError(f"importance {config.importance!r} needs a PyTorch model and data",
-                         hint=f"an ONNX model is pruned by weights alone: use one of {', '.join(WEIGHT_ONLY)}")
-    if config.method != "oneshot":
-        raise InputError(f"method {config.method!r} trains the model, which an ONNX file cannot be",
-                         hint="pass the PyTorch checkpoint, or use --method oneshot")
-    precision = build_precision(config.quantize, target)
-    if precision:
-        raise InputError(f"a build from an ONNX file does not quantize to {precision} yet",
-                         hint=f"build it for an fp32 target, then run `deploypipe quantize RUN/pruned.onnx --dataset "
-                              f"... --precision {precision}`")
-    run = Run(Path(config.out_dir))
-    round_to = config.round_to or target.round_to
+    _check_request(config, target)
+    run = Run(config.out_dir)
+    round_to = config.prune.round_to or target.round_to
     with run.stage("analyse"):
-        analysis = analyse(load_onnx(config.model))
+        analysis = analyse(load_onnx(config.model.path))
         save_onnx(analysis.model, run.path("dense.onnx"))
     latency = None  # LatencyPlan, for a latency budget
-    if config.budget.kind == "latency":
+    if config.budget.needs_latency_table:
         with run.stage("latency", f"measuring the latency table and calibrating {config.budget.describe()}"):
             latency = _plan_latency(analysis, config, target, round_to)
     with run.stage("prune"):
@@ -54,45 +42,73 @@ def build_onnx(config: BuildConfig, target) -> dict[str, Any]:
         if config.verify and not oracle.passed:
             raise VerificationError(f"the shrunk model does not match the original ({oracle.sentence()})",
                                     hint="please report this model")
-        save_onnx(small, run.path("pruned.onnx"))
+    rebuilt = _reconstruct_stage(run, config, analysis, small, drop)
+    save_onnx(rebuilt.model if rebuilt else small, run.path("pruned.onnx"))
     with run.stage("profile"):
-        dense_prof = profile_onnx(run.path("dense.onnx"), target, iterations=config.profile_iterations)
-        pruned_prof = profile_onnx(run.path("pruned.onnx"), target, iterations=config.profile_iterations)
-    after = analyse(small, normalized=True)
+        profiles = tuple(profile_onnx(run.path(name), target, iterations=config.profile_iterations)
+                         for name in ("dense.onnx", "pruned.onnx"))
+    return _write_report(run, config, target, (analysis, small, drop), oracle, profiles, round_to, latency,
+                         rebuilt)
+
+
+def _reconstruct_stage(run: Run, config: BuildConfig, analysis, small, drop):
+    """With data: the pruned graph refitted to the dense one's layer outputs (the ONNX build's
+    stand-in for fine-tuning), every model's accuracy measured; None without data."""
+    from .reconstruct_stage import load_images, reconstruct
+
+    with run.stage("data"):
+        data = load_images(config, analysis.model)
+    if data is None:
+        return None
+    with run.stage("reconstruct", "refitting the pruned layers by least squares on calibration images"):
+        return reconstruct(analysis, small, drop, data, config.seed)
+
+
+def _check_request(config: BuildConfig, target) -> None:
+    """What an ONNX file cannot do (train, score by data, quantize here), refused before any work."""
+    if config.prune.importance not in WEIGHT_ONLY:
+        raise InputError(f"importance {config.prune.importance!r} needs a PyTorch model and data",
+                         hint=f"an ONNX model is pruned by weights alone: use one of {', '.join(WEIGHT_ONLY)}")
+    if config.prune.method != "oneshot":
+        raise InputError(f"method {config.prune.method!r} trains the model, which an ONNX file cannot be",
+                         hint="pass the PyTorch checkpoint, or use --method oneshot")
+    precision = build_precision(config.quantize.precision, target)
+    if precision:
+        raise InputError(f"a build from an ONNX file does not quantize to {precision} yet",
+                         hint=f"build it for an fp32 target, then run `deploypipe quantize RUN/pruned.onnx --dataset "
+                              f"... --precision {precision}`")
+
+
+def _write_report(run: Run, config: BuildConfig, target, pruning, oracle, profiles, round_to: int,
+                  latency=None, rebuilt=None) -> BuildReport:
+    """The report of the surgery ``pruning`` = (analysis, shrunk model, channels dropped per
+    group); written as ``report.json`` and ``report.html``."""
+    from ..report import write_build_report
+
+    analysis, small, drop = pruning
     widths_after = analysis.widths() - np.array([len(drop.get(g.id, ())) for g in analysis.groups])
-    report = {
-        "deploypipe_version": __version__, "created": now(), "command": config.command,
-        "target": {"name": target.name, "backend": dense_prof.backend, "providers": list(dense_prof.providers),
-                   "batch": dense_prof.batch, "precision": target.precision, "timing": dense_prof.timing,
-                   "fingerprint": hardware_fingerprint().to_dict()},
-        "method": {"name": "oneshot", "importance": config.importance, "params": {},
-                   "allocation": config.allocation, "round_to": round_to, "distill": False},
-        "budget": config.budget.to_dict(), "dataset": None,
-        **dense_vs_pruned(analysis, after, None, None, dense_prof, pruned_prof),
-        "groups": [{"id": g.id, "width_before": g.width, "width_after": int(widths_after[g.id]),
-                    "frozen": g.frozen, "reason": "; ".join(g.reasons) or None} for g in analysis.groups],
-        "rounds": [],
-        "verification": {"torch_vs_onnx_max_abs": None, "oracle_max_abs": oracle.max_abs, "passed": oracle.passed},
-        "layers": {"dense": [l.to_dict() for l in dense_prof.layers],
-                   "pruned": [l.to_dict() for l in pruned_prof.layers]},
-        "stages": run.stages,
-        "artifacts": ["dense.onnx", "pruned.onnx", "report.json"],
-    }
-    for prof, stem in ((dense_prof, "dense"), (pruned_prof, "pruned")):
-        report["artifacts"][-1:-1] = hand_over_engine(prof, run.out_dir, stem)
+    outcome = None
     if latency is not None:
         final = latency.check(run.path("dense.onnx"), run.path("pruned.onnx"))
-        report.update(latency.report(run.out_dir, pruned_prof.latency_ms, final))
-        report["artifacts"].insert(-1, "latency_table.json")
-    report["artifacts"].append("report.html")
-    write_json(run.path("report.json"), report)
-    try_write_html_report(run.out_dir)
+        outcome = latency_outcome(latency.report(run.out_dir, profiles[1].latency_ms, final))
+    report = assemble(
+        run, config, target, profiles,
+        model_columns(analysis, analyse(small, normalized=True), rebuilt and rebuilt.dense_accuracy,
+                      rebuilt and rebuilt.accuracy, *profiles),
+        method=MethodSummary("oneshot", config.prune.importance, {}, config.prune.allocation, round_to, False),
+        groups=[GroupRow(g.id, g.width, int(widths_after[g.id]), g.frozen, "; ".join(g.reasons) or None)
+                for g in analysis.groups],
+        rounds=(), verification=Verification(None, oracle.max_abs, oracle.passed),
+        files=("dense.onnx", "pruned.onnx"), dataset=config.data.dataset, latency=outcome)
+    if rebuilt is not None:
+        report = dataclasses.replace(report, reconstruction=rebuilt.summary)
+    write_build_report(run.out_dir, report)
     return report
 
 
 def _scores(analysis, config: BuildConfig) -> list[np.ndarray]:
     rng = np.random.default_rng(config.seed)
-    return [weight_scores(analysis, g, config.importance, rng=rng) if g.prunable else np.zeros(g.width)
+    return [weight_scores(analysis, g, config.prune.importance, rng=rng) if g.prunable else np.zeros(g.width)
             for g in analysis.groups]
 
 
@@ -100,17 +116,12 @@ def _plan_latency(analysis, config: BuildConfig, target, round_to: int):
     from .latency import plan_latency
 
     return plan_latency(analysis, _scores(analysis, config), [g.prunable for g in analysis.groups], target,
-                        config.budget, round_to=round_to, max_ratio=config.max_ratio, options=config.latency)
+                        config.budget, round_to=round_to, max_ratio=config.prune.max_ratio, options=config.latency)
 
 
 def _plan(analysis, config: BuildConfig, round_to: int, latency=None) -> dict[int, np.ndarray]:
-    groups = analysis.groups
     scores = _scores(analysis, config)
-    if latency is not None:  # the loop's chosen widths, measured on the target
-        return select_drop(scores, latency.result.chosen.widths)
-    budget = config.budget
-    dense = analysis.macs if budget.kind == "macs" else analysis.params
-    keep = allocate(analysis.widths(), scores, [g.prunable for g in groups], budget, analysis.cost,
-                    dense_value=dense, allocation=config.allocation, round_to=round_to,
-                    max_ratio=config.max_ratio)
+    planned = None if latency is None else latency.result.widths  # the loop's, measured on the target
+    keep = allocate(GroupState.of(analysis, scores, planned=planned), config.budget,
+                    allocation=config.prune.allocation, round_to=round_to, max_ratio=config.prune.max_ratio)
     return select_drop(scores, keep)

@@ -1,4 +1,13 @@
-"""What ``deploypipe build`` is asked to do, as one frozen value."""
+"""What ``deploypipe build`` is asked to do, as one frozen value made of small groups.
+
+Every field has a default but the model, so a build is set up from Python as tersely as
+
+    BuildConfig("zoo:resnet20", target="cpu-batch32", budget=Budget("latency", 0.5),
+                data=DataOptions("digits"), output=OutputOptions(Path("runs/demo")))
+
+The CLI builds it once from its option groups (``deploypipe.cli.build.config_from_args``);
+both build paths read it directly.
+"""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -11,45 +20,147 @@ from .latency import LatencyOptions
 
 
 @dataclass(frozen=True)
-class BuildConfig:
-    model: str  # a .pt/.pth/.pt2/.onnx file, or zoo:NAME (trained here first)
-    out_dir: Path
-    target: str | TargetProfile = "cpu"  # a profile's name or path, or one overridden by flags
+class ModelSource:
+    """Where the model comes from, and what a plain state_dict or file does not say."""
+
+    path: str  # a .pt/.pth/.pt2/.onnx file, or zoo:NAME (trained here first)
+    arch: str | None = None  # architecture of a plain state_dict: zoo name or package.module:factory
+    num_classes: int | None = None
+    in_channels: int | None = None
+    input_size: int | None = None  # square input size in pixels
+    trust_model: bool = False  # allow pickled Python objects
+    module: Any = None  # an nn.Module given from Python (path then only names it); copied, never changed
+    input_shape: tuple[int, int, int] | None = None  # (C, H, W) of ``module``'s input
+
+    @property
+    def from_zoo(self) -> bool:
+        return self.module is None and self.path.startswith("zoo:")
+
+    @property
+    def zoo_name(self) -> str:
+        return self.path[4:]
+
+    @property
+    def onnx_input(self) -> bool:
+        return self.module is None and self.path.lower().endswith(".onnx")
+
+
+@dataclass(frozen=True)
+class DataOptions:
+    """The images for accuracy, calibration and training (None: prune by weights only)."""
+
     dataset: str | None = None
+    limit: int | None = None  # at most this many images per split
+    calibration_batches: int = 8  # batches of 64, for data-driven criteria and int8 calibration
+    mean: tuple[float, ...] | None = None  # the model's normalisation (per channel), over the data's own
+    std: tuple[float, ...] | None = None
+    splits: Any = None  # DataSplits given from Python (the API's loaders); ``dataset`` then names them
+    eval_fn: Any = None  # model -> accuracy in [0, 1], used instead of the test split's top-1
+
+
+@dataclass(frozen=True)
+class TrainOptions:
+    """Training of a zoo model before pruning and fine-tuning after it; the SGD settings
+    (batch size to max_steps_per_epoch) apply to both, as :class:`deploypipe.train.TrainConfig`."""
+
+    epochs: int = 5  # fine-tuning epochs after pruning (0: none)
+    lr: float = 0.01
+    pretrain_epochs: int = 15  # for zoo:NAME
+    pretrain_lr: float = 0.1
+    distill: bool = False  # fine-tune with distillation from the dense model
+    batch_size: int = 128
+    augment: str = "none"  # deploypipe.train.augment
+    schedule: str = "cosine"
+    warmup_epochs: float = 0.0
+    weight_decay: float = 5e-4
+    label_smoothing: float = 0.0
+    max_steps_per_epoch: int | None = None
+
+    def sgd(self, epochs: int, lr: float, *, seed: int, progress: bool, distill: bool):
+        """The :class:`~deploypipe.train.TrainConfig` of one training stage."""
+        from ..train import DistillConfig, TrainConfig
+
+        return TrainConfig(epochs=epochs, lr=lr, batch_size=self.batch_size, schedule=self.schedule,
+                           warmup_epochs=self.warmup_epochs, weight_decay=self.weight_decay,
+                           label_smoothing=self.label_smoothing, max_steps_per_epoch=self.max_steps_per_epoch,
+                           seed=seed, progress=progress, distill=DistillConfig() if distill else None,
+                           augment=self.augment)
+
+
+@dataclass(frozen=True)
+class PruneOptions:
+    """How channels are chosen: the method, its criterion and allocation, and the limits."""
+
     method: str = "oneshot"
     method_params: dict[str, Any] = field(default_factory=dict)
     importance: str = "l1"
     allocation: str = "uniform"
-    budget: Budget = field(default_factory=lambda: Budget("macs", 2.0, "reduction"))
     round_to: int | None = None  # None: the target profile's preferred multiple
-    max_ratio: float = 0.9
-    epochs: int = 5  # fine-tuning epochs after pruning
-    pretrain_epochs: int = 15  # for zoo:NAME
-    lr: float = 0.01
-    pretrain_lr: float = 0.1
-    batch_size: int = 128
-    distill: bool = False
-    augment: str = "none"  # training augmentation (deploypipe.train.augment)
-    calibration_batches: int = 8
-    seed: int = 0
-    limit: int | None = None
-    arch: str | None = None
-    num_classes: int | None = None
-    in_channels: int | None = None
-    input_size: int | None = None
-    trust_model: bool = False
-    verify: bool = True
-    profile_iterations: int | None = None
-    latency: LatencyOptions = field(default_factory=LatencyOptions)  # for latency budgets
-    quantize: str | None = None  # int8 or fp16 after fine-tuning (an int8 target implies int8)
+    max_ratio: float = 0.9  # most a single group may lose
+
+
+@dataclass(frozen=True)
+class QuantizeOptions:
+    """The quantize stage after fine-tuning (an int8 target implies int8)."""
+
+    precision: str | None = None  # int8, fp16, or None
     keep_fp32: tuple[str, ...] = ()  # Conv/Gemm node names (or first, last) left in fp32
+
+
+@dataclass(frozen=True)
+class OutputOptions:
+    """Where results go and how they are shown: no stage's result depends on these."""
+
+    out_dir: Path = Path("deploypipe-run")
     progress: bool = True
-    command: str = ""
+    command: str = ""  # recorded in the report
+
+
+@dataclass(frozen=True)
+class BuildConfig:
+    model: ModelSource | str  # a path or zoo:NAME becomes ModelSource(path)
+    target: str | TargetProfile = "cpu"  # a profile's name or path, or one overridden by flags
+    budget: Budget = field(default_factory=lambda: Budget("macs", 2.0, "reduction"))
+    data: DataOptions = field(default_factory=DataOptions)
+    train: TrainOptions = field(default_factory=TrainOptions)
+    prune: PruneOptions = field(default_factory=PruneOptions)
+    latency: LatencyOptions = field(default_factory=LatencyOptions)  # for latency budgets
+    quantize: QuantizeOptions = field(default_factory=QuantizeOptions)
+    output: OutputOptions = field(default_factory=OutputOptions)
+    seed: int = 0  # data split, initialisation, training order, scores, calibration
+    verify: bool = True  # False: record verification results without failing on them
+    profile_iterations: int | None = None  # None: the target's
+
+    def __post_init__(self) -> None:
+        if isinstance(self.model, str):
+            object.__setattr__(self, "model", ModelSource(self.model))
 
     @property
-    def from_zoo(self) -> bool:
-        return self.model.startswith("zoo:")
+    def out_dir(self) -> Path:
+        return Path(self.output.out_dir)
+
+    # Read by the pruning stages (``_context``, ``_calibrate``, ``_prune`` in build.py, owned
+    # with the budget work): a transition until they read ``self.prune`` and ``self.data``.
+    @property
+    def method(self) -> str:
+        return self.prune.method
 
     @property
-    def onnx_input(self) -> bool:
-        return self.model.lower().endswith(".onnx")
+    def method_params(self) -> dict[str, Any]:
+        return self.prune.method_params
+
+    @property
+    def importance(self) -> str:
+        return self.prune.importance
+
+    @property
+    def allocation(self) -> str:
+        return self.prune.allocation
+
+    @property
+    def max_ratio(self) -> float:
+        return self.prune.max_ratio
+
+    @property
+    def calibration_batches(self) -> int:
+        return self.data.calibration_batches

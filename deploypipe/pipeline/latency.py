@@ -1,11 +1,11 @@
 """The latency stage of ``deploypipe build``: the dense model's latency table on the target
-(measured, or from the cache), then the measure-and-correct loop that calibrates the
-knapsack allocation until a measured pruned model meets the budget."""
+(measured, or from the cache), then the measure-and-correct loop, whose measured widths
+(``LatencyPlan.result.widths``) the build prunes to."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
@@ -14,6 +14,9 @@ from ..prune.budget import Budget
 from ..targets import TargetProfile
 from ..utils.files import write_json
 from ..utils.log import get_logger
+
+if TYPE_CHECKING:
+    from ..hw import LatencyTable, LoopResult
 
 log = get_logger("build")
 
@@ -35,8 +38,11 @@ class LatencyOptions:
 
 @dataclass(frozen=True)
 class LatencyPlan:
-    table: Any  # LatencyTable
-    result: Any  # LoopResult
+    """The latency stage's outcome: the table, the loop's result (its widths are what the
+    build prunes to), the budget it was met against and how to time the delivered model."""
+
+    table: "LatencyTable"
+    result: "LoopResult"
     budget: Budget
     target: TargetProfile
     timer: Any  # the loop's timer, for the final check
@@ -44,10 +50,8 @@ class LatencyPlan:
 
     def check(self, dense: Path, pruned: Path) -> dict[str, Any]:
         """The dense and pruned ONNX files the build wrote, timed interleaved as the loop
-        times its models: does the model delivered meet the budget? The profile times the two
-        one after the other on a drifting machine (a resnet20 at 0.5 of dense on cpu-batch32:
-        the loop measured 0.50 of dense, the same two files timed together 0.48, the two
-        profiles 0.66)."""
+        times its models: does the model delivered meet the budget? (The profiles time the two
+        one after the other, on a machine that may drift between them.)"""
         import onnx
 
         from ..hw import with_batch

@@ -13,11 +13,15 @@ from __future__ import annotations
 import dataclasses
 import math
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import BudgetError, InputError
 from ..targets import TargetProfile
 from ..utils.log import get_logger
+
+if TYPE_CHECKING:
+    from ..report.schema import BuildReport
+    from .config import BuildConfig
 
 log = get_logger("build")
 
@@ -30,9 +34,8 @@ def build_precision(quantize: str | None, target: TargetProfile) -> str | None:
     return quantize or ("int8" if target.precision == "int8" else None)
 
 
-# ONNX Runtime's int8 CPU kernels run channel counts in multiples of 16 fastest (cpu-batch32,
-# MNIST-sized inputs): resnet56 with its first stage 8 wide 22.2 ms against 18.8 ms at its
-# dense 16; mobilenet_v2 at half its widths 8.5 ms rounded to 16, 9.9 ms to 8, 10.2 ms to 4.
+# ONNX Runtime's int8 CPU kernels run channel counts in multiples of 16 fastest (narrower
+# multiples measured slower on cpu-batch32: benchmarks/results/quantize.json).
 CPU_INT8_MULTIPLE = 16
 
 
@@ -57,15 +60,15 @@ def quantized_name(precision: str) -> str:
     return f"pruned.{precision}.onnx"
 
 
-def quantize_config(config, target: TargetProfile, precision: str):
+def quantize_config(config: BuildConfig, target: TargetProfile, precision: str):
     """The :class:`~deploypipe.quantize.QuantizeConfig` of a build."""
     from ..quantize import QuantizeConfig, scheme_for
 
-    return QuantizeConfig(precision=precision, calibration_batches=config.calibration_batches,
-                          scheme=scheme_for(target), keep_fp32=tuple(config.keep_fp32), seed=config.seed)
+    return QuantizeConfig(precision=precision, calibration_batches=config.data.calibration_batches,
+                          scheme=scheme_for(target), keep_fp32=tuple(config.quantize.keep_fp32), seed=config.seed)
 
 
-def timing_quantizer(config, target: TargetProfile, precision: str, dense):
+def timing_quantizer(config: BuildConfig, target: TargetProfile, precision: str, dense):
     """The quantizer the latency table and loop time through: the build's scheme and
     ``--keep-fp32`` layers (named on the dense graph), a cheap calibration."""
     from ..quantize import TimingQuantizer
@@ -103,8 +106,9 @@ def fp32_ratio(budget, dense, targets: tuple[TargetProfile, TargetProfile], prep
     from statistics import median
 
     from ..hw import TargetTimer, with_batch
+    from ..prune.budget import LatencyRatioBudget
 
-    if budget.kind != "latency" or budget.mode != "fraction":
+    if not isinstance(budget, LatencyRatioBudget) or budget.mode != "fraction":  # only --latency-ratio converts
         return budget, {}
     fp32_target, quant_target = targets
     model = with_batch(dense, quant_target.batch, quant_target.input_shape)
@@ -125,7 +129,7 @@ def fp32_ratio(budget, dense, targets: tuple[TargetProfile, TargetProfile], prep
         "pairs_ms": [list(p) for p in pairs], "sentence": sentence}
 
 
-def quantize_pruned(run_dir: Path, config, data, target: TargetProfile, precision: str) -> dict[str, Any]:
+def quantize_pruned(run_dir: Path, config: BuildConfig, data, target: TargetProfile, precision: str) -> dict[str, Any]:
     """``pruned.onnx`` -> ``pruned.<precision>.onnx`` (see the module docstring); the result
     as a dict for the report. A result that misses its tolerance raises unless ``--no-verify``."""
     from ..quantize import model_size, quantize_file
@@ -155,22 +159,26 @@ def side_by_side(run_dir: Path, target: TargetProfile, precision: str) -> dict[s
             "note": "the three models timed in alternating bursts, one call: they share the machine's load"}
 
 
-def add_to_report(report: dict[str, Any], run_dir: Path, quant: dict[str, Any], profile, interleaved) -> None:
-    """The quantized model's column (accuracy, MACs, size, latency), its verification, its
-    per-layer times and file; and every model's size on disk."""
-    from .report import latency
+def with_quantized(report: BuildReport, run_dir: Path, quant: dict[str, Any], profile, interleaved) -> BuildReport:
+    """``report`` with the quantized model's column (accuracy, MACs, size, latency), its
+    verification, its per-layer times and file; and every model's size on disk."""
+    from ..report.schema import LatencyStats, QuantizedColumn
+    from .report import layer_rows
 
-    for key, file in (("dense", "dense.onnx"), ("pruned", "pruned.onnx")):
-        report[key]["size_bytes"] = (run_dir / file).stat().st_size
     verification = quant["verification"]
-    report["quantized"] = {
-        "precision": quant["precision"], "file": quant["file"], "macs": report["pruned"]["macs"],
-        "params": report["pruned"]["params"], "accuracy": verification["accuracy_quantized"],
-        "latency_ms": latency(profile), "size_bytes": quant["size_bytes"], "target": profile.target.name,
-        "layers": quant["layers"], "kept_fp32": quant["kept_fp32"], "calibration": quant["calibration"],
-        "scheme": quant["scheme"], "library": quant["library"], "side_by_side": interleaved}
-    report["verification"]["quantized"] = verification
-    report["verification"]["passed"] = bool(report["verification"]["passed"] and verification["passed"])
-    report["layers"]["quantized"] = [layer.to_dict() for layer in profile.layers]
-    report["artifacts"].insert(report["artifacts"].index("pruned.pt") + 1 if "pruned.pt" in report["artifacts"]
-                               else len(report["artifacts"]), quant["file"])
+    column = QuantizedColumn(
+        precision=quant["precision"], file=quant["file"], macs=report.pruned.macs, params=report.pruned.params,
+        accuracy=verification["accuracy_quantized"], latency_ms=LatencyStats.of(profile),
+        size_bytes=quant["size_bytes"], target=profile.target.name, layers=quant["layers"],
+        kept_fp32=tuple(quant["kept_fp32"]), calibration=quant["calibration"], scheme=quant["scheme"],
+        library=quant["library"], side_by_side=interleaved)
+    artifacts = list(report.artifacts)
+    artifacts.insert(artifacts.index("pruned.pt") + 1 if "pruned.pt" in artifacts else len(artifacts), quant["file"])
+    checks = report.verification
+    return dataclasses.replace(
+        report, quantized=column, artifacts=tuple(artifacts),
+        dense=dataclasses.replace(report.dense, size_bytes=(run_dir / "dense.onnx").stat().st_size),
+        pruned=dataclasses.replace(report.pruned, size_bytes=(run_dir / "pruned.onnx").stat().st_size),
+        verification=dataclasses.replace(checks, quantized=verification,
+                                         passed=bool(checks.passed and verification["passed"])),
+        layers=dataclasses.replace(report.layers, quantized=layer_rows(profile)))

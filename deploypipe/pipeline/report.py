@@ -1,103 +1,138 @@
-"""The report of a build: dense against pruned, per group, per stage; and its summary."""
+"""Filling the :class:`~deploypipe.report.schema.BuildReport` that both build paths return, and its
+text summary (what ``deploypipe build`` prints)."""
 from __future__ import annotations
 
 import datetime as _dt
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 
+from .. import __version__
 from ..measure.stats import speed_phrase
+from ..report.schema import (BuildReport, GroupRow, LatencyOutcome, LatencyStats, LayerTimes, MethodSummary,
+                             ModelColumn, QuantizedColumn, StageTime, TargetSummary, Verification)
+from .config import BuildConfig
+from .run import Run
 
 
 def now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
 
 
-def latency(prof) -> dict[str, float] | None:
-    if prof is None:
-        return None
-    s = prof.stats
-    return {"median": s.median, "p90": s.p90, "p99": s.p99, "mean": s.mean, "cv": s.cv,
-            "throughput": s.throughput, "batch": prof.batch, "iterations": s.n}
+def model_columns(dense_a, pruned_a, dense_acc, pruned_acc, dense_prof, pruned_prof) -> tuple[ModelColumn, ModelColumn]:
+    """Dense and pruned: MACs and parameters of their ONNX analyses, accuracy, profiled latency."""
+    return (ModelColumn(dense_a.macs, dense_a.params, dense_acc, LatencyStats.of(dense_prof)),
+            ModelColumn(pruned_a.macs, pruned_a.params, pruned_acc, LatencyStats.of(pruned_prof)))
 
 
-def dense_vs_pruned(dense_a, pruned_a, dense_acc, pruned_acc, dense_prof, pruned_prof) -> dict[str, Any]:
-    return {
-        "dense": {"macs": dense_a.macs, "params": dense_a.params, "accuracy": dense_acc,
-                  "latency_ms": latency(dense_prof)},
-        "pruned": {"macs": pruned_a.macs, "params": pruned_a.params, "accuracy": pruned_acc,
-                   "latency_ms": latency(pruned_prof)},
-    }
-
-
-def group_rows(pruner, dense_widths: np.ndarray, dense_reasons: dict[int, list[str]]) -> list[dict]:
+def group_rows(pruner, dense_widths: np.ndarray, dense_reasons: dict[int, list[str]]) -> tuple[GroupRow, ...]:
+    """Each group of a torch build: its dense and pruned width, and why it was frozen."""
     after = pruner.widths()
-    rows = []
-    for g in pruner.groups:
-        reasons = dense_reasons.get(g.id, [])
-        rows.append({"id": g.id, "width_before": int(dense_widths[g.id]), "width_after": int(after[g.id]),
-                     "frozen": bool(reasons), "reason": "; ".join(reasons) or None})
-    return rows
+    return tuple(GroupRow(g.id, int(dense_widths[g.id]), int(after[g.id]), bool(dense_reasons.get(g.id)),
+                          "; ".join(dense_reasons.get(g.id, [])) or None) for g in pruner.groups)
 
 
-def summary(report: dict[str, Any], out_dir: str) -> str:
-    lines = [f"target {report['target']['name']} ({report['target']['backend']}), method {report['method']['name']}"
-             f" / {report['method']['importance']}, budget {report['budget']['kind']} "
-             f"{report['budget']['value']:g} ({report['budget'].get('mode', '')})", *_table(report)]
-    if report.get("quantized"):
-        lines += _quantized_lines(report["quantized"], report["verification"]["quantized"])
-    if report.get("latency_result"):
-        if report["latency_result"].get("budget_conversion"):
-            lines.append(report["latency_result"]["budget_conversion"]["sentence"])
-        lines.append(report["latency_result"]["sentence"])
-        if report["latency_result"].get("final_sentence"):
-            lines.append(report["latency_result"]["final_sentence"])
-    v = report["verification"]
-    checks = [f"{label} {v[key]:.2g}" for label, key in (("torch vs ONNX", "torch_vs_onnx_max_abs"),
-                                                         ("oracle", "oracle_max_abs")) if v.get(key) is not None]
-    lines.append(f"verification {'passed' if v['passed'] else 'FAILED'}: max abs error " + ", ".join(checks))
-    lines.append(f"artifacts in {out_dir}: " + ", ".join(report.get("artifacts", [])))
+def assemble(run: Run, config: BuildConfig, target, profiles: tuple[Any, Any],
+             columns: tuple[ModelColumn, ModelColumn], *, method: MethodSummary, groups: Sequence[GroupRow],
+             rounds: Sequence[dict], verification: Verification, files: Sequence[str], dataset: str | None,
+             latency: LatencyOutcome | None = None) -> BuildReport:
+    """The report of a build whose dense and pruned ONNX files were profiled as ``profiles``;
+    ``files`` are the models it wrote (engines a profile built are handed over beside them)."""
+    from ..measure.fingerprint import hardware_fingerprint
+    from .engines import hand_over_engine
+
+    dense_prof, pruned_prof = profiles
+    engines = [file for prof, stem in zip(profiles, ("dense", "pruned"))
+               for file in hand_over_engine(prof, run.out_dir, stem)]
+    tables = ["latency_table.json"] if latency is not None else []
+    return BuildReport(
+        deploypipe_version=__version__, created=now(), command=config.output.command,
+        target=TargetSummary(target.name, dense_prof.backend, tuple(dense_prof.providers), dense_prof.batch,
+                             target.precision, dense_prof.timing, hardware_fingerprint().to_dict()),
+        method=method, budget=config.budget.to_dict(), dataset=dataset,
+        dense=columns[0], pruned=columns[1], groups=tuple(groups), rounds=tuple(rounds), verification=verification,
+        layers=LayerTimes(layer_rows(dense_prof), layer_rows(pruned_prof)),
+        stages=tuple(StageTime(**s) for s in run.stages),
+        artifacts=(*files, *engines, *tables, "report.json", "report.html"), latency=latency)
+
+
+def layer_rows(profile) -> tuple[dict[str, Any], ...]:
+    return tuple(layer.to_dict() for layer in profile.layers)
+
+
+def latency_outcome(fields: dict[str, Any]) -> LatencyOutcome:
+    """The ``latency_*`` fields of :meth:`LatencyPlan.report`, typed."""
+    return LatencyOutcome(fields["latency_table"], tuple(fields["latency_loop"]), fields["latency_result"])
+
+
+def summary(report: BuildReport, out_dir: str) -> str:
+    """The lines ``deploypipe build`` prints: the comparison table, quantization, the latency
+    outcome, verification and the files written."""
+    budget = report.budget
+    lines = [f"target {report.target.name} ({report.target.backend}), method {report.method.name}"
+             f" / {report.method.importance}, budget {budget['kind']} {budget['value']:g} ({budget.get('mode', '')})",
+             *_table(report)]
+    if report.quantized is not None:
+        lines += _quantized_lines(report.quantized, report.verification.quantized)
+    if report.reconstruction is not None:
+        r = report.reconstruction
+        lines.append(f"reconstruction: {len(r['layers'])} layers refitted by least squares on {r['images']} images: "
+                     f"accuracy {r['accuracy_removed']:.2%} after plain removal -> {r['accuracy_refit']:.2%}, "
+                     f"top-1 agreement with dense {r['agreement_removed']:.1%} -> {r['agreement_refit']:.1%}")
+    if report.latency is not None:
+        result = report.latency.latency_result
+        lines += [s for s in ((result.get("budget_conversion") or {}).get("sentence"), result["sentence"],
+                              result.get("final_sentence")) if s]
+    v = report.verification
+    checks = [f"{label} {value:.2g}" for label, value in (("torch vs ONNX", v.torch_vs_onnx_max_abs),
+                                                          ("oracle", v.oracle_max_abs)) if value is not None]
+    lines.append(f"verification {'passed' if v.passed else 'FAILED'}: max abs error " + ", ".join(checks))
+    lines.append(f"artifacts in {out_dir}: " + ", ".join(report.artifacts))
     return "\n".join(lines)
 
 
-def _table(report: dict[str, Any]) -> list[str]:
+def _table(report: BuildReport) -> list[str]:
     """Dense, pruned (and pruned quantized) side by side; the note compares the last column
     with dense."""
-    cols = [("dense", report["dense"]), ("pruned", report["pruned"])]
-    if report.get("quantized"):
-        cols.append((f"pruned {report['quantized']['precision']}", report["quantized"]))
+    cols: list[tuple[str, ModelColumn | QuantizedColumn]] = [("dense", report.dense), ("pruned", report.pruned)]
+    if report.quantized is not None:
+        cols.append((f"pruned {report.quantized.precision}", report.quantized))
     d, last = cols[0][1], cols[-1][1]
 
     def row(label: str, cells: list[str], note: str = "") -> str:
         return f"{label:14}" + "".join(f"{c:>14}" for c in cells) + (f"   ({note})" if note else "")
 
     rows = [row("", [name for name, _ in cols])]
-    if all(c.get("accuracy") is not None for _, c in cols):
-        rows.append(row("accuracy", [f"{c['accuracy']:.2%}" for _, c in cols],
-                        f"{(last['accuracy'] - d['accuracy']) * 100:+.2f} pt"))
+    if all(c.accuracy is not None for _, c in cols):
+        rows.append(row("accuracy", [f"{c.accuracy:.2%}" for _, c in cols],
+                        f"{(last.accuracy - d.accuracy) * 100:+.2f} pt"))
+    else:
+        rows.append("accuracy      not measured (no data given: pass --dataset to measure it, and to recover it "
+                    "by fine-tuning or, for an ONNX file, by least-squares reconstruction)")
     for label, key in (("MACs", "macs"), ("params", "params")):
-        rows.append(row(label, [_h(c[key]) for _, c in cols], f"{d[key] / max(last[key], 1):.2f}x fewer"))
-    if all(c.get("size_bytes") for _, c in cols):
-        rows.append(row("size on disk", [f"{_h(c['size_bytes'])}B" for _, c in cols],
-                        f"{d['size_bytes'] / last['size_bytes']:.2f}x smaller"))
-    if all(c.get("latency_ms") for _, c in cols):
-        lat = [c["latency_ms"] for _, c in cols]
-        rows.append(row("latency p50", [f"{x['median']:.3f}ms" for x in lat],
-                        f"{speed_phrase(lat[0]['median'], lat[-1]['median'])}, batch {lat[0]['batch']}"))
-        rows.append(row("latency p90", [f"{x['p90']:.3f}ms" for x in lat]))
+        rows.append(row(label, [_h(getattr(c, key)) for _, c in cols],
+                        f"{getattr(d, key) / max(getattr(last, key), 1):.2f}x fewer"))
+    if all(c.size_bytes for _, c in cols):
+        rows.append(row("size on disk", [f"{_h(c.size_bytes)}B" for _, c in cols],
+                        f"{d.size_bytes / last.size_bytes:.2f}x smaller"))
+    if all(c.latency_ms for _, c in cols):
+        lat = [c.latency_ms for _, c in cols]
+        rows.append(row("latency p50", [f"{x.median:.3f}ms" for x in lat],
+                        f"{speed_phrase(lat[0].median, lat[-1].median)}, batch {lat[0].batch}"))
+        rows.append(row("latency p90", [f"{x.p90:.3f}ms" for x in lat]))
     return rows
 
 
-def _quantized_lines(q: dict[str, Any], verification: dict[str, Any]) -> list[str]:
+def _quantized_lines(q: QuantizedColumn, verification: dict[str, Any]) -> list[str]:
     """The quantized model: layers kept in fp32, its verification, the interleaved timing."""
-    kept = ", ".join(k["name"] for k in q["kept_fp32"]) or "none"
-    done = sum(p == q["precision"] for p in q["layers"].values())
-    lines = [f"{q['file']}: {done} of {len(q['layers'])} Conv/Gemm layers in {q['precision']}, kept in fp32: {kept}; "
+    kept = ", ".join(k["name"] for k in q.kept_fp32) or "none"
+    done = sum(p == q.precision for p in q.layers.values())
+    lines = [f"{q.file}: {done} of {len(q.layers)} Conv/Gemm layers in {q.precision}, kept in fp32: {kept}; "
              f"{verification['sentence']}"]
-    side = q.get("side_by_side") or {}
+    side = q.side_by_side or {}
     if side.get("ms"):
         dense, pruned, quant = side["ms"]
-        lines.append(f"timed interleaved: dense {dense:.3f} ms, pruned {pruned:.3f} ms, pruned {q['precision']} "
+        lines.append(f"timed interleaved: dense {dense:.3f} ms, pruned {pruned:.3f} ms, pruned {q.precision} "
                      f"{quant:.3f} ms ({speed_phrase(dense, quant)} than dense)")
     return lines
 

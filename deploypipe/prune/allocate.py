@@ -3,7 +3,8 @@
 All allocators are pure functions of per-group widths, per-channel scores and (for cost
 budgets) a cost model; they return the number of channels each group keeps, which
 ``select_drop`` turns into the channel indices to remove (lowest scores first).
-Every allocator keeps at least one channel (one ``round_to`` block) per group.
+Every allocator keeps at least one channel (one ``round_to`` block) per group; those that
+allocate to a cost stop at the :func:`floors` of ``--max-ratio``.
 """
 from __future__ import annotations
 
@@ -21,6 +22,19 @@ def round_keep(keep: int, width: int, round_to: int) -> int:
         return max(1, min(keep, width))
     rounded = int(round(keep / round_to)) * round_to
     return max(round_to, min(rounded, width))
+
+
+def floors(widths: Sequence[int], prunable: Sequence[bool], max_ratio: float, round_to: int = 1) -> np.ndarray:
+    """The fewest channels each group may keep: a prunable group loses at most ``max_ratio``
+    of ``widths``, rounded up to a ``round_to`` multiple (no wider than the group; a group no
+    wider than one block keeps at least one channel); a frozen group keeps its width."""
+    step = max(1, round_to)
+    out = np.array(widths, dtype=np.int64)
+    for g, (w, p) in enumerate(zip(out.tolist(), prunable)):
+        if p:
+            f = max(1, math.ceil(w * (1 - max_ratio)))
+            out[g] = min(w, math.ceil(f / step) * step) if w > step else f
+    return out
 
 
 def uniform(widths: Sequence[int], ratio: float, *, prunable: Sequence[bool], round_to: int = 1) -> np.ndarray:
@@ -57,8 +71,7 @@ def global_ranking(widths: Sequence[int], scores: Sequence[np.ndarray], *, pruna
     if cost(keep) <= target:
         return keep
     step = max(1, round_to)
-    floor = np.array([max(step if w > step else w, int(math.ceil(w * (1 - max_ratio))))
-                      for w in widths])
+    floor = floors(widths, prunable, max_ratio, step)
     order = {g: np.sort(np.asarray(s, dtype=np.float64)) for g, s in enumerate(scores)}
     norm = {g: (s / (np.mean(s) + 1e-12)) for g, s in order.items()}
     while cost(keep) > target:

@@ -1,33 +1,53 @@
-"""Budgets (how much to remove) and the allocation of kept channels under them.
+"""Budgets (how much to remove), one class per kind, and the allocation of kept channels under them.
 
-``--ratio 0.3``           remove 30% of every prunable group's channels (uniform) or of all
-                          prunable channels (global ranking)
-``--macs-budget 0.5``     keep half the MACs; ``2x`` means 2x fewer; ``20M`` is absolute
-``--params-budget ...``   the same for parameters
-``--latency-budget 5ms``  measured latency (see :mod:`deploypipe.hw`)
+``--ratio 0.3``            :class:`RatioBudget`: remove 30% of every prunable group's channels
+                           (uniform) or of all prunable channels (global ranking)
+``--macs-budget 0.5``      :class:`MacsBudget`: keep half the MACs; ``2x`` means 2x fewer; ``20M`` is absolute
+``--params-budget ...``    :class:`ParamsBudget`: the same for parameters
+``--latency-budget 5ms``   :class:`LatencyMsBudget`: measured latency on the target (see :mod:`deploypipe.hw`)
+``--latency-ratio 0.5``    :class:`LatencyRatioBudget`: that fraction of the dense model's measured latency
+
+Every budget has ``target(dense)``, ``describe()`` and ``to_dict()`` (kind, value and mode, as
+``report.json`` records them). ``Budget.parse(kind, text)`` reads one and ``Budget(kind, value,
+mode)`` builds the class of that kind. Channel budgets (ratio, MACs, parameters) count their
+measure from the widths; latency budgets are met by the widths a measured plan fixed
+(``GroupState.planned``).
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Callable, ClassVar
 
 import numpy as np
 
 from ..errors import BudgetError, InputError
-from ..graph.cost import CostModel
 from .allocate import global_ranking, round_keep, uniform
+from .fill import fill, score_value, uniform_value
+from .state import GroupState
 
 KINDS = ("ratio", "macs", "params", "latency")
+ALLOCATIONS = ("uniform", "global")
 _SUFFIX = {"": 1.0, "k": 1e3, "m": 1e6, "g": 1e9, "t": 1e12}
+Measure = Callable[[np.ndarray], float]
 
 
 @dataclass(frozen=True)
 class Budget:
+    """How much to remove. ``value`` and ``mode`` as given: ``fraction`` (of the dense value
+    kept; for a ratio, of the channels removed), ``reduction`` (Nx fewer), ``absolute`` or ``ms``."""
+
     kind: str
-    value: float  # ratio: fraction removed; others: see ``mode``
-    mode: str = "fraction"  # fraction (of dense kept) | absolute | reduction (Nx fewer) | ms
+    value: float
+    mode: str = "fraction"
+
+    needs_latency_table: ClassVar[bool] = False  # measured on the target before pruning
+    flag: ClassVar[str] = ""  # the build option that asks for it
+
+    def __new__(cls, kind: str = "", value: float = 0.0, mode: str = "fraction"):
+        return super().__new__(_class_of(kind, mode) if cls is Budget else cls)
 
     @classmethod
     def parse(cls, kind: str, text: str | float) -> "Budget":
@@ -35,30 +55,13 @@ class Budget:
             raise InputError(f"unknown budget kind {kind!r}", hint=f"use one of {', '.join(KINDS)}")
         s = str(text).strip().lower()
         if kind == "ratio":
-            value = _number(s, kind)
-            if not 0 < value < 1:
-                raise InputError(f"pruning ratio {s} is outside (0, 1)",
-                                 hint="give the fraction of channels to remove, e.g. --ratio 0.3")
-            return cls(kind, value)
+            return RatioBudget.read(s)
         if kind == "latency" and s.endswith("ms"):
-            return cls(kind, _positive(_number(s[:-2], kind), s, kind), "ms")
-        if s.endswith("x"):
-            value = _positive(_number(s[:-1], kind), s, kind)
-            if value <= 1:
-                raise InputError(f"a {kind} reduction of {s} removes nothing", hint="use e.g. 2x")
-            return cls(kind, value, "reduction")
-        m = re.fullmatch(r"([0-9.eE+-]+)\s*([kmgt]?)", s)
-        if not m:
-            raise InputError(f"cannot read {kind} budget {text!r}", hint="write 0.5 (fraction kept), 2x or 20M")
-        value = _positive(_number(m.group(1), kind), s, kind)
-        if m.group(2) or value > 1:
-            return cls(kind, value * _SUFFIX[m.group(2)], "absolute")
-        if value >= 1:
-            raise InputError(f"a {kind} budget of {s} keeps everything", hint="give a fraction below 1, e.g. 0.5")
-        return cls(kind, value, "fraction")
+            return Budget(kind, _positive(_number(s[:-2], kind), s, kind), "ms")
+        return Budget(kind, *_amount(kind, s, text))
 
     def target(self, dense: float) -> float:
-        """The budget in absolute units, given the dense model's value."""
+        """The most the pruned model may keep, in the budget's measure, given the dense model's."""
         if self.mode == "fraction":
             return dense * self.value
         if self.mode == "reduction":
@@ -66,8 +69,6 @@ class Budget:
         return self.value
 
     def describe(self) -> str:
-        if self.kind == "ratio":
-            return f"remove {self.value:.0%} of channels"
         return {"fraction": f"keep {self.value:.0%} of the {self.kind}",
                 "reduction": f"{self.value:g}x fewer {self.kind}",
                 "absolute": f"{self.value:.4g} {self.kind}",
@@ -75,6 +76,215 @@ class Budget:
 
     def to_dict(self) -> dict:
         return {"kind": self.kind, "value": self.value, "mode": self.mode}
+
+    # -- measuring and allocating ---------------------------------------------------------
+    def measure(self, state: GroupState) -> Measure:
+        """The budget's measure of any widths of ``state``'s groups."""
+        raise NotImplementedError
+
+    def dense_value(self, state: GroupState) -> float:
+        return float(self.measure(state)(state.dense))
+
+    def met(self, state: GroupState, widths: np.ndarray, share: float = 1.0) -> bool:
+        """Whether ``widths`` make ``share`` of the way from the dense model to the budget."""
+        measure = self.measure(state)
+        dense = float(measure(state.dense))
+        return measure(widths) <= (dense - share * (dense - self.target(dense))) * (1 + 1e-9)
+
+    def toward(self, dense: float, t: float) -> "Budget":
+        """The budget ``t`` of the way (geometrically) from the dense value ``dense`` to this one."""
+        return dataclasses.replace(self, value=dense * (self.target(dense) / dense) ** t, mode="absolute")
+
+    def allocate(self, state: GroupState, *, allocation: str, round_to: int, max_ratio: float) -> np.ndarray:
+        """Kept widths meeting the budget: global ranking by score, or ``uniform``."""
+        measure = self.measure(state)
+        target = self.target(float(measure(state.dense)))
+        if allocation == "global":
+            return global_ranking(state.widths, state.scores, prunable=state.prunable, cost=measure, target=target,
+                                  max_ratio=max_ratio, round_to=round_to)
+        return self.uniform_widths(state, measure, target, round_to, max_ratio)
+
+    def uniform_widths(self, state: GroupState, measure: Measure, target: float, round_to: int,
+                       max_ratio: float) -> np.ndarray:
+        """The smallest uniform ratio whose widths meet ``target`` (bisection)."""
+        widths = state.widths
+        lo, hi = 0.0, max_ratio
+        best = state.floors(max_ratio, round_to)
+        for _ in range(40):
+            mid = (lo + hi) / 2
+            keep = uniform(widths, mid, prunable=state.prunable, round_to=round_to) if mid > 0 else widths.copy()
+            if measure(keep) <= target:
+                best, hi = keep, mid
+            else:
+                lo = mid
+        return best
+
+    def allocate_toward(self, state: GroupState, t: float, **how) -> np.ndarray:
+        """Kept widths ``t`` of the way (geometrically) from the dense model to the budget."""
+        return self.toward(self.dense_value(state), t).allocate(state, **how)
+
+    def removal(self, state: GroupState) -> int | None:
+        """The channels the budget removes, when it says so exactly (a ratio); else None."""
+        return None
+
+
+class RatioBudget(Budget):
+    """Remove the fraction ``value`` of the prunable channels; measured in prunable channels kept."""
+
+    flag = "--ratio"
+
+    @classmethod
+    def read(cls, s: str) -> "RatioBudget":
+        value = _number(s, "ratio")
+        if not 0 < value < 1:
+            raise InputError(f"pruning ratio {s} is outside (0, 1)",
+                             hint="give the fraction of channels to remove, e.g. --ratio 0.3")
+        return Budget("ratio", value)
+
+    def target(self, dense: float) -> float:
+        return dense * (1 - self.value)
+
+    def describe(self) -> str:
+        return f"remove {self.value:.0%} of channels"
+
+    def measure(self, state: GroupState) -> Measure:
+        ids = state.prunable_ids()
+        return lambda widths: float(np.sum(np.asarray(widths)[ids]))
+
+    def toward(self, dense: float, t: float) -> "Budget":
+        return dataclasses.replace(self, value=1.0 - (1.0 - self.value) ** t)
+
+    def uniform_widths(self, state, measure, target, round_to, max_ratio) -> np.ndarray:
+        """Every prunable group loses ``value`` of its dense channels (never more than it has now)."""
+        return np.minimum(uniform(state.dense, self.value, prunable=state.prunable, round_to=round_to), state.widths)
+
+    def removal(self, state: GroupState) -> int | None:
+        return max(1, math.ceil(self.value * float(np.sum(state.dense[state.prunable_ids()])) - 1e-9))
+
+
+class CostBudget(Budget):
+    """MACs or parameters, measured exactly from the widths by the dense model's cost model."""
+
+    def measure(self, state: GroupState) -> Measure:
+        return getattr(state.cost, self.kind)
+
+    def allocate(self, state: GroupState, *, allocation: str, round_to: int, max_ratio: float) -> np.ndarray:
+        """The allocation's widths, then blocks given back while the cost stays within the
+        budget (:mod:`deploypipe.prune.fill`): rounded widths move the cost in steps, and the
+        first rounded answer under the budget removed up to 3.5x where 2x was asked."""
+        self._check_reachable(state, max_ratio, round_to)
+        keep = super().allocate(state, allocation=allocation, round_to=round_to, max_ratio=max_ratio)
+        measure = self.measure(state)
+        value = score_value(state.scores) if allocation == "global" else uniform_value(state.dense)
+        return fill(state.widths, keep, state.prunable, cost=measure, target=self.target(float(measure(state.dense))),
+                    round_to=round_to, value=value)
+
+    def _check_reachable(self, state: GroupState, max_ratio: float, round_to: int) -> None:
+        measure = self.measure(state)
+        target = self.target(self.dense_value(state))
+        floor = measure(state.floors(max_ratio, round_to))
+        if floor > target:
+            dense = measure(state.widths)
+            raise BudgetError(f"the {self.kind} budget ({target:.4g}, {target / dense:.1%} of the dense "
+                              f"{dense:.4g}) is below the {floor:.4g} left when every prunable group loses "
+                              f"{max_ratio:.0%} of its channels",
+                              hint=f"ask for at most {dense / floor:.2f}x fewer {self.kind}")
+
+
+class MacsBudget(CostBudget):
+    """Multiply-accumulates kept."""
+
+    flag = "--macs-budget"
+
+
+class ParamsBudget(CostBudget):
+    """Parameters kept."""
+
+    flag = "--params-budget"
+
+
+class LatencyBudget(Budget):
+    """Measured latency on the target: a measured plan (:func:`deploypipe.hw.latency_loop`)
+    fixes the widths before pruning, and the methods prune to them."""
+
+    needs_latency_table = True
+
+    def measure(self, state: GroupState) -> Measure:
+        raise InputError(f"{self.describe()} is measured on the target, not counted from the widths",
+                         hint="use a method that supports latency budgets (deploypipe list methods), "
+                              "or --ratio, --macs-budget or --params-budget")
+
+    def toward(self, dense: float, t: float) -> "Budget":
+        raise InputError(f"{self.describe()} cannot be split into steps of cost: a latency budget is met by "
+                         "measured widths", hint="use --ratio, --macs-budget or --params-budget")
+
+    def allocate(self, state: GroupState, *, allocation: str, round_to: int, max_ratio: float) -> np.ndarray:
+        """The plan's widths (never wider than now)."""
+        return np.minimum(self._planned(state), state.widths)
+
+    def allocate_toward(self, state: GroupState, t: float, **how) -> np.ndarray:
+        """Widths ``t`` of the way (geometrically, per group) from the dense widths to the plan's,
+        rounded to ``round_to``; the plan's at ``t`` = 1."""
+        planned = np.minimum(self._planned(state), state.widths)
+        if t >= 1:
+            return planned
+        step = np.array([round_keep(int(round(d * (p / d) ** t)), d, how.get("round_to", 1))
+                         for d, p in zip(state.dense.tolist(), planned.tolist())])
+        return np.clip(step, planned, state.widths)
+
+    @staticmethod
+    def _planned(state: GroupState) -> np.ndarray:
+        if state.planned is None:
+            raise InputError("a latency budget needs a latency table measured on the target",
+                             hint="use `deploypipe build --latency-budget` or --latency-ratio, which measures one")
+        return state.planned
+
+
+class LatencyMsBudget(LatencyBudget):
+    """An absolute latency in ms (``5ms``)."""
+
+    flag = "--latency-budget"
+
+
+class LatencyRatioBudget(LatencyBudget):
+    """A fraction of the dense model's measured latency (``--latency-ratio 0.5``; ``2x``: half)."""
+
+    flag = "--latency-ratio"
+
+
+CHANNEL_BUDGETS: tuple[type[Budget], ...] = (RatioBudget, MacsBudget, ParamsBudget)
+ALL_BUDGETS: tuple[type[Budget], ...] = CHANNEL_BUDGETS + (LatencyMsBudget, LatencyRatioBudget)
+_CLASSES = {("ratio", "fraction"): RatioBudget,
+            **{("macs", m): MacsBudget for m in ("fraction", "reduction", "absolute")},
+            **{("params", m): ParamsBudget for m in ("fraction", "reduction", "absolute")},
+            ("latency", "ms"): LatencyMsBudget, ("latency", "absolute"): LatencyMsBudget,
+            ("latency", "fraction"): LatencyRatioBudget, ("latency", "reduction"): LatencyRatioBudget}
+
+
+def _class_of(kind: str, mode: str) -> type[Budget]:
+    try:
+        return _CLASSES[(kind, mode)]
+    except KeyError:
+        raise InputError(f"there is no {kind!r} budget given as {mode!r}",
+                         hint=f"use one of {', '.join(KINDS)}, as a fraction, a reduction (2x) or absolute") from None
+
+
+def _amount(kind: str, s: str, text) -> tuple[float, str]:
+    """A MACs, parameters or latency amount: ``2x`` (reduction), ``20M`` or > 1 (absolute), a fraction."""
+    if s.endswith("x"):
+        value = _positive(_number(s[:-1], kind), s, kind)
+        if value <= 1:
+            raise InputError(f"a {kind} reduction of {s} removes nothing", hint="use e.g. 2x")
+        return value, "reduction"
+    m = re.fullmatch(r"([0-9.eE+-]+)\s*([kmgt]?)", s)
+    if not m:
+        raise InputError(f"cannot read {kind} budget {text!r}", hint="write 0.5 (fraction kept), 2x or 20M")
+    value = _positive(_number(m.group(1), kind), s, kind)
+    if m.group(2) or value > 1:
+        return value * _SUFFIX[m.group(2)], "absolute"
+    if value >= 1:
+        raise InputError(f"a {kind} budget of {s} keeps everything", hint="give a fraction below 1, e.g. 0.5")
+    return value, "fraction"
 
 
 def _number(s: str, kind: str) -> float:
@@ -90,58 +300,14 @@ def _positive(v: float, s: str, kind: str) -> float:
     return v
 
 
-def allocate(widths: Sequence[int], scores: Sequence[np.ndarray], prunable: Sequence[bool],
-             budget: Budget, cost: CostModel, *, dense_value: float, dense_widths: Sequence[int] | None = None,
-             allocation: str = "uniform", round_to: int = 1, max_ratio: float = 0.9) -> np.ndarray:
-    """Kept channels per group meeting ``budget``. Ratios count against ``dense_widths``
-    (the model before any round of pruning), MACs and parameters are measured by ``cost``."""
-    widths = np.asarray(widths, dtype=np.int64)
-    base = widths if dense_widths is None else np.asarray(dense_widths, dtype=np.int64)
-    if allocation not in ("uniform", "global"):
+def allocate(state: GroupState, budget: Budget, *, allocation: str = "uniform", round_to: int = 1,
+             max_ratio: float = 0.9) -> np.ndarray:
+    """Kept channels per group meeting ``budget``. Ratios count against ``state.dense`` (the
+    model before any round of pruning), MACs and parameters are measured by ``state.cost``."""
+    if allocation not in ALLOCATIONS:
         raise InputError(f"unknown allocation {allocation!r}", hint="use uniform or global")
-    if budget.kind == "ratio":
-        if allocation == "uniform":
-            return np.minimum(uniform(base, budget.value, prunable=prunable, round_to=round_to), widths)
-        total = float(sum(w for w, p in zip(base, prunable) if p))
-        count = lambda keep: float(sum(k for k, p in zip(keep, prunable) if p))  # noqa: E731
-        return global_ranking(widths, scores, prunable=prunable, cost=count, target=total * (1 - budget.value),
-                              max_ratio=max_ratio, round_to=round_to)
-    if budget.kind not in ("macs", "params"):
-        raise InputError(f"a {budget.kind} budget needs the hardware-aware allocator",
-                         hint="use --macs-budget, --params-budget or --ratio here")
-    measure = cost.macs if budget.kind == "macs" else cost.params
-    target = budget.target(dense_value)
-    _check_reachable(widths, prunable, measure, target, budget, max_ratio, round_to)
-    if allocation == "global":
-        return global_ranking(widths, scores, prunable=prunable, cost=measure, target=target,
-                              max_ratio=max_ratio, round_to=round_to)
-    return _uniform_to_target(widths, prunable, measure, target, round_to, max_ratio)
+    return budget.allocate(state, allocation=allocation, round_to=round_to, max_ratio=max_ratio)
 
 
-def _floor_widths(widths, prunable, max_ratio, round_to) -> np.ndarray:
-    return np.array([round_keep(max(1, math.ceil(w * (1 - max_ratio))), w, round_to) if p else w
-                     for w, p in zip(widths, prunable)])
-
-
-def _check_reachable(widths, prunable, measure, target, budget: Budget, max_ratio, round_to) -> None:
-    floor = measure(_floor_widths(widths, prunable, max_ratio, round_to))
-    if floor > target:
-        dense = measure(widths)
-        raise BudgetError(f"the {budget.kind} budget ({target:.4g}, {target / dense:.1%} of the dense "
-                          f"{dense:.4g}) is below the {floor:.4g} left when every prunable group loses "
-                          f"{max_ratio:.0%} of its channels",
-                          hint=f"ask for at most {dense / floor:.2f}x fewer {budget.kind}")
-
-
-def _uniform_to_target(widths, prunable, measure, target, round_to, max_ratio) -> np.ndarray:
-    """The smallest uniform ratio whose widths meet the target (bisection)."""
-    lo, hi = 0.0, max_ratio
-    best = _floor_widths(widths, prunable, max_ratio, round_to)
-    for _ in range(40):
-        mid = (lo + hi) / 2
-        keep = uniform(widths, mid, prunable=prunable, round_to=round_to) if mid > 0 else widths.copy()
-        if measure(keep) <= target:
-            best, hi = keep, mid
-        else:
-            lo = mid
-    return best
+__all__ = ["ALL_BUDGETS", "Budget", "CHANNEL_BUDGETS", "CostBudget", "LatencyBudget", "LatencyMsBudget",
+           "LatencyRatioBudget", "MacsBudget", "ParamsBudget", "RatioBudget", "allocate"]

@@ -36,19 +36,10 @@ def level_fractions(assistants: int, levels: str = "") -> list[float]:
     return [i / (assistants + 1) for i in range(1, assistants + 2)]
 
 
-def check_placeable(budget: Budget) -> None:
-    """Refuse budget kinds whose intermediate levels cannot be placed (measured latency)."""
-    if budget.kind not in ("ratio", "macs", "params"):
-        raise InputError(f"nested pruning levels cannot be placed on a {budget.kind} budget",
-                         hint="use --ratio, --macs-budget or --params-budget")
-
-
 def level_budget(budget: Budget, dense_value: float, t: float) -> Budget:
-    """The budget of a level ``t`` of the way (geometrically) from dense to ``budget``."""
-    check_placeable(budget)
-    if budget.kind == "ratio":
-        return Budget("ratio", 1.0 - (1.0 - budget.value) ** t)
-    return Budget(budget.kind, dense_value * (budget.target(dense_value) / dense_value) ** t, "absolute")
+    """The budget of a level ``t`` of the way (geometrically) from dense to ``budget``
+    (refused for a latency budget: its levels cannot be placed without measuring)."""
+    return budget.toward(dense_value, t)
 
 
 def full_level(widths: dict[int, int]) -> Level:

@@ -4,6 +4,8 @@ files beside it. ``deploypipe report RUN_DIR`` rebuilds it.
 
     from deploypipe.report import write_html_report
     write_html_report("runs/demo")          # -> runs/demo/report.html
+
+A build writes both files from its typed report with :func:`write_build_report`.
 """
 from __future__ import annotations
 
@@ -12,22 +14,25 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ..errors import InputError
-from ..utils.files import write_text
+from ..utils.files import write_json, write_text
 from ..utils.log import get_logger
 from .html import Section, note, page
 from .quantized import quantized_section
+from .schema import BuildReport
 from .sections import layers_section, loop_section, rounds_section, table_section, widths_section
 from .summary import details_section, header, summary_section
 
-__all__ = ["HTML_FILE", "load_report", "render_html", "try_write_html_report", "write_html_report"]
+__all__ = ["HTML_FILE", "JSON_FILE", "BuildReport", "load_report", "render_html", "try_write_html_report", "write_build_report",
+           "write_html_report"]
 
 log = get_logger("report")
 HTML_FILE = "report.html"
+JSON_FILE = "report.json"
 
 
 def load_report(run_dir: str | Path) -> dict[str, Any]:
     """``report.json`` of a run directory."""
-    path = Path(run_dir) / "report.json"
+    path = Path(run_dir) / JSON_FILE
     if not path.is_file():
         raise InputError(f"{str(path)!r} does not exist", hint="give the run directory of a `deploypipe build`")
     try:
@@ -61,6 +66,13 @@ def write_html_report(run_dir: str | Path) -> Path:
     """Write ``report.html`` into ``run_dir`` from its ``report.json`` (atomically)."""
     folder = Path(run_dir)
     return write_text(folder / HTML_FILE, render_html(load_report(folder), folder))
+
+
+def write_build_report(run_dir: str | Path, report: BuildReport) -> Path | None:
+    """The end of a build: ``report.json`` (``report.to_dict()``), then ``report.html`` read
+    back from it, as ``deploypipe report`` would (the page's failure is logged, not raised)."""
+    write_json(Path(run_dir) / JSON_FILE, report.to_dict())
+    return try_write_html_report(run_dir)
 
 
 def try_write_html_report(run_dir: str | Path) -> Path | None:

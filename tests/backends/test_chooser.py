@@ -5,10 +5,11 @@ import logging
 
 import pytest
 
-from deploypipe.backends import chooser
+from deploypipe.backends import chooser, runtimes
 from deploypipe.backends.base import Backend
-from deploypipe.backends.chooser import GpuOption, choose_gpu_backend, gpu_options
+from deploypipe.backends.chooser import choose_gpu_backend, gpu_runtimes
 from deploypipe.backends.ort import OrtBackend
+from deploypipe.backends.runtimes import Requirement, Runtime
 from deploypipe.errors import DeviceError
 from deploypipe.targets import load_target
 
@@ -21,14 +22,16 @@ class _Named(Backend):
         raise NotImplementedError
 
 
-def _option(key: str, reason: str | None) -> GpuOption:
-    return GpuOption(key, f"backend {key}", lambda target: reason, lambda: _Named(key))
+def _option(key: str, reason: str | None) -> Runtime:
+    return Runtime(key, f"backend {key}", "onnxruntime", gpu=True,
+                   needs=(Requirement(key, lambda: reason, cached=False),),
+                   factory=lambda: _Named(key))
 
 
 @pytest.fixture
 def gpu_here(monkeypatch):
     """Pretend an NVIDIA GPU is visible."""
-    monkeypatch.setattr(chooser, "gpu_missing_reason", lambda: None)
+    monkeypatch.setattr(runtimes, "gpu_missing_reason", lambda: None)
 
 
 def test_first_usable_option_wins_and_is_announced_once(gpu_here, caplog):
@@ -53,16 +56,18 @@ def test_no_usable_backend_names_every_reason(gpu_here):
 
 
 def test_no_gpu_is_one_sentence_before_any_probe(monkeypatch):
-    monkeypatch.setattr(chooser, "gpu_missing_reason", lambda: "no NVIDIA GPU was found")
+    monkeypatch.setattr(runtimes, "gpu_missing_reason", lambda: "no NVIDIA GPU was found")
     probed = []
-    option = GpuOption("a", "a", lambda t: probed.append(t) or None, lambda: _Named("a"))
+    option = Runtime("a", "a", "onnxruntime", gpu=True,
+                     needs=(Requirement("a", lambda: probed.append(1) or None, cached=False),),
+                     factory=lambda: _Named("a"))
     with pytest.raises(DeviceError, match="needs an NVIDIA GPU") as err:
         choose_gpu_backend(load_target("gpu"), [option])
     assert probed == [] and "--target cpu" in err.value.sentence()
 
 
 def test_preference_order():
-    assert [o.key for o in gpu_options()] == ["tensorrt", "ort-tensorrt", "ort-cuda", "torch"]
+    assert [r.name for r in gpu_runtimes()] == ["trt", "ort-trt", "ort-cuda", "torch-cuda"]
 
 
 def test_real_probes_on_this_machine_explain_themselves(gpu_here):
@@ -76,9 +81,9 @@ def test_real_probes_on_this_machine_explain_themselves(gpu_here):
 
 def test_int8_rules_out_backends_without_an_int8_path():
     int8 = load_target("gpu-trt-int8")
-    options = {o.key: o for o in gpu_options()}
-    assert "int8" in options["ort-cuda"].probe(int8)
-    assert "fp32 and fp16" in options["torch"].probe(int8)
+    options = {r.name: r for r in gpu_runtimes()}
+    assert "int8" in options["ort-cuda"].unavailable(int8)
+    assert "fp32 and fp16" in options["torch-cuda"].unavailable(int8)
 
 
 def test_ort_choice_fills_the_auto_target():

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from deploypipe.backends._gpu import gpu_missing_reason
-from deploypipe.backends.compare import compare_backends, compare_outputs
-from deploypipe.backends.compare_targets import COMPARE_BACKENDS, parse_backends
+from deploypipe.backends.compare import compare_backends, compare_outputs, parse_backends
+from deploypipe.backends.runtimes import Runtime
 from deploypipe.cli import main
 from deploypipe.errors import DeviceError, InputError
 from deploypipe.targets import Tolerances, load_target
@@ -54,8 +54,7 @@ def test_torch_against_ort_on_the_cpu(tiny_onnx):
 @pytest.mark.parametrize("name", ["trt", "ort-trt", "ort-cuda", "torch-cuda"])
 def test_gpu_backends_are_refused_in_one_sentence_before_any_build(name, tiny_onnx, monkeypatch):
     built = []
-    monkeypatch.setattr(COMPARE_BACKENDS["ort"].__class__, "make",
-                        lambda self: built.append(self.name))
+    monkeypatch.setattr(Runtime, "create", lambda self: built.append(self.name))
     with pytest.raises(DeviceError) as err:
         compare_backends(tiny_onnx, parse_backends(f"ort,{name}"), target=load_target("cpu"))
     msg = err.value.sentence()

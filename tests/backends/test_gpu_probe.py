@@ -2,13 +2,14 @@
 TensorRT that imports but cannot build makes ``--target gpu`` take the next backend."""
 from __future__ import annotations
 
+import dataclasses
 import logging
 import sys
 import types
 
 import pytest
 
-from deploypipe.backends import chooser
+from deploypipe.backends import chooser, runtimes
 from deploypipe.backends._gpu import probe_gpu
 from deploypipe.measure import fingerprint as fp_mod
 from deploypipe.targets import load_target
@@ -115,15 +116,15 @@ def _fake_tensorrt(builds: bool):
 
 def test_a_tensorrt_that_cannot_build_falls_back_with_one_line(monkeypatch, caplog):
     monkeypatch.setitem(sys.modules, "tensorrt", _fake_tensorrt(builds=False))
-    monkeypatch.setattr(chooser.importlib.util, "find_spec", lambda name: object())
-    monkeypatch.setattr(chooser, "gpu_missing_reason", lambda: None)
-    chooser.tensorrt_build_fails.cache_clear()
+    monkeypatch.setattr(runtimes.importlib.util, "find_spec", lambda name: object())
+    monkeypatch.setattr(runtimes, "gpu_missing_reason", lambda: None)
+    runtimes.forget_probes()
     chooser._announced.clear()
     taken = []
-    options = [chooser.GpuOption("tensorrt", "native TensorRT", chooser._native_trt,
-                                 lambda: taken.append("tensorrt")),
-               chooser.GpuOption("torch", "PyTorch on CUDA (cuDNN)", lambda t: None,
-                                 lambda: taken.append("torch") or "torch backend")]
+    options = [dataclasses.replace(runtimes.RUNTIMES.get("trt"),
+                                   factory=lambda: taken.append("tensorrt")),
+               runtimes.Runtime("torch-cuda", "PyTorch on CUDA (cuDNN)", "torch", gpu=True,
+                                factory=lambda: taken.append("torch") or "torch backend")]
     try:
         with caplog.at_level(logging.INFO, logger="deploypipe"):
             assert chooser.choose_gpu_backend(load_target("gpu"), options) == "torch backend"
@@ -133,14 +134,15 @@ def test_a_tensorrt_that_cannot_build_falls_back_with_one_line(monkeypatch, capl
         assert "no native TensorRT: TensorRT 11.4.0 imports but could not build an engine" \
             in lines[0]
     finally:
-        chooser.tensorrt_build_fails.cache_clear()
+        runtimes.forget_probes()
 
 
 def test_a_tensorrt_that_builds_is_taken(monkeypatch):
     monkeypatch.setitem(sys.modules, "tensorrt", _fake_tensorrt(builds=True))
-    monkeypatch.setattr(chooser.importlib.util, "find_spec", lambda name: object())
-    chooser.tensorrt_build_fails.cache_clear()
+    monkeypatch.setattr(runtimes.importlib.util, "find_spec", lambda name: object())
+    monkeypatch.setattr(runtimes, "gpu_missing_reason", lambda: None)
+    runtimes.forget_probes()
     try:
-        assert chooser._native_trt(load_target("gpu")) is None
+        assert runtimes.RUNTIMES.get("trt").unavailable(load_target("gpu")) is None
     finally:
-        chooser.tensorrt_build_fails.cache_clear()
+        runtimes.forget_probes()

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from deploypipe.backends import backend_for_target, create_backend
-from deploypipe.backends.compare import compare_backends
-from deploypipe.backends.compare_targets import COMPARE_BACKENDS, parse_backends
+from deploypipe.backends.compare import compare_backends, parse_backends
+from deploypipe.backends.runtimes import RUNTIMES
 from deploypipe.targets import load_target
 
 pytestmark = pytest.mark.gpu
@@ -36,12 +36,12 @@ def zoo_onnx(request, tmp_path_factory):
 
 
 def _engine(name: str, onnx_path, precision: str, tmp_path):
-    spec = COMPARE_BACKENDS[name]
-    if reason := spec.needs():
+    spec = RUNTIMES.get(name)
+    if reason := spec.unavailable():
         pytest.skip(f"{name}: {reason}")
     target = spec.target(dataclasses.replace(load_target("gpu-trt-fp16"), precision=precision,
                                              batch=2))
-    backend = spec.make()
+    backend = spec.create()
     if spec.backend == "torch":
         return backend.build(onnx_path, target, onnx_path=onnx_path), target
     return backend.build(onnx_path, target, cache_dir=tmp_path), target
@@ -80,7 +80,7 @@ def test_target_gpu_picks_a_backend_that_runs(zoo_onnx, tmp_path):
 
 
 def test_trt_engine_is_cached_across_builds(zoo_onnx, tmp_path):
-    if reason := COMPARE_BACKENDS["trt"].needs():
+    if reason := RUNTIMES.get("trt").unavailable():
         pytest.skip(reason)
     target = load_target("gpu-trt-fp16")
     for _ in range(2):
@@ -91,7 +91,7 @@ def test_trt_engine_is_cached_across_builds(zoo_onnx, tmp_path):
 
 
 def test_compare_gpu_backends_against_torch_cpu(zoo_onnx, tmp_path):
-    names = ["torch", "ort"] + [n for n in GPU_BACKENDS if COMPARE_BACKENDS[n].needs() is None]
+    names = ["torch", "ort"] + [n for n in GPU_BACKENDS if RUNTIMES.get(n).unavailable() is None]
     report = compare_backends(zoo_onnx, parse_backends(",".join(names)),
                               target=load_target("gpu-trt-fp16"), trials=2, cache_dir=tmp_path)
     assert report.passed, "\n".join(report.lines())

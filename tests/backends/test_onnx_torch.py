@@ -19,8 +19,9 @@ from deploypipe.backends.onnx_torch import SUPPORTED_OPS, OnnxModule, module_fro
 from deploypipe.backends.torch_profile import HostClock, ModuleTimer, layers_from_timer
 from deploypipe.errors import UnsupportedError
 from deploypipe.export import export_onnx
-from deploypipe.graph import analyse, plan_drop, shrink
+from deploypipe.graph import analyse, shrink
 from deploypipe.models import create_model
+from deploypipe.prune.plan import plan_drop
 
 LIGHT = os.path.join(os.path.dirname(onnx.__file__), "backend", "test", "data", "light")
 LIGHT_MODELS = ["resnet50", "densenet121", "inception_v1", "inception_v2", "squeezenet",

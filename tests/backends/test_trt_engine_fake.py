@@ -132,17 +132,17 @@ def test_build_without_a_gpu_is_one_sentence(fake_trt, tiny_onnx, monkeypatch):
 @pytest.fixture
 def trt_gpu(trt, monkeypatch):
     """The fake TensorRT with a GPU 'present' for every module that asks."""
-    import deploypipe.backends as backends
+    from deploypipe.backends import runtimes
     from deploypipe.backends import tensorrt as trt_backend
 
-    for module in (backends, trt_backend):
+    for module in (runtimes, trt_backend):
         monkeypatch.setattr(module, "gpu_missing_reason", lambda: None)
     return trt
 
 
 def test_a_profiled_engine_is_handed_over_as_a_plan_and_profiles_again(trt_gpu, tiny_onnx,
                                                                         tmp_path, monkeypatch):
-    from deploypipe.measure.profile import profile_onnx
+    from deploypipe.profiling import profile_onnx
     from deploypipe.pipeline.engines import hand_over_engine
 
     monkeypatch.setenv("DEPLOYPIPE_CACHE", str(tmp_path / "cache"))
@@ -165,7 +165,7 @@ def test_a_profiled_engine_is_handed_over_as_a_plan_and_profiles_again(trt_gpu, 
 
 def test_a_plan_on_a_non_tensorrt_target_is_one_sentence(tmp_path):
     from deploypipe.errors import InputError as Refused
-    from deploypipe.measure.profile import profile_onnx
+    from deploypipe.profiling import profile_onnx
 
     plan = tmp_path / "model.plan"
     plan.write_bytes(b"engine")

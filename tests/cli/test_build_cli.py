@@ -20,7 +20,7 @@ def _args(argv):
 def test_density_becomes_the_fbs_method_argument(tmp_path):
     argv = ["build", "zoo:test_resnet_cifar", "--method", "fbs", "--density", "0.3", "-o", str(tmp_path / "r")]
     cfg = config_from_args(_args(argv), argv)
-    assert cfg.method == "fbs" and cfg.method_params["density"] == "0.3"
+    assert cfg.prune.method == "fbs" and cfg.prune.method_params["density"] == "0.3"
 
 
 def test_density_without_fbs_is_one_sentence_and_exit_2(tmp_path, capsys):

@@ -8,7 +8,8 @@ import numpy as np
 import onnx
 import pytest
 
-from deploypipe.graph import analyse, plan_drop, shrink, verify_shrink
+from deploypipe.graph import analyse, shrink, verify_shrink
+from deploypipe.prune.plan import plan_drop
 from deploypipe.testing.weights import materialize
 
 LIGHT = os.path.join(os.path.dirname(onnx.__file__), "backend", "test", "data", "light")

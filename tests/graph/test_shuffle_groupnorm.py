@@ -7,7 +7,8 @@ import onnx
 import pytest
 from onnx import helper, numpy_helper
 
-from deploypipe.graph import analyse, plan_drop, shrink, verify_shrink
+from deploypipe.graph import analyse, shrink, verify_shrink
+from deploypipe.prune.plan import plan_drop
 from deploypipe.testing.graphs import build_cnn
 
 

@@ -8,6 +8,7 @@ from deploypipe.errors import BudgetError
 from deploypipe.hw import Coupling, GroupTable, LatencyAllocator, LatencyTable, TableSpec, measure_table
 from deploypipe.hw.allocate import layer_counts, undominated, width_options
 from deploypipe.prune.allocate import select_drop
+from deploypipe.prune.state import GroupState
 from deploypipe.targets import load_target
 
 from .conftest import MacsTimer
@@ -68,7 +69,7 @@ def test_keep_meets_the_budget_keeps_a_block_and_beats_random_feasible_widths(re
     scores = [rng.random(g.width) + (g.id % 3) for g in a.groups]
     prunable = [g.prunable for g in a.groups]
     budget = 0.5 * macs_table.dense_ms
-    keep = alloc.keep(a.widths(), scores, prunable, budget)
+    keep = alloc.keep(GroupState(a.widths(), scores, prunable), budget)
     assert alloc.predict(keep) <= budget * (1 + 1e-9)
     assert all(k >= 8 and k % 8 == 0 for k, g in zip(keep, a.groups) if g.prunable)
     assert all(k == g.width for k, g in zip(keep, a.groups) if not g.prunable)
@@ -97,7 +98,7 @@ def test_layer_weights_keep_residual_streams_at_least_as_wide_as_their_blocks(re
     assert len(streams) == 3  # one per stage
     plain = LatencyAllocator(macs_table, round_to=8, coupling=Coupling.of(a))
     weighted = LatencyAllocator.for_model(macs_table, a, round_to=8)
-    kept = {name: alloc.keep(a.widths(), scores, prunable, 0.5 * macs_table.dense_ms) / a.widths()
+    kept = {name: alloc.keep(GroupState(a.widths(), scores, prunable), 0.5 * macs_table.dense_ms) / a.widths()
             for name, alloc in (("plain", plain), ("weighted", weighted))}
     stages = [(s, [g for g in range(s + 1, e) if prunable[g]]) for s, e in zip(streams, streams[1:] + [len(a.groups)])]
     stripped = lambda k: [s for s, inner in stages if k[s] < np.mean(k[inner])]  # noqa: E731
@@ -108,10 +109,10 @@ def test_layer_weights_keep_residual_streams_at_least_as_wide_as_their_blocks(re
 def test_a_budget_below_the_fastest_is_one_sentence_with_the_number(resnet_analysis, macs_table):
     a = resnet_analysis
     alloc = LatencyAllocator(macs_table, round_to=8, coupling=Coupling.of(a))
-    prunable = [g.prunable for g in a.groups]
-    fastest = alloc.predict(alloc.fastest(a.widths(), prunable))
+    state = GroupState.of(a, [np.ones(g.width) for g in a.groups])
+    fastest = alloc.predict(alloc.fastest(state))
     with pytest.raises(BudgetError) as exc:
-        alloc.keep(a.widths(), [np.ones(g.width) for g in a.groups], prunable, fastest * 0.9)
+        alloc.keep(state, fastest * 0.9)
     msg = exc.value.sentence()
     assert f"{fastest:.4g} ms" in msg and "\n" not in msg and msg.count(". ") == 0
 
@@ -120,13 +121,13 @@ def test_non_monotonic_widths_are_avoided():
     table = LatencyTable(10.0, {0: GroupTable(32, (8, 16, 24, 32), (1.0, 3.5, 3.0, 4.0)),
                                 1: GroupTable(32, (8, 16, 24, 32), (1.0, 2.0, 3.0, 4.0))})
     alloc = LatencyAllocator(table, round_to=8)
-    keeps = {int(alloc.keep([32, 32], [np.ones(32), np.ones(32)], [True, True], b)[0])
+    keeps = {int(alloc.keep(GroupState([32, 32], [np.ones(32), np.ones(32)], [True, True]), b)[0])
              for b in np.linspace(6.5, 10, 30)}
     assert 16 not in keeps and {8, 24, 32} & keeps
 
 
-def test_keep_for_dispatches_latency_budgets_to_the_allocator():
-    """Every method reaches the latency allocator through PruneContext.keep_for."""
+def _planned_context(budget: str):
+    """A context for resnet20 with a latency budget and the knapsack's widths for it as the plan."""
     from deploypipe.models import create_model
     from deploypipe.prune.budget import Budget
     from deploypipe.prune.methods import PruneContext, PruneRequest
@@ -134,15 +135,23 @@ def test_keep_for_dispatches_latency_budgets_to_the_allocator():
 
     pruner = TorchPruner(create_model("resnet20", in_channels=1), (1, 1, 8, 8))
     table = measure_table(pruner.analysis, load_target("cpu"), TableSpec(show_progress=False), timer=MacsTimer())
-    ctx = PruneContext(pruner, PruneRequest(budget=Budget.parse("latency", "0.6"), round_to=8))
+    ctx = PruneContext(pruner, PruneRequest(budget=Budget.parse("latency", budget), round_to=8))
+    alloc = LatencyAllocator(table, round_to=8, coupling=Coupling.of(pruner.analysis))
+    planned = alloc.keep(ctx.state(ctx.scores()), float(budget) * table.dense_ms)
+    return ctx, alloc, planned, table
+
+
+def test_keep_for_gives_a_latency_budget_the_plans_widths():
+    """Every method reaches a latency budget's widths through PruneContext.keep_for: the plan's."""
+    ctx, alloc, planned, table = _planned_context("0.6")
     with pytest.raises(Exception, match="needs a latency table"):
         ctx.keep_for(ctx.request.budget, ctx.scores())
-    ctx.latency = LatencyAllocator(table, round_to=8, coupling=Coupling.of(pruner.analysis))
-    assert ctx.dense_value("latency") == table.dense_ms
+    ctx.planned = planned
     keep = ctx.keep_for(ctx.request.budget, ctx.scores())
-    assert ctx.latency.predict(keep) <= 0.6 * table.dense_ms * (1 + 1e-9)
+    assert list(keep) == list(planned)
+    assert alloc.predict(keep) <= 0.6 * table.dense_ms * (1 + 1e-9)
     ctx.prune_to(ctx.request.budget)
-    assert list(pruner.widths()) == list(keep)
+    assert list(ctx.pruner.widths()) == list(keep)
 
 
 def test_global_ranking_leaves_a_frozen_group_of_any_width_alone():
@@ -156,19 +165,17 @@ def test_global_ranking_leaves_a_frozen_group_of_any_width_alone():
 
 
 def test_iterative_method_reaches_the_latency_budget_in_steps():
-    """Methods that split the budget (iterative) get latency sub-budgets from dense_value."""
-    from deploypipe.models import create_model
-    from deploypipe.prune.budget import Budget
-    from deploypipe.prune.methods import PruneContext, PruneRequest, create_method
-    from deploypipe.prune.torch_groups import TorchPruner
+    """Methods that split the budget (iterative) step from the dense widths to the plan's."""
+    from deploypipe.prune.methods import create_method
 
-    pruner = TorchPruner(create_model("resnet20", in_channels=1), (1, 1, 8, 8))
-    table = measure_table(pruner.analysis, load_target("cpu"), TableSpec(show_progress=False), timer=MacsTimer())
-    ctx = PruneContext(pruner, PruneRequest(budget=Budget.parse("latency", "0.5"), round_to=8))
-    ctx.latency = LatencyAllocator(table, round_to=8, coupling=Coupling.of(pruner.analysis))
+    ctx, alloc, planned, table = _planned_context("0.5")
+    ctx.planned = planned
+    dense = ctx.pruner.widths().copy()
     create_method("iterative", {"steps": "2"}).run(ctx)
     assert len(ctx.rounds) == 2
-    assert ctx.latency.predict(pruner.widths()) <= 0.5 * table.dense_ms * (1 + 1e-9)
+    assert list(ctx.pruner.widths()) == list(planned)
+    assert alloc.predict(ctx.pruner.widths()) <= 0.5 * table.dense_ms * (1 + 1e-9)
+    assert ctx.rounds[0]["macs"] > ctx.rounds[1]["macs"] and ctx.rounds[0]["macs"] < ctx.dense_cost.macs(dense)
 
 
 def test_kept_value_is_the_share_of_importance_kept_per_layer():

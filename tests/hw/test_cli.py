@@ -123,3 +123,15 @@ def test_build_of_an_onnx_file_under_a_latency_ratio(tiny_onnx, profile, tmp_pat
     widths = [g["width_after"] for g in report["groups"]]
     assert widths == chosen["widths"] and report["verification"]["passed"]
     assert report["latency_result"]["final_budget_ms"] == pytest.approx(0.85 * report["latency_result"]["final_dense_ms"])
+
+
+@pytest.mark.parametrize("method", ["group_fisher", "cascade"])
+def test_a_method_that_cannot_meet_a_latency_budget_is_refused_before_the_table(method, profile, tmp_path,
+                                                                                 capsys, monkeypatch):
+    def measure_table(*args, **kwargs):
+        raise AssertionError("the latency table was measured for a budget the method refuses")
+
+    monkeypatch.setattr("deploypipe.hw.measure_table", measure_table)
+    code, _, err = run(capsys, "build", "zoo:test_resnet_cifar", "-o", tmp_path / "run", "--target", profile,
+                       "--method", method, "--latency-ratio", "0.5", *QUICK_BUILD)
+    assert code == 2 and f"method {method!r} cannot meet" in err and "--ratio" in err and "Traceback" not in err

@@ -7,6 +7,7 @@ import pytest
 from deploypipe.errors import BudgetError
 from deploypipe.hw import Coupling, LatencyAllocator, TableSpec, latency_loop, measure_table
 from deploypipe.prune.budget import Budget
+from deploypipe.prune.state import GroupState
 from deploypipe.targets import load_target
 
 from .conftest import MacsTimer
@@ -49,9 +50,8 @@ def test_loop_with_an_absolute_budget_and_a_slower_machine(setup):
     result = latency_loop(a, scores, prunable, alloc, budget, TARGET, oracle, rounds=6)
     assert result.met and result.within
     assert result.chosen.budget_ms == pytest.approx(0.9 * table.dense_ms, rel=1e-5)
-    # the calibrated allocator reproduces the chosen round's widths (what the method prunes to)
-    keep = result.allocator.keep(a.widths(), scores, prunable, result.allocator.budget_ms(budget))
-    assert tuple(int(k) for k in keep) == result.chosen.widths
+    # the plan carries the chosen round's widths and measurement (what the method prunes to)
+    assert result.widths == result.chosen.widths and result.measured_ms == result.chosen.measured_ms
 
 
 def test_budget_below_the_measured_fastest_is_one_sentence(setup):
@@ -68,7 +68,7 @@ def test_a_budget_the_table_thinks_out_of_reach_is_measured_before_refusing(setu
     is measured, meets the budget, and the loop goes on from there."""
     a, table, scores, prunable = setup
     alloc = LatencyAllocator(table, round_to=8, coupling=Coupling.of(a))
-    fastest = alloc.predict(alloc.fastest(a.widths(), prunable)) / table.dense_ms
+    fastest = alloc.predict(alloc.fastest(GroupState(a.widths(), scores, prunable))) / table.dense_ms
     oracle = MacsTimer(overhead_ms=-0.5 * table.dense_ms, scale=1.5)  # dense unchanged, pruned far faster
     result = latency_loop(a, scores, prunable, alloc, Budget.parse("latency", f"{fastest * 0.8:.4f}"), TARGET,
                           oracle, rounds=5)
@@ -113,25 +113,27 @@ def test_one_round_moves_the_scale_at_most_four_times(measured, expected):
 def test_widths_measured_before_are_not_measured_again_the_bracket_moves_instead(setup, outcome):
     """A proposal whose widths an earlier round measured counts as that round's outcome: the
     scale moves past it (no measuring) until the knapsack proposes widths not yet measured."""
-    import dataclasses
     from types import SimpleNamespace
 
-    from deploypipe.hw.loop import _Search, _unmeasured
+    from deploypipe.hw import Calibration
+    from deploypipe.hw.loop import _Loop, _Search
 
     a, table, scores, prunable = setup
-    alloc = dataclasses.replace(LatencyAllocator.for_model(table, a, round_to=8), dense_ms=table.dense_ms)
+    alloc = LatencyAllocator.for_model(table, a, round_to=8)
     budget = Budget.parse("latency", 0.5)
-    keep = alloc.keep(a.widths(), scores, prunable, alloc.budget_ms(budget))
+    state = GroupState(a.widths(), scores, prunable)
+    keep = alloc.keep(state, budget.target(table.dense_ms))
     measured = table.dense_ms * (0.6 if outcome == "too slow" else 0.3)
     run = SimpleNamespace(seen={tuple(int(w) for w in keep): (measured, table.dense_ms)})
     search = _Search(0.05)
-    new_keep, new_alloc = _unmeasured(keep, alloc, a.widths(), scores, prunable, budget, search, run)
+    loop = _Loop(alloc, state, budget, run, search, Calibration(table.dense_ms))
+    new_keep = loop.unmeasured(keep)
     assert tuple(int(w) for w in new_keep) not in run.seen
     if outcome == "too slow":  # trust the table less: predicted savings shrink, more is pruned
-        assert search.upper == 1.0 and new_alloc.scale < 1.0
+        assert search.upper == 1.0 and loop.cal.scale < 1.0
         assert a.cost.macs(new_keep) < a.cost.macs(keep)
     else:
-        assert search.lower == 1.0 and new_alloc.scale > 1.0
+        assert search.lower == 1.0 and loop.cal.scale > 1.0
         assert a.cost.macs(new_keep) > a.cost.macs(keep)
 
 
@@ -216,10 +218,10 @@ def test_the_fastest_widths_are_refused_only_on_the_median_of_three_pairs(setup)
     truly below the fastest is still refused, after three pairs."""
     a, table, scores, prunable = setup
     alloc = LatencyAllocator.for_model(table, a, round_to=8)
-    fastest = MacsTimer().time([_model(a, scores, alloc.fastest(a.widths(), prunable))])[0]
+    fastest = MacsTimer().time([_model(a, scores, alloc.fastest(GroupState(a.widths(), scores, prunable)))])[0]
     budget = Budget.parse("latency", f"{1.02 * fastest:.6f}ms")
     aim = (1 - 0.05 / 2) * 1.02 * fastest  # where the loop's allocation aims
-    assert alloc.predict(alloc.fastest(a.widths(), prunable)) > aim  # out of reach, says the table
+    assert alloc.predict(alloc.fastest(GroupState(a.widths(), scores, prunable))) > aim  # out of reach, says the table
     oracle = _PrunedOutlier(1.3)
     result = latency_loop(a, scores, prunable, alloc, budget, TARGET, oracle, rounds=4)
     first = result.rounds[0]
@@ -241,11 +243,12 @@ def test_the_walk_goes_from_the_fast_model_to_the_slow_one_one_width_at_a_time(s
     a, table, scores, prunable = setup
     alloc = LatencyAllocator.for_model(table, a, round_to=8)
     widths = a.widths()
-    fast = alloc.keep(widths, scores, prunable, alloc.budget_ms(Budget.parse("latency", "0.4")))
-    slow = alloc.keep(widths, scores, prunable, alloc.budget_ms(Budget.parse("latency", "0.8")))
+    state = GroupState(widths, scores, prunable)
+    fast = alloc.keep(state, 0.4 * table.dense_ms)
+    slow = alloc.keep(state, 0.8 * table.dense_ms)
     wider = [g for g in range(len(widths)) if prunable[g] and fast[g] < slow[g] <= widths[g] - 8][:3]
     fast[wider] = slow[wider] + 8  # groups the fast model keeps wider: the walk must cut them
-    path = walk(alloc, fast, slow, widths, scores, prunable)
+    path = walk(alloc, fast, slow, state)
     assert np.array_equal(path[0], fast) and np.array_equal(path[-1], slow)
     low, high = np.minimum(fast, slow), np.maximum(fast, slow)
     for before, after in zip(path, path[1:]):
@@ -285,16 +288,15 @@ def test_a_budget_between_a_step_is_met_by_walking_between_the_measured_models(s
     walk between the two measured models lands in the window in round 3."""
     a, table, scores, prunable = setup
     alloc = LatencyAllocator.for_model(table, a, round_to=8)
-    fastest = alloc.fastest(a.widths(), prunable)
+    fastest = alloc.fastest(GroupState(a.widths(), scores, prunable))
     floor = MacsTimer().time([_model(a, scores, fastest)])[0]
     oracle = _FloorBonus(fastest, prunable, 0.2 * floor / sum(prunable))
     budget = Budget.parse("latency", f"{floor:.6f}ms")
     result = latency_loop(a, scores, prunable, alloc, budget, TARGET, oracle, rounds=8)
     assert result.met and result.within, [r.to_dict() for r in result.rounds]
     assert len(result.rounds) <= 3 and "between rounds" in result.chosen.note
-    # no scale of the table gives these widths: the calibrated allocator keeps them for the budget
-    keep = result.allocator.keep(a.widths(), scores, prunable, result.allocator.budget_ms(budget))
-    assert tuple(int(k) for k in keep) == result.chosen.widths
+    # no scale of the table gives these widths: the plan carries them for the build
+    assert result.widths == result.chosen.widths
 
 
 class _SlowerFrom(_Disturbed):
@@ -360,8 +362,7 @@ def test_a_budget_inside_one_groups_step_is_met_by_holding_that_group_narrow(set
     result = latency_loop(a, scores, prunable, alloc, budget, TARGET, oracle, rounds=8)
     assert result.met and result.within, [(r.relative, r.widths[g], r.note) for r in result.rounds]
     assert "group 8 at 32 (not 40)" in result.chosen.note and result.chosen.widths[g] <= 32
-    keep = result.allocator.keep(a.widths(), scores, prunable, result.allocator.budget_ms(budget))
-    assert tuple(int(k) for k in keep) == result.chosen.widths
+    assert result.widths == result.chosen.widths
 
 
 def test_a_loop_that_ends_short_of_the_window_says_between_what(setup):
@@ -384,25 +385,28 @@ def test_a_walk_between_models_the_table_predicts_alike_goes_by_step_count(setup
     where along the walk the latency changes, so the next model is the one halfway along
     it by steps, where the straight line through the two measurements meets the aim (by
     the table's prediction it was a step next to one end)."""
-    from deploypipe.hw.loop import LoopRound, Runner, _between, _key, _Search, walk
+    from deploypipe.hw import Calibration
+    from deploypipe.hw.loop import LoopRound, Runner, _key, _Loop, _Search, walk
 
     a, table, scores, prunable = setup
     alloc = LatencyAllocator.for_model(table, a, round_to=8)
     widths, budget = a.widths(), Budget.parse("latency", "0.5")
+    state = GroupState(widths, scores, prunable)
     other = [np.random.default_rng(1).random(g.width) for g in a.groups]
-    fast = alloc.keep(widths, scores, prunable, alloc.budget_ms(budget))
-    slow = alloc.keep(widths, other, prunable, alloc.budget_ms(budget))
-    run = Runner(a, scores, TARGET, MacsTimer(), None, dense_ms=[alloc.dense])
+    dense = table.dense_ms
+    fast = alloc.keep(state, budget.target(dense))
+    slow = alloc.keep(GroupState(widths, other, prunable), budget.target(dense))
+    run = Runner(a, scores, TARGET, MacsTimer(), None, dense_ms=[dense])
     search = _Search(0.05)
-    target_ms = budget.target(alloc.dense)
+    target_ms = budget.target(dense)
     for i, (keep, relative) in enumerate([(fast, 0.90), (slow, 1.05)]):
-        run.seen[_key(keep)] = (relative * target_ms, alloc.dense)
-        search.record(LoopRound(i + 1, 1.0, target_ms, alloc.predict(keep), relative * target_ms, alloc.dense,
+        run.seen[_key(keep)] = (relative * target_ms, dense)
+        search.record(LoopRound(i + 1, 1.0, target_ms, alloc.predict(keep), relative * target_ms, dense,
                                 _key(keep), 0.0))
     predicted = [alloc.predict(fast), alloc.predict(slow)]
     assert abs(predicted[1] - predicted[0]) < 0.15 * target_ms / 4  # the table sees a quarter of the gap at most
-    path = walk(alloc, fast, slow, widths, scores, prunable)
-    keep, note = _between(search, alloc, run, widths, scores, prunable, budget)
+    path = walk(alloc, fast, slow, state)
+    keep, note = _Loop(alloc, state, budget, run, search, Calibration(dense)).between()
     index = next(i for i, k in enumerate(path) if np.array_equal(k, keep))
     assert "50% of the way" in note
     assert 0.3 <= index / (len(path) - 1) <= 0.7, (index, len(path))

@@ -6,7 +6,7 @@ import json
 import pytest
 
 from deploypipe.errors import InputError
-from deploypipe.measure import profile_onnx
+from deploypipe.profiling import profile_onnx
 
 
 def test_profile_result(tiny_onnx):

@@ -103,12 +103,13 @@ def test_bad_build_requests_are_one_sentence(trained, tmp_path, capsys, args, ne
 def test_a_profile_input_shape_the_model_cannot_take_is_refused_before_training(tmp_path):
     from deploypipe.errors import InputError
     from deploypipe.pipeline.build import build
-    from deploypipe.pipeline.config import BuildConfig
+    from deploypipe.pipeline.config import BuildConfig, DataOptions, OutputOptions, TrainOptions
     from deploypipe.targets import load_target
 
     target = dataclasses.replace(load_target("cpu"), input_shape=(1, 32, 32))
-    config = BuildConfig(model="zoo:test_resnet_cifar", out_dir=tmp_path / "run", target=target,
-                         dataset="digits", pretrain_epochs=1, epochs=0, progress=False)
+    config = BuildConfig("zoo:test_resnet_cifar", target=target, data=DataOptions("digits"),
+                         train=TrainOptions(pretrain_epochs=1, epochs=0),
+                         output=OutputOptions(tmp_path / "run", progress=False))
     with pytest.raises(InputError, match=r"sets input_shape \[1, 32, 32\], but the model takes"):
         build(config)
     assert not (tmp_path / "run" / "trained.pt").exists()

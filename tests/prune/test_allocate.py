@@ -7,6 +7,7 @@ import pytest
 from deploypipe.errors import BudgetError, InputError
 from deploypipe.prune.allocate import global_ranking, round_keep, select_drop, uniform
 from deploypipe.prune.budget import Budget, allocate
+from deploypipe.prune.state import GroupState
 
 
 def test_round_keep_respects_multiple_and_bounds():
@@ -74,7 +75,7 @@ def test_macs_budget_uniform_and_global_meet_the_target():
     widths, scores = [16, 16], [np.arange(16.0), np.arange(16.0)]
     dense = cost.macs(widths)
     for allocation in ("uniform", "global"):
-        keep = allocate(widths, scores, [True, True], Budget.parse("macs", "2x"), cost, dense_value=dense,
+        keep = allocate(GroupState(widths, scores, [True, True], cost=cost), Budget.parse("macs", "2x"),
                         allocation=allocation)
         assert cost.macs(keep) <= dense / 2
         assert cost.macs(keep) > dense / 4, "no more than needed"
@@ -83,6 +84,33 @@ def test_macs_budget_uniform_and_global_meet_the_target():
 def test_impossible_macs_budget_says_how_far_it_can_go():
     cost = _toy_cost()
     with pytest.raises(BudgetError) as e:
-        allocate([16, 16], [np.ones(16)] * 2, [True, False], Budget.parse("macs", "100x"), cost,
-                 dense_value=cost.macs([16, 16]), max_ratio=0.9)
+        allocate(GroupState([16, 16], [np.ones(16)] * 2, [True, False], cost=cost), Budget.parse("macs", "100x"),
+                 max_ratio=0.9)
     assert "at most" in str(e.value)
+
+
+def test_floors_never_lose_more_than_max_ratio_and_round_up():
+    from deploypipe.prune.allocate import floors
+
+    keep = floors([96, 192, 576, 16, 6, 10], [True] * 5 + [False], 0.9, 8)
+    assert keep.tolist() == [16, 24, 64, 8, 1, 10]  # ceil(0.1 w) = 10, 20, 58 rounded up; 6 < one block
+    assert floors([20, 64], [True, True], 0.5, 8).tolist() == [16, 32]
+    assert floors([100], [True], 0.5, 1).tolist() == [50]
+
+
+@pytest.mark.parametrize("kind,text,cls", [("ratio", "0.3", "RatioBudget"), ("macs", "2x", "MacsBudget"),
+                                           ("params", "20M", "ParamsBudget"), ("latency", "5ms", "LatencyMsBudget"),
+                                           ("latency", "0.5", "LatencyRatioBudget")])
+def test_each_budget_kind_is_its_own_class_with_the_same_report_dict(kind, text, cls):
+    b = Budget.parse(kind, text)
+    assert type(b).__name__ == cls and b.kind == kind
+    assert Budget(**b.to_dict()) == b and set(b.to_dict()) == {"kind", "value", "mode"}
+    assert b.needs_latency_table == (kind == "latency")
+
+
+def test_a_ratio_budget_measures_prunable_channels_kept():
+    state = GroupState([16, 32, 10], [np.ones(16), np.ones(32), np.ones(10)], [True, True, False])
+    b = Budget.parse("ratio", "0.25")
+    assert b.dense_value(state) == 48 and b.target(48) == 36
+    assert b.met(state, np.array([12, 24, 10])) and not b.met(state, np.array([12, 25, 10]))
+    assert b.met(state, np.array([14, 28, 10]), share=0.5)  # half of the way: 42 kept

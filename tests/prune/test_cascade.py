@@ -12,7 +12,7 @@ import torch.nn.functional as F
 
 from deploypipe.errors import InputError
 from deploypipe.models import create_model
-from deploypipe.pipeline import BuildConfig, build
+from deploypipe.pipeline import BuildConfig, DataOptions, OutputOptions, PruneOptions, TrainOptions, build
 from deploypipe.prune.budget import Budget
 from deploypipe.prune.methods import PruneContext, PruneRequest
 from deploypipe.prune.methods.cascade import CascadeChain
@@ -131,9 +131,10 @@ def test_masks_switch_per_level_and_zero_masks_equal_removal():
 
 # -- whole builds ---------------------------------------------------------------------------
 def _build(tmp_path, budget: Budget, params: dict, **kw):
-    cfg = BuildConfig(model="zoo:test_resnet_cifar", out_dir=tmp_path / "run", dataset="digits",
-                      method="cascade", method_params=params, budget=budget, epochs=2, pretrain_epochs=2,
-                      limit=300, profile_iterations=3, progress=False, batch_size=32, round_to=1, **kw)
+    cfg = BuildConfig("zoo:test_resnet_cifar", budget=budget, data=DataOptions("digits", limit=300),
+                      train=TrainOptions(epochs=2, pretrain_epochs=2, batch_size=32, **kw),
+                      prune=PruneOptions("cascade", method_params=params, round_to=1),
+                      output=OutputOptions(tmp_path / "run", progress=False), profile_iterations=3)
     return build(cfg)
 
 

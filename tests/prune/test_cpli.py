@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from deploypipe.models import create_model
-from deploypipe.pipeline import BuildConfig, build
+from deploypipe.pipeline import BuildConfig, DataOptions, OutputOptions, PruneOptions, TrainOptions, build
 from deploypipe.prune.budget import Budget
 from deploypipe.prune.greedy import Problem, greedy_removal, kept_columns
 from deploypipe.prune.methods._layerwise import output_weights, stage_order
@@ -134,11 +134,11 @@ def test_stages_run_from_input_to_output():
 
 
 # -- whole builds ---------------------------------------------------------------------------
-def _build(tmp_path, model: str, budget: Budget, epochs: int, **kw):
-    cfg = BuildConfig(model=f"zoo:{model}", out_dir=tmp_path / "run", dataset="digits", method="cpli",
-                      method_params=kw.pop("params", {"samples": 64}), budget=budget, epochs=epochs,
-                      pretrain_epochs=2, limit=300, profile_iterations=3, progress=False, batch_size=32,
-                      round_to=kw.pop("round_to", 1), **kw)
+def _build(tmp_path, model: str, budget: Budget, epochs: int, params: dict | None = None, round_to: int = 1, **kw):
+    cfg = BuildConfig(f"zoo:{model}", budget=budget, data=DataOptions("digits", limit=300),
+                      train=TrainOptions(epochs=epochs, pretrain_epochs=2, batch_size=32, **kw),
+                      prune=PruneOptions("cpli", method_params=params or {"samples": 64}, round_to=round_to),
+                      output=OutputOptions(tmp_path / "run", progress=False), profile_iterations=3)
     return build(cfg)
 
 

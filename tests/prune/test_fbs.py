@@ -13,7 +13,7 @@ from torch import nn
 
 from deploypipe.graph import analyse, shrink, verify_shrink
 from deploypipe.models import create_model
-from deploypipe.pipeline import BuildConfig, build
+from deploypipe.pipeline import BuildConfig, DataOptions, OutputOptions, PruneOptions, TrainOptions, build
 from deploypipe.prune.budget import Budget
 from deploypipe.prune.fbs import (FiringStats, count_dynamic_macs, export_gated, firing_stats, fold_into,
                                   gate_model, group_rates, keep_count, static_drop, wta_mask)
@@ -210,11 +210,11 @@ def test_static_removal_passes_both_oracles(name):
 
 
 def test_fbs_build_reports_dynamic_and_static_macs_and_verifies(tmp_path):
-    cfg = BuildConfig(model="zoo:test_resnet_cifar", out_dir=tmp_path / "run", dataset="digits", method="fbs",
-                      method_params={"density": "0.3", "warmup_epochs": "1", "joint_epochs": "1",
-                                     "threshold": "0.6"},
-                      round_to=2, epochs=1, pretrain_epochs=1, limit=200, profile_iterations=3, progress=False,
-                      batch_size=32)
+    params = {"density": "0.3", "warmup_epochs": "1", "joint_epochs": "1", "threshold": "0.6"}
+    cfg = BuildConfig("zoo:test_resnet_cifar", data=DataOptions("digits", limit=200),
+                      train=TrainOptions(epochs=1, pretrain_epochs=1, batch_size=32),
+                      prune=PruneOptions("fbs", method_params=params, round_to=2),
+                      output=OutputOptions(tmp_path / "run", progress=False), profile_iterations=3)
     report = build(cfg)
     r = report["rounds"][0]
     assert report["verification"]["passed"] and report["verification"]["oracle_max_abs"] < 1e-4

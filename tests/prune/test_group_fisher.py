@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from deploypipe.models import create_model
-from deploypipe.pipeline import BuildConfig, build
+from deploypipe.pipeline import BuildConfig, DataOptions, OutputOptions, PruneOptions, TrainOptions, build
 from deploypipe.prune.budget import Budget
 from deploypipe.prune.methods import PruneContext, PruneRequest
 from deploypipe.prune.methods._live import LiveChannels
@@ -157,9 +157,10 @@ def test_round_widths_rounds_to_nearest_then_lowers_the_cheapest_block_until_met
 
 # -- whole builds ---------------------------------------------------------------------------
 def _build(tmp_path, model: str, budget: Budget, round_to: int, distill: bool = False, **params):
-    cfg = BuildConfig(model=f"zoo:{model}", out_dir=tmp_path / "run", dataset="digits", method="group_fisher",
-                      method_params=params, budget=budget, round_to=round_to, epochs=1, pretrain_epochs=1,
-                      limit=200, profile_iterations=3, progress=False, batch_size=32, distill=distill)
+    cfg = BuildConfig(f"zoo:{model}", budget=budget, data=DataOptions("digits", limit=200),
+                      train=TrainOptions(epochs=1, pretrain_epochs=1, batch_size=32, distill=distill),
+                      prune=PruneOptions("group_fisher", method_params=params, round_to=round_to),
+                      output=OutputOptions(tmp_path / "run", progress=False), profile_iterations=3)
     return build(cfg)
 
 

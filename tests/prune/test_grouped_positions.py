@@ -7,9 +7,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from deploypipe.graph import plan_drop, shrink
+from deploypipe.graph import shrink
 from deploypipe.graph.oracle import run_onnx
 from deploypipe.models.resize import resize_to_state_dict
+from deploypipe.prune.plan import plan_drop
 from deploypipe.prune.torch_groups import ConsumerMasks, TorchPruner
 
 

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from deploypipe.models import create_model
-from deploypipe.pipeline import BuildConfig, build
+from deploypipe.pipeline import BuildConfig, DataOptions, OutputOptions, PruneOptions, TrainOptions, build
 from deploypipe.prune.budget import Budget
 from deploypipe.prune.methods import PruneContext, PruneRequest
 from deploypipe.prune.methods._live import LiveChannels
@@ -137,9 +137,10 @@ FAST = {"increg": {}, "greg1": {}, "greg2": {}}  # the default schedule=fit: wit
 
 
 def _build(tmp_path, model: str, method: str, budget: Budget, round_to: int):
-    cfg = BuildConfig(model=f"zoo:{model}", out_dir=tmp_path / "run", dataset="digits", method=method,
-                      method_params={**FAST[method], "slim_every": 4}, budget=budget, round_to=round_to,
-                      epochs=1, pretrain_epochs=1, limit=200, profile_iterations=3, progress=False, batch_size=32)
+    cfg = BuildConfig(f"zoo:{model}", budget=budget, data=DataOptions("digits", limit=200),
+                      train=TrainOptions(epochs=1, pretrain_epochs=1, batch_size=32),
+                      prune=PruneOptions(method, method_params={**FAST[method], "slim_every": 4}, round_to=round_to),
+                      output=OutputOptions(tmp_path / "run", progress=False), profile_iterations=3)
     return build(cfg)
 
 

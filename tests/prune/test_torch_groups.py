@@ -7,9 +7,10 @@ import pytest
 import torch
 
 from deploypipe.checkpoint import load_model, save_checkpoint
-from deploypipe.graph import plan_drop, shrink
+from deploypipe.graph import shrink
 from deploypipe.graph.oracle import run_onnx
 from deploypipe.models import create_model, list_models
+from deploypipe.prune.plan import plan_drop
 from deploypipe.prune.torch_groups import ConsumerMasks, TorchPruner
 
 TEST_MODELS = [m for m in list_models(include_test=True) if m.startswith("test_")]

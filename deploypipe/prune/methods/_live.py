@@ -1,9 +1,10 @@
 """What the methods that prune while they train share (Group Fisher, IncReg, GReg).
 
-* **Budget on live widths**: ``budget_met`` measures the widths that are still alive with
-  the dense model's cost model (group ids are stable across rounds, so the dense
-  ``CostModel`` is exact for any widths); ``floors`` are the fewest channels a group may
-  keep (``--max-ratio``, and one ``--round-to`` block).
+* **Budget on live widths**: ``budget_met`` measures the widths that are still alive in the
+  budget's measure (group ids are stable across rounds, so the dense ``CostModel`` is exact
+  for any widths); ``floors`` are the fewest channels a group may keep (``--max-ratio``,
+  and one ``--round-to`` block). Latency budgets are not among the budgets these methods
+  declare: a single channel has no measured price.
 * **Removal in effect, slimming in batches** (:class:`LiveChannels`): a removed channel
   gets a 0 mask at every consumer, which is exactly removal (the masks oracle), and is
   sliced out physically through ``ctx.prune`` once ``slim_every`` channels are dead and at
@@ -18,7 +19,6 @@
 from __future__ import annotations
 
 import dataclasses
-import math
 from typing import Any, Sequence
 
 import numpy as np
@@ -26,6 +26,7 @@ import torch
 
 from ...errors import BudgetError, InputError
 from ...train import Callback, TrainConfig, TrainResult, TrainState
+from .. import allocate
 from ..torch_groups import ConsumerMasks
 from .base import PruneContext
 
@@ -33,33 +34,15 @@ from .base import PruneContext
 # -- budgets ----------------------------------------------------------------------------
 def budget_met(ctx: PruneContext, widths: np.ndarray, share: float = 1.0) -> bool:
     """Whether ``widths`` (all groups, dense group ids) make ``share`` of the way from the
-    dense model to the request's budget (all of it by default): the fraction of prunable
-    channels removed for a ratio, the cost for MACs and parameters."""
-    budget = ctx.request.budget
-    if budget.kind == "ratio":
-        ids = [g.id for g in ctx.pruner.groups if ctx.pruner.is_prunable(g)]
-        total = float(np.sum(ctx.dense_widths[ids]))
-        return float(np.sum(widths[ids])) <= total * (1 - share * budget.value) + 1e-9
-    if budget.kind in ("macs", "params"):
-        measure = ctx.dense_cost.macs if budget.kind == "macs" else ctx.dense_cost.params
-        dense = ctx.dense_value(budget.kind)
-        return measure(widths) <= (dense - share * (dense - budget.target(dense))) * (1 + 1e-9)
-    raise InputError(f"methods that prune while they train cannot meet a {budget.kind} budget yet",
-                     hint="use --ratio, --macs-budget or --params-budget")
+    dense model to the request's budget (all of it by default), in the budget's measure."""
+    return ctx.request.budget.met(ctx.state(), widths, share)
 
 
 def floors(ctx: PruneContext) -> np.ndarray:
-    """The fewest channels each group may keep: ``1 - max_ratio`` of its dense width,
-    rounded up to a ``round_to`` multiple (groups no wider than ``round_to`` keep >= 1)."""
-    step = max(1, ctx.request.round_to)
-    out = ctx.dense_widths.astype(np.int64).copy()
-    for g in ctx.pruner.groups:
-        if not ctx.pruner.is_prunable(g):
-            continue
-        w = int(ctx.dense_widths[g.id])
-        f = max(1, math.ceil(w * (1 - ctx.request.max_ratio)))
-        out[g.id] = min(w, math.ceil(f / step) * step) if w > step else f
-    return out
+    """The fewest channels each group may keep (see :func:`deploypipe.prune.allocate.floors`),
+    from its dense width."""
+    state = ctx.state()
+    return allocate.floors(state.dense, state.prunable, ctx.request.max_ratio, ctx.request.round_to)
 
 
 def check_reachable(ctx: PruneContext, name: str) -> None:

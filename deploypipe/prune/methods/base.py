@@ -9,7 +9,7 @@ import copy
 import itertools
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -18,8 +18,9 @@ from torch import nn
 from ..._registry import Registry
 from ...errors import InputError
 from ...utils.log import get_logger
-from ..allocate import select_drop
-from ..budget import Budget, allocate
+from ..allocate import floors, select_drop
+from ..budget import ALL_BUDGETS, Budget, allocate
+from ..state import GroupState
 from ..importance import ImportanceContext, create_importance
 from ..torch_groups import TorchPruner
 
@@ -60,7 +61,7 @@ class PruneContext:
     verify: bool = False  # check each removal against ONNX surgery of the same model (oracle)
     oracle: dict | None = None  # worst oracle result over the rounds
     out_dir: Path | None = None  # the run directory, for methods that write files of their own (fbs)
-    latency: Any = None  # deploypipe.hw.LatencyAllocator, calibrated on the target, for latency budgets
+    planned: np.ndarray | None = None  # widths a measured latency plan fixed (latency budgets)
     losses: dict[str, str] = field(default_factory=dict)  # phase -> the loss it scored or trained with
 
     def __post_init__(self) -> None:
@@ -76,16 +77,13 @@ class PruneContext:
     def model(self) -> nn.Module:
         return self.pruner.model
 
-    def dense_value(self, kind: str) -> float:
-        if kind == "latency":
-            return self._latency().dense
-        return self.dense_macs if kind == "macs" else self.dense_params
-
-    def _latency(self):
-        if self.latency is None:
-            raise InputError("a latency budget needs a latency table measured on the target",
-                             hint="use `deploypipe build --latency-budget` or --latency-ratio, which measures one")
-        return self.latency
+    def state(self, scores: dict[int, np.ndarray] | None = None) -> GroupState:
+        """The current groups as one value: widths, ``scores`` (zeros where none), the dense
+        widths and cost model, and the latency plan's widths."""
+        groups, scores = self.pruner.groups, scores or {}
+        return GroupState(self.pruner.widths(), [scores.get(g.id, np.zeros(g.width)) for g in groups],
+                          [self.pruner.is_prunable(g) for g in groups], dense=self.dense_widths,
+                          cost=self.dense_cost, planned=self.planned)
 
     # -- scoring and allocation ----------------------------------------------------
     def scores(self, importance: str | None = None) -> dict[int, np.ndarray]:
@@ -115,23 +113,29 @@ class PruneContext:
         return list(itertools.islice(loader, self.request.calibration_batches))
 
     def keep_for(self, budget: Budget, scores: dict[int, np.ndarray]) -> np.ndarray:
-        """Kept widths (current groups) that meet ``budget`` measured on the dense model's scale."""
-        groups = self.pruner.groups
-        full = [scores.get(g.id, np.zeros(g.width)) for g in groups]
-        prunable = [self.pruner.is_prunable(g) for g in groups]
-        if budget.kind == "latency":  # measured latency: knapsack over the target's latency table
-            latency = self._latency()
-            return latency.keep(self.pruner.widths(), full, prunable, latency.budget_ms(budget))
+        """Kept widths (current groups) that meet ``budget`` measured on the dense model's scale
+        (a latency budget: the measured plan's widths)."""
+        return allocate(self.state(scores), budget, **self._allocation())
+
+    def keep_toward(self, t: float, scores: dict[int, np.ndarray]) -> np.ndarray:
+        """Kept widths ``t`` of the way (geometrically) from the dense model to the request's budget."""
+        return self.request.budget.allocate_toward(self.state(scores), t, **self._allocation())
+
+    def _allocation(self) -> dict[str, Any]:
         req = self.request
-        return allocate(self.pruner.widths(), full, prunable, budget, self.pruner.analysis.cost,
-                        dense_value=self.dense_value(budget.kind), dense_widths=self.dense_widths,
-                        allocation=req.allocation, round_to=req.round_to, max_ratio=_cap(req.max_ratio, self))
+        return {"allocation": req.allocation, "round_to": req.round_to, "max_ratio": _cap(req.max_ratio, self)}
 
     def prune_to(self, budget: Budget, scores: dict[int, np.ndarray] | None = None) -> dict[int, np.ndarray]:
         scores = self.scores() if scores is None else scores
-        keep = self.keep_for(budget, scores)
-        full = [scores.get(g.id, np.zeros(g.width)) for g in self.pruner.groups]
-        drop = select_drop(full, keep)
+        return self.prune_widths(self.keep_for(budget, scores), scores)
+
+    def prune_toward(self, t: float, scores: dict[int, np.ndarray] | None = None) -> dict[int, np.ndarray]:
+        scores = self.scores() if scores is None else scores
+        return self.prune_widths(self.keep_toward(t, scores), scores)
+
+    def prune_widths(self, keep: np.ndarray, scores: dict[int, np.ndarray]) -> dict[int, np.ndarray]:
+        """Remove each group's lowest-scoring channels down to ``keep``."""
+        drop = select_drop([scores.get(g.id, np.zeros(g.width)) for g in self.pruner.groups], keep)
         self.prune(drop)
         return drop
 
@@ -214,10 +218,12 @@ def _drop_key(drop: dict[int, np.ndarray]) -> list[tuple[int, list[int]]]:
 
 
 def _cap(max_ratio: float, ctx: PruneContext) -> float:
-    """Per-group cap relative to the *dense* widths, expressed for the current widths."""
-    current = ctx.pruner.widths().astype(float)
-    floor = np.ceil(ctx.dense_widths * (1 - max_ratio))
-    ratios = 1 - floor / np.maximum(current, 1)
+    """The per-group cap relative to the *dense* widths (their :func:`floors`), expressed as
+    one ratio of the current widths: the tightest over the prunable groups."""
+    state = ctx.state()
+    prunable = np.array(state.prunable, dtype=bool)
+    floor = floors(state.dense, state.prunable, max_ratio)
+    ratios = (1 - floor / np.maximum(state.widths, 1))[prunable]
     return float(np.clip(ratios.min(initial=max_ratio), 0.0, 0.99)) if len(ratios) else max_ratio
 
 
@@ -226,6 +232,14 @@ class PruneMethod:
     description = ""
     params: dict[str, Param] = {}
     finetunes = False  # True: the method's own training replaces build's fine-tuning
+    budgets: tuple[type[Budget], ...] = ALL_BUDGETS  # the budget kinds it can meet
+
+    @classmethod
+    def check_budget(cls, budget: Budget) -> None:
+        """Refuse, before any work (the latency table, training), a budget the method cannot meet."""
+        if not isinstance(budget, cls.budgets):
+            raise InputError(f"method {cls.name!r} cannot meet {budget.describe()}",
+                             hint=f"with {cls.name} use {', '.join(b.flag for b in cls.budgets)}, or another method")
 
     def __init__(self, **values: Any):
         unknown = set(values) - set(self.params)
@@ -266,8 +280,3 @@ def parse_method_args(items: list[str] | None) -> dict[str, str]:
 
 def copy_model(model: nn.Module) -> nn.Module:
     return copy.deepcopy(model)
-
-
-def geometric_steps(dense: float, target: float, steps: int) -> Iterator[float]:
-    for i in range(1, steps + 1):
-        yield dense * (target / dense) ** (i / steps)

@@ -52,7 +52,8 @@ from torch import nn
 from ...errors import BudgetError, InputError
 from ...train import Callback, DistillConfig, TrainState, distillation_loss, fit, make_loader
 from ...train.loaders import model_device
-from ..nested import Level, check_placeable, full_level, is_nested, level_budget, level_fractions, nested_select
+from ..budget import CHANNEL_BUDGETS
+from ..nested import Level, full_level, is_nested, level_fractions, nested_select
 from ..torch_groups import ConsumerMasks, evaluation
 from .base import METHODS, Param, PruneContext, PruneMethod
 from .phase import TASK_LOSS, PhaseProgress, distill_description, plan_phase, steps_per_epoch
@@ -74,14 +75,15 @@ class Cascade(PruneMethod):
               "events": Param(4, "pruning events"),
               "bn_batches": Param(20, "training batches that re-estimate the student's BatchNorm statistics")}
     finetunes = True
+    budgets = CHANNEL_BUDGETS  # intermediate levels are placed on the budget's measure
 
     def run(self, ctx: PruneContext) -> None:
         """Place distinct levels, announce the training, train the chain for the build's
         epochs, re-estimate BatchNorm for the student and remove its channels."""
         if ctx.data is None or ctx.train_config is None:
             raise InputError("cascade trains its levels, so it needs training data", hint="pass --dataset")
+        self.check_budget(ctx.request.budget)
         requested = level_fractions(int(self.param("assistants")), str(self.param("levels")))
-        check_placeable(ctx.request.budget)
         fractions = place_levels(ctx, requested)
         distill = DistillConfig(float(self.param("tau")), float(self.param("alpha")))
         events = event_steps(ctx, float(self.param("prune_frac")), int(self.param("events")))
@@ -120,12 +122,7 @@ def event_steps(ctx: PruneContext, prune_frac: float, events: int) -> list[int]:
 
 def level_cost(ctx: PruneContext, widths: np.ndarray) -> float:
     """The budget's measure of ``widths``: MACs, parameters, or kept prunable channels."""
-    kind = ctx.request.budget.kind
-    if kind == "macs":
-        return float(ctx.dense_cost.macs(widths))
-    if kind == "params":
-        return float(ctx.dense_cost.params(widths))
-    return float(sum(int(widths[g.id]) for g in ctx.pruner.prunable))
+    return float(ctx.request.budget.measure(ctx.state())(widths))
 
 
 def place_levels(ctx: PruneContext, requested: list[float]) -> list[float]:
@@ -139,9 +136,8 @@ def place_levels(ctx: PruneContext, requested: list[float]) -> list[float]:
     if not wanted:
         return [1.0]
     budget, scores = ctx.request.budget, channel_l1(ctx.pruner)
-    dense = ctx.dense_value(budget.kind)
     grid = {k / PLACEMENT_GRID for k in range(1, PLACEMENT_GRID + 1)} | set(wanted)  # the asked-for t first
-    widths = {t: ctx.keep_for(level_budget(budget, dense, t), scores) for t in sorted(grid)}
+    widths = {t: ctx.keep_toward(t, scores) for t in sorted(grid)}
     student, teacher = widths[1.0], ctx.pruner.widths()
     span = min(float(np.log(level_cost(ctx, student) / level_cost(ctx, teacher))), -1e-12)
     found: dict[tuple, tuple[float, list[float]]] = {}  # distinct widths -> (position, the t giving them)
@@ -223,12 +219,10 @@ class CascadeChain(Callback):
         self.done += 1
         progress = self.done / len(self.events)
         self.saliency = [self.ctx.sum_over_ranks(s) for s in self.saliency]  # every rank decides alike
-        budget = self.ctx.request.budget
-        dense = self.ctx.dense_value(budget.kind)
         for i, t in enumerate(self.fractions, start=1):
             parent, current = self.levels[i - 1], self.levels[i]
             scores = {gid: np.where(parent[gid] & current[gid], s, 0.0) for gid, s in self.saliency[i - 1].items()}
-            keep = self.ctx.keep_for(level_budget(budget, dense, t * progress), scores)
+            keep = self.ctx.keep_toward(t * progress, scores)
             self.levels[i] = nested_select(parent, current, self.saliency[i - 1],
                                            {gid: int(keep[gid]) for gid in self.widths})
         self.saliency = [self._zeros() for _ in self.fractions]

@@ -33,7 +33,7 @@ The reading implemented here:
   Then ``build`` fine-tunes (``--distill`` for distillation from the dense model).
 * **Budgets**: ``--ratio`` (fraction of all prunable channels, the method being global),
   ``--macs-budget`` and ``--params-budget``, measured on the widths alive; a latency
-  budget is refused until a latency model can price single channels.
+  budget is refused (``budgets``) until a latency model can price single channels.
 * **Removal** is a 0 mask at once and a physical slice every ``slim_every`` removals and
   at the end (see :mod:`._live` for why), so the exported model is smaller.
 * **Rounding to --round-to** (our addition; the paper removes single channels): once the
@@ -55,6 +55,7 @@ import numpy as np
 
 from ...errors import BudgetError, InputError
 from ...train import Callback, TrainState
+from ..budget import CHANNEL_BUDGETS
 from ._live import LiveChannels, budget_met, check_reachable, floors, require_data, train_phase
 from .base import METHODS, Param, PruneContext, PruneMethod
 from .phase import (Phase, PhaseProgress, budget_steps, check_schedule, loss_description, phase_params,
@@ -339,10 +340,12 @@ class GroupFisher(PruneMethod):
         "slim_every": Param(32, "slice masked channels out physically once this many are dead (0: at the end)"),
         "max_iterations": Param(100000, "safety: after this many iterations, remove the rest on the scores so far"),
     }
+    budgets = CHANNEL_BUDGETS  # a single channel has no measured latency
 
     def run(self, ctx: PruneContext) -> None:
         """Check, plan and announce the phase, then train with the Fisher scores and the
         removal schedule until the budget is met (the task loss unless loss=distill)."""
+        self.check_budget(ctx.request.budget)
         self._check()
         check_reachable(ctx, "group_fisher")
         require_data(ctx, "group_fisher")
@@ -403,7 +406,8 @@ def removal_estimate(ctx: PruneContext) -> int:
     budget = ctx.request.budget
     widths = ctx.pruner.widths()
     ids = [g.id for g in ctx.pruner.prunable]
-    if budget.kind == "ratio":
-        return max(1, math.ceil(budget.value * float(np.sum(ctx.dense_widths[ids])) - 1e-9))
+    exact = budget.removal(ctx.state())
+    if exact is not None:
+        return exact
     keep = ctx.keep_for(budget, channel_l1(ctx.pruner))
     return max(1, int(sum(widths[g] - keep[g] for g in ids)))

@@ -2,8 +2,7 @@
 of score, remove a part, fine-tune)."""
 from __future__ import annotations
 
-from ..budget import Budget
-from .base import METHODS, Param, PruneContext, PruneMethod, geometric_steps
+from .base import METHODS, Param, PruneContext, PruneMethod
 
 
 @METHODS.register("oneshot")
@@ -23,24 +22,14 @@ class Iterative(PruneMethod):
               "step_epochs": Param(1, "fine-tuning epochs between rounds")}
 
     def run(self, ctx: PruneContext) -> None:
-        budget = ctx.request.budget
+        """Round i of k prunes i/k of the way (geometrically) to the budget: for a latency
+        budget, each group i/k of the way to the measured plan's width."""
         steps = max(1, int(self.param("steps")))
-        for i, sub in enumerate(_sub_budgets(ctx, budget, steps)):
-            ctx.prune_to(sub)
-            if i + 1 < steps:
+        for i in range(1, steps + 1):
+            ctx.prune_toward(i / steps)
+            if i < steps:
                 ctx.finetune(int(self.param("step_epochs")))
         if steps > 1 and ctx.data is not None:
             from .phase import finetune_loss
 
             ctx.losses["between_rounds"] = finetune_loss(ctx, True, False)
-
-
-def _sub_budgets(ctx: PruneContext, budget: Budget, steps: int):
-    if budget.kind == "ratio":
-        keep = 1 - budget.value
-        for i in range(1, steps + 1):
-            yield Budget("ratio", 1 - keep ** (i / steps))
-        return
-    dense = ctx.dense_value(budget.kind)
-    for target in geometric_steps(dense, budget.target(dense), steps):
-        yield Budget(budget.kind, target, "absolute")

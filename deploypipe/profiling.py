@@ -2,7 +2,10 @@
 
 This is the step behind ``deploypipe profile``: build an engine with the target's backend,
 time it (warm-up excluded), profile its layers in a separate session, and record the
-hardware fingerprint so that the numbers can be compared and cached honestly.
+hardware fingerprint so that the numbers can be compared and cached honestly. It sits above
+both :mod:`deploypipe.backends` (which engines run) and :mod:`deploypipe.measure` (the
+statistics and the fingerprint the backends themselves use), so neither imports the other
+back.
 """
 from __future__ import annotations
 
@@ -11,17 +14,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..errors import InputError
-from ..targets import TargetProfile, load_target
-from ..utils.locks import device_lock
-from ..utils.log import get_logger
-from .fingerprint import Fingerprint, hardware_fingerprint
-from .stats import LatencyStats
+from .errors import InputError
+from .measure.fingerprint import Fingerprint, hardware_fingerprint
+from .measure.stats import LatencyStats
+from .targets import TargetProfile, load_target
+from .utils.locks import device_lock
+from .utils.log import get_logger
 
 if TYPE_CHECKING:
-    from ..backends import LayerTime
+    from .backends import LayerTime
 
-log = get_logger("measure")
+log = get_logger("profiling")
 
 MAX_LAYER_ITERATIONS = 50  # profiling slows each run; 50 runs give steady medians
 
@@ -101,10 +104,10 @@ def profile_onnx(path: str | Path, target: str | Path | TargetProfile = "cpu", *
 
 def _engine(path: Path, target: TargetProfile) -> tuple[str, Any]:
     """(backend name, engine) for an ONNX file, or for a serialized TensorRT engine."""
-    from ..backends import backend_for_target
+    from .backends import backend_for_target
 
     if path.suffix.lower() in ENGINE_SUFFIXES:
-        from ..backends.tensorrt import TensorRTBackend
+        from .backends.tensorrt import TensorRTBackend
 
         if target.backend not in (None, "tensorrt"):
             raise InputError(f"{str(path)!r} is a TensorRT engine, and target {target.name!r} "
@@ -147,7 +150,7 @@ def check_onnx_file(path: str | Path) -> Path:
     if model is None or not model.graph.node:
         raise InputError(f"{str(path)!r} is not an ONNX model",
                          hint="export a PyTorch checkpoint first with `deploypipe export`")
-    from ..graph.load import check_finite
+    from .graph.load import check_finite
 
     check_finite(model, f"ONNX file {str(path)!r}")
     return path

@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..prune.allocate import select_drop, uniform
-from .analysis import Analysis
-from .scores import weight_scores
+from ..graph import Analysis
+from ..graph.scores import weight_scores
+from .allocate import select_drop, uniform
 
 
 def plan_drop(analysis: Analysis, *, ratio: float, importance: str = "l1", round_to: int = 1,
