@@ -13,6 +13,8 @@ from .errors import DeploypipeError, InternalError  # noqa: E402
 
 # name -> module that defines it; resolved on first attribute access.
 _LAZY = {
+    "build": "deploypipe.api",
+    "BuildResult": "deploypipe.api",
     "create_model": "deploypipe.models",
     "list_models": "deploypipe.models",
     "load_dataset": "deploypipe.data",

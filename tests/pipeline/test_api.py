@@ -1,0 +1,88 @@
+"""``deploypipe.build`` from Python on a model defined here (not in the zoo), a plain
+DataLoader and the caller's eval_fn: the pruned module, the ONNX files and the report agree."""
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+import deploypipe
+from deploypipe.errors import InputError
+
+
+class TinyNet(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.body = nn.Sequential(nn.Conv2d(1, 32, 3, padding=1), nn.BatchNorm2d(32), nn.ReLU(),
+                                  nn.Conv2d(32, 32, 3, padding=1), nn.BatchNorm2d(32), nn.ReLU())
+        self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(32, 10))
+
+    def forward(self, x):
+        return self.head(self.body(x))
+
+
+def _loaders():
+    from sklearn.datasets import load_digits
+
+    bunch = load_digits()
+    x = torch.from_numpy((bunch.images / 16.0 - 0.3) / 0.4).float()[:, None]
+    y = torch.from_numpy(bunch.target).long()
+    train, test = TensorDataset(x[:1400], y[:1400]), TensorDataset(x[1400:], y[1400:])
+    return DataLoader(train, batch_size=64, shuffle=True), DataLoader(test, batch_size=256)
+
+
+def test_python_api_builds_a_custom_model(tmp_path):
+    torch.manual_seed(0)
+    train, test = _loaders()
+    net = TinyNet()
+    opt = torch.optim.SGD(net.parameters(), lr=0.1, momentum=0.9)
+    for _ in range(3):
+        for xb, yb in train:
+            opt.zero_grad()
+            nn.functional.cross_entropy(net(xb), yb).backward()
+            opt.step()
+    net.eval()
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    calls = []
+
+    def eval_fn(model):
+        calls.append(model)
+        model.eval()
+        with torch.no_grad():
+            hits = sum(int((model(xb).argmax(1) == yb).sum()) for xb, yb in test)
+        return hits / len(test.dataset)
+
+    result = deploypipe.build(net, torch.randn(1, 1, 8, 8), train_loader=train, test_loader=test, eval_fn=eval_fn,
+                              target="cpu-batch32", budget="macs:2x", epochs=1, output=tmp_path / "run")
+    report = result.report
+    # the caller's module is untouched; the result's is pruned
+    assert all(torch.equal(before[k], v) for k, v in net.state_dict().items())
+    assert result.model is not net and result.model.body[0].out_channels < 32
+    # the report's MACs are the pruned module's, and about half the dense ones
+    assert report.dense.macs / report.pruned.macs >= 1.9
+    # accuracies come from eval_fn: called on dense and pruned, and its value is the report's
+    assert len(calls) >= 2 and report.pruned.accuracy == pytest.approx(eval_fn(result.model))
+    assert report.dense.accuracy > 0.85 and report.verification.passed
+    assert report.preprocessing["from"] == "as the caller's data gives it"
+    # the pruned ONNX file computes what the pruned module computes
+    x = next(iter(test))[0][:4]
+    sess = ort.InferenceSession(str(result.pruned_onnx), providers=["CPUExecutionProvider"])
+    got = sess.run(None, {sess.get_inputs()[0].name: x.numpy()})[0]
+    with torch.no_grad():
+        want = result.model.eval()(x).numpy()
+    assert np.allclose(got, want, atol=1e-4)
+    onnx.checker.check_model(onnx.load(str(result.dense_onnx)))
+    assert result.checkpoint is not None and result.checkpoint.exists()
+
+
+def test_api_refuses_bad_inputs_in_one_sentence(tmp_path):
+    with pytest.raises(InputError, match="not an nn.Module"):
+        deploypipe.build(42, output=tmp_path / "a")
+    with pytest.raises(InputError, match="names no budget kind"):
+        deploypipe.build(TinyNet(), torch.randn(1, 1, 8, 8), budget="speed:2", output=tmp_path / "b")
+    with pytest.raises(InputError, match="not \\(N, C, H, W\\)"):
+        deploypipe.build(TinyNet(), torch.randn(8, 8), output=tmp_path / "c")
