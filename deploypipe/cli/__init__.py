@@ -7,6 +7,7 @@ command, so ``deploypipe --help`` works on any machine.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import os
 import sys
@@ -89,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
         warnings.filterwarnings("ignore")
         os.environ.setdefault("PYTHONWARNINGS", "ignore")
     try:
-        return int(args.func(args) or 0)
+        return _run(args)
     except DeploypipeError as exc:
         if args.debug:
             raise
@@ -108,6 +109,21 @@ def main(argv: list[str] | None = None) -> int:
         print(f"deploypipe: internal error: {type(exc).__name__}: {exc}; "
               "rerun with --debug for the traceback and please report it.", file=sys.stderr)
         return 3
+
+
+def _run(args: argparse.Namespace) -> int:
+    """The command; with ``--json -`` its JSON alone goes to stdout, everything else it
+    prints to stderr, so ``deploypipe inspect m.onnx --json - | jq`` works."""
+    if getattr(args, "json", None) != "-":
+        return int(args.func(args) or 0)
+    from ..utils import files
+
+    files.json_stdout.append(sys.stdout)
+    try:
+        with contextlib.redirect_stdout(sys.stderr):
+            return int(args.func(args) or 0)
+    finally:
+        files.json_stdout.pop()
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from .args import add_json_out
+from .args import add_json_out, add_shapes
 
 
 def add_parser(sub) -> None:
@@ -12,15 +12,17 @@ def add_parser(sub) -> None:
                        "removed together, which groups are frozen and why, and their share of the MACs.")
     p.add_argument("model", help="ONNX file")
     p.add_argument("--all", action="store_true", help="list every group (default: the 40 largest by MACs)")
+    add_shapes(p)
     add_json_out(p)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from ..graph import analyse, load_onnx
+    from ..graph.shapes import with_static_shapes
     from ..utils.files import check_output_path, write_json
 
-    analysis = analyse(load_onnx(args.model))
+    analysis = analyse(with_static_shapes(load_onnx(args.model), args.shapes, what=args.model))
     if args.json:
         check_output_path(args.json, args.model)
         write_json(args.json, {"model": args.model, **analysis.to_dict()})

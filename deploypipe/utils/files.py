@@ -12,6 +12,7 @@ import hashlib
 import json
 import os
 import shutil
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -83,8 +84,18 @@ def write_text(dest: str | os.PathLike, text: str) -> Path:
     return write_bytes(dest, text.encode("utf-8"))
 
 
+STDOUT = "-"  # ``--json -``: the JSON goes to standard output (the CLI sends its other prints to stderr)
+json_stdout: list = []  # the stream ``-`` means, set by the CLI; empty: sys.stdout
+
+
 def write_json(dest: str | os.PathLike, obj: Any) -> Path:
-    return write_text(dest, json.dumps(obj, indent=2, sort_keys=False, default=_json_default) + "\n")
+    text = json.dumps(obj, indent=2, sort_keys=False, default=_json_default) + "\n"
+    if str(dest) == STDOUT:
+        stream = json_stdout[-1] if json_stdout else sys.stdout
+        stream.write(text)
+        stream.flush()
+        return Path(STDOUT)
+    return write_text(dest, text)
 
 
 def write_with(dest: str | os.PathLike, writer: Callable[[Path], None]) -> Path:
@@ -125,6 +136,8 @@ def ensure_writable_dir(folder: str | os.PathLike) -> Path:
 def check_output_path(out: str | os.PathLike, *inputs: str | os.PathLike | None) -> Path:
     """Refuse, before any long work, an output path that would overwrite an input or that
     cannot be written (a folder that takes no files, a path through a file, /proc)."""
+    if str(out) == STDOUT:
+        return Path(STDOUT)
     out = Path(out)
     for inp in inputs:
         if inp is None:

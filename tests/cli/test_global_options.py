@@ -1,6 +1,7 @@
 """``-v``, ``-q`` and ``--debug`` work before and after the sub-command."""
 from __future__ import annotations
 
+import json
 import logging
 
 import pytest
@@ -33,3 +34,17 @@ def test_debug_after_the_command_shows_the_traceback(tmp_path):
     assert main(["inspect", missing]) == 2  # one sentence, exit code 2
     with pytest.raises(Exception):
         main(["inspect", missing, "--debug"])
+
+
+def test_json_to_stdout(tmp_path, capsys):
+    from deploypipe.export import export_onnx
+    from deploypipe.models import create_model
+
+    path = tmp_path / "m.onnx"
+    export_onnx(create_model("test_resnet_cifar", num_classes=10, in_channels=1, input_size=8), path,
+                input_shape=(1, 1, 8, 8))
+    assert main(["inspect", str(path), "--json", "-"]) == 0
+    out, err = capsys.readouterr()
+    doc = json.loads(out)  # stdout is the JSON alone
+    assert doc["model"] == str(path) and doc["macs"] > 0
+    assert "groups" in err and not (tmp_path / "-").exists()
