@@ -98,8 +98,9 @@ def plan_latency(analysis: Analysis, scores: Sequence[np.ndarray], prunable: Seq
                                        coupled=options.coupled)
     flagged = table.non_monotonic()
     if flagged:
-        log.info("latency table: %d group(s) measured slower at a narrower width (%s); the allocation "
-                 "avoids those widths", len(flagged), ", ".join(f"group {g}: {w}" for g, w in flagged.items()))
+        log.info("latency table: %d of %d groups have %d width(s) measured slower than a narrower one (listed "
+                 "under non_monotonic in %s); the allocation avoids those widths", len(flagged), len(table.groups),
+                 sum(map(len, flagged.values())), TABLE_FILE)
     result = latency_loop(analysis, scores, prunable, alloc, budget, target, timer,
                           rounds=options.rounds, tolerance=options.tolerance)
     log.info(result.sentence())

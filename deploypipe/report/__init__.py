@@ -91,6 +91,10 @@ def _guarded(sid: str, title: str, build: Callable[[], Section]) -> Section:
     try:
         return build()
     except Exception as exc:  # one bad part must not cost the whole page
+        if isinstance(exc, ImportError) and "matplotlib" in f"{exc.name} {exc}":  # the plots extra is missing
+            log.info("report.html: section %r needs matplotlib (pip install 'deploypipe[plots]')", title)
+            return Section(sid, title, note("This plot needs matplotlib: pip install 'deploypipe[plots]', then "
+                                            "`deploypipe report RUN_DIR` draws it."))
         log.warning("report.html: section %r not drawn (%s: %s)", title, type(exc).__name__, exc)
         return Section(sid, title, note(f"This section could not be drawn from report.json "
                                         f"({type(exc).__name__}: {exc})."))

@@ -136,3 +136,28 @@ def test_report_command_on_a_folder_without_report_json(tmp_path, capsys):
     assert main(["report", str(tmp_path)]) == 2
     assert "report.json" in capsys.readouterr().err
     assert not (tmp_path / "report.html").exists()
+
+
+def test_missing_matplotlib_names_the_extra(tmp_path, monkeypatch, caplog):
+    """Without the plots extra the page is still written; each plot says which extra draws it."""
+    import builtins
+    import logging
+
+    from deploypipe.report import _guarded
+
+    real_import = builtins.__import__
+
+    def no_matplotlib(name, *args, **kwargs):
+        if name.startswith("matplotlib"):
+            raise ModuleNotFoundError("No module named 'matplotlib'", name="matplotlib")
+        return real_import(name, *args, **kwargs)
+
+    def plot():
+        import matplotlib.figure  # noqa: F401
+        raise AssertionError("unreachable")
+
+    monkeypatch.setattr(builtins, "__import__", no_matplotlib)
+    with caplog.at_level(logging.INFO, logger="deploypipe"):
+        section = _guarded("widths", "Widths per group", plot)
+    assert "pip install &#x27;deploypipe[plots]&#x27;" in section.body  # escaped HTML
+    assert "deploypipe[plots]" in caplog.text
