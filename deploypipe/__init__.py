@@ -27,10 +27,12 @@ _LAZY = {
     "load_target": "deploypipe.targets",
 }
 
-__all__ = ["__version__", "DeploypipeError", "InternalError", *_LAZY]
+__all__ = ["__version__", "DeploypipeError", "InternalError", "prune", *_LAZY]
 
 
 def __getattr__(name: str):
+    if name == "prune":  # the subpackage, callable as deploypipe.prune(model, example_inputs, ...)
+        return importlib.import_module("deploypipe.prune")
     if name in _LAZY:
         return getattr(importlib.import_module(_LAZY[name]), name)
     raise AttributeError(f"module 'deploypipe' has no attribute {name!r}")

@@ -21,9 +21,6 @@ from typing import Any, Callable
 
 from .errors import InputError
 
-BUDGET_KINDS = ("ratio", "macs", "params", "latency")
-
-
 @dataclass(frozen=True)
 class BuildResult:
     """What a build returns: the pruned module (None for an ONNX input), the typed report
@@ -47,22 +44,6 @@ class BuildResult:
         return path if path.exists() else None
 
 
-def parse_budget(budget: Any):
-    """``"macs:2x"``, ``"latency:0.6"`` (of dense), ``"latency:5ms"``, ``"ratio:0.3"``,
-    ``"params:0.5"``, a bare ``"2x"`` (MACs), or a :class:`~deploypipe.prune.budget.Budget`."""
-    from .prune.budget import Budget
-
-    if isinstance(budget, Budget):
-        return budget
-    kind, sep, value = str(budget).partition(":")
-    if not sep:
-        kind, value = "macs", kind
-    if kind.strip() not in BUDGET_KINDS:
-        raise InputError(f"budget {budget!r} names no budget kind",
-                         hint=f"write KIND:VALUE with KIND one of {', '.join(BUDGET_KINDS)}, e.g. 'latency:0.6'")
-    return Budget.parse(kind.strip(), value)
-
-
 def build(model: Any, example_inputs: Any = None, *, train_loader: Any = None, test_loader: Any = None,
           eval_fn: Callable[[Any], float] | None = None, dataset: str | None = None, target: Any = "cpu",
           budget: Any = "macs:2x", method: str = "oneshot", importance: str = "l1", allocation: str = "uniform",
@@ -74,11 +55,14 @@ def build(model: Any, example_inputs: Any = None, *, train_loader: Any = None, t
     ``test_loader``) yield ``(images, labels)`` batches; ``dataset`` names a deploypipe dataset
     instead (``"digits"``, ``"cifar10:PATH"``, ``"py:file.py:load"``). ``train_options`` go to
     :class:`~deploypipe.pipeline.config.TrainOptions` (``batch_size``, ``augment``, ...)."""
+    from .data.user import splits_from_loaders
     from .pipeline.build import build_with_model
     from .pipeline.config import BuildConfig, DataOptions, OutputOptions, PruneOptions, TrainOptions
+    from .prune.call import parse_budget
 
     source = _source(model, example_inputs)
-    splits = _splits(train_loader, test_loader, source.input_shape) if train_loader or test_loader else None
+    splits = (splits_from_loaders(train_loader, test_loader, source.input_shape)
+              if train_loader is not None or test_loader is not None else None)
     if splits is not None and dataset is not None:
         raise InputError("both loaders and a dataset were given", hint="pass train_loader/test_loader or dataset")
     config = BuildConfig(
@@ -101,48 +85,11 @@ def _source(model: Any, example_inputs: Any):
     if not isinstance(model, torch.nn.Module):
         raise InputError(f"model is a {type(model).__name__}, not an nn.Module or a file path",
                          hint="pass the torch.nn.Module, or the path of a checkpoint or ONNX file")
-    shape = _input_shape(example_inputs)
+    from .prune.call import input_shape
+
+    shape = input_shape(example_inputs)
     name = type(model).__name__
     return ModelSource(f"<{name} from Python>", module=model, input_shape=shape)
 
 
-def _input_shape(example_inputs: Any) -> tuple[int, int, int] | None:
-    if example_inputs is None:
-        return None
-    shape = tuple(getattr(example_inputs, "shape", example_inputs))
-    if len(shape) != 4 or not all(isinstance(s, int) and s > 0 for s in shape):
-        raise InputError(f"example_inputs has shape {shape}, not (N, C, H, W)",
-                         hint="pass one batch of images, e.g. torch.randn(1, 3, 32, 32)")
-    return shape[1], shape[2], shape[3]
-
-
-def _splits(train_loader: Any, test_loader: Any, input_shape):
-    """The caller's loaders as deploypipe's train/val/test tensors (val: the test data, used
-    only for the per-epoch log line), their preprocessing kept."""
-    import torch
-    from torch.utils.data import TensorDataset
-
-    from .data import DataSplits
-    from .data.user import to_arrays
-
-    parts = {k: to_arrays(v, f"{k}_loader") for k, v in (("train", train_loader), ("test", test_loader)) if v}
-    parts.setdefault("train", parts.get("test"))
-    parts.setdefault("test", parts["train"])
-    sets = {k: TensorDataset(torch.as_tensor(x, dtype=torch.float32), torch.as_tensor(y, dtype=torch.int64))
-            for k, (x, y) in parts.items()}
-    x = sets["train"].tensors[0]
-    if x.ndim != 4:
-        raise InputError(f"the loader yields images of shape {tuple(x.shape[1:])}, not (C, H, W)",
-                         hint="yield batches of (N, C, H, W) images")
-    if input_shape is not None and tuple(x.shape[1:]) != tuple(input_shape):
-        raise InputError(f"the loader yields images of shape {tuple(x.shape[1:])} but example_inputs "
-                         f"says {tuple(input_shape)}", hint="make them agree")
-    labels = torch.cat([s.tensors[1] for s in sets.values()])
-    channels = int(x.shape[1])
-    return DataSplits(name="python loaders", train=sets["train"], val=sets["test"], test=sets["test"],
-                      num_classes=int(labels.max()) + 1, in_channels=channels, image_size=tuple(x.shape[2:]),
-                      source="the caller's DataLoaders, as they yield the images",
-                      mean=(0.0,) * channels, std=(1.0,) * channels)
-
-
-__all__ = ["BuildResult", "build", "parse_budget"]
+__all__ = ["BuildResult", "build"]

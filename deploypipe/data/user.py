@@ -116,3 +116,31 @@ def _numpy(value: Any, what: str) -> np.ndarray:
     except Exception:  # noqa: BLE001  (anything numpy cannot take)
         raise InputError(f"{what} holds a {type(value).__name__}, which is not an array",
                          hint="return numpy arrays or tensors") from None
+
+
+def splits_from_loaders(train_loader: Any, test_loader: Any, input_shape=None):
+    """The caller's loaders as deploypipe's train/val/test tensors (val: the test data, used
+    only for the per-epoch log line), their preprocessing kept."""
+    from torch.utils.data import TensorDataset
+
+    from .splits import DataSplits
+
+    given = (("train", train_loader), ("test", test_loader))
+    parts = {k: to_arrays(v, f"{k}_loader") for k, v in given if v is not None}
+    parts.setdefault("train", parts.get("test"))
+    parts.setdefault("test", parts["train"])
+    sets = {k: TensorDataset(torch.as_tensor(x, dtype=torch.float32), torch.as_tensor(y, dtype=torch.int64))
+            for k, (x, y) in parts.items()}
+    x = sets["train"].tensors[0]
+    if x.ndim != 4:
+        raise InputError(f"the loader yields images of shape {tuple(x.shape[1:])}, not (C, H, W)",
+                         hint="yield batches of (N, C, H, W) images")
+    if input_shape is not None and tuple(x.shape[1:]) != tuple(input_shape):
+        raise InputError(f"the loader yields images of shape {tuple(x.shape[1:])} but example_inputs "
+                         f"says {tuple(input_shape)}", hint="make them agree")
+    labels = torch.cat([s.tensors[1] for s in sets.values()])
+    channels = int(x.shape[1])
+    return DataSplits(name="python loaders", train=sets["train"], val=sets["test"], test=sets["test"],
+                      num_classes=int(labels.max()) + 1, in_channels=channels, image_size=tuple(x.shape[2:]),
+                      source="the caller's DataLoaders, as they yield the images",
+                      mean=(0.0,) * channels, std=(1.0,) * channels)

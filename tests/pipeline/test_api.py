@@ -86,3 +86,25 @@ def test_api_refuses_bad_inputs_in_one_sentence(tmp_path):
         deploypipe.build(TinyNet(), torch.randn(1, 1, 8, 8), budget="speed:2", output=tmp_path / "b")
     with pytest.raises(InputError, match="not \\(N, C, H, W\\)"):
         deploypipe.build(TinyNet(), torch.randn(8, 8), output=tmp_path / "c")
+
+
+def test_prune_alone_in_memory():
+    torch.manual_seed(0)
+    net = TinyNet().eval()
+    x = torch.randn(2, 1, 8, 8)
+    with torch.no_grad():
+        before = net(x)
+    result = deploypipe.prune(net, torch.randn(1, 1, 8, 8), budget="macs:2x", importance="l2")
+    # met, and not overshot by more than one channel of this tiny model (each about 2% of its MACs)
+    assert 2.0 <= result.macs_reduction <= 2.15
+    assert any(p < d for d, p in result.widths)
+    with torch.no_grad():
+        assert torch.equal(net(x), before)  # the caller's model is untouched
+        assert result.model(x).shape == (2, 10)
+    with pytest.raises(InputError, match="measured on a target"):
+        deploypipe.prune(net, torch.randn(1, 1, 8, 8), budget="latency:0.5")
+    import importlib
+
+    importlib.import_module("deploypipe.prune.budget")  # the subpackage, once imported, is still callable
+
+    assert callable(deploypipe.prune)
