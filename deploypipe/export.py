@@ -27,6 +27,7 @@ from .errors import InputError, UnsupportedError, VerificationError
 from .utils.closeness import compare_arrays
 from .utils.files import write_with
 from .utils.log import get_logger
+from .utils.outputs import flat_tensors
 
 if TYPE_CHECKING:  # torch and onnx load lazily: `deploypipe --help` must not need them
     import onnx
@@ -213,16 +214,8 @@ def _forward(model: "torch.nn.Module", x: "torch.Tensor") -> object:
 
 
 def _flat_outputs(out: object) -> list[np.ndarray]:
-    import torch
-
-    if isinstance(out, torch.Tensor):
-        return [out.detach().cpu().numpy()]
-    if isinstance(out, (tuple, list)):
-        return [a for o in out for a in _flat_outputs(o)]
-    if isinstance(out, dict):
-        return [a for o in out.values() for a in _flat_outputs(o)]
-    raise UnsupportedError(f"the model returns a {type(out).__name__}, not tensors",
-                           hint="export a model whose forward returns a tensor or a tuple of them")
+    return [t.detach().cpu().numpy() for t in flat_tensors(
+        out, hint="export a model whose forward returns a tensor or a tuple of them")]
 
 
 def _to_proto(model: "torch.nn.Module", example: "torch.Tensor", opset: int, input_name: str,

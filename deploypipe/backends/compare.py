@@ -19,23 +19,16 @@ import numpy as np
 
 from ..errors import DeviceError, InputError
 from ..targets import TargetProfile, Tolerances
-from ..utils.closeness import compare_arrays
+from ..utils.closeness import ErrorSummary, compare_arrays
 from .runtimes import RUNTIMES, Runtime
 
 
 @dataclass(frozen=True)
-class OutputComparison:
+class OutputComparison(ErrorSummary):
     """One output of one backend against the reference, over all trials."""
 
     output: str
     shape: tuple[int, ...]
-    max_abs: float
-    max_rel: float
-    atol: float
-    rtol: float
-    passing_atol: float
-    passing_rtol: float
-    passed: bool
     note: str = ""
     worst: str = ""
 
@@ -103,9 +96,8 @@ def compare_outputs(name: str, refs: Sequence[np.ndarray], gots: Sequence[np.nda
     """One output over all trials: errors, verdict, the tolerances that would pass and
     the worst element."""
     c = compare_arrays(zip(refs, gots), atol=tol.atol, rtol=tol.rtol)
-    return OutputComparison(name, tuple(refs[0].shape), c.max_abs, c.max_rel, tol.atol,
-                            tol.rtol, c.passing_atol, c.passing_rtol, c.passed, note=c.note,
-                            worst=c.worst())
+    return OutputComparison(c.max_abs, c.max_rel, tol.atol, tol.rtol, c.passing_atol, c.passing_rtol,
+                            c.passed, output=name, shape=tuple(refs[0].shape), note=c.note, worst=c.worst())
 
 
 def parse_backends(text: str) -> list[Runtime]:

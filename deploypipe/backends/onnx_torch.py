@@ -407,12 +407,18 @@ _CONV = {1: nn.Conv1d, 2: nn.Conv2d, 3: nn.Conv3d}
 _CONV_T = {1: nn.ConvTranspose1d, 2: nn.ConvTranspose2d, 3: nn.ConvTranspose3d}
 
 
-def _conv(b: _Builder, node: onnx.NodeProto, a: dict) -> tuple[Callable, list[int]]:
+def _conv_inputs(b: _Builder, node: onnx.NodeProto, a: dict, classes: dict[int, type]):
+    """A (transposed) conv node's weight, bias, spatial rank, groups and window; refused when
+    ``classes`` has no module of that rank."""
     w, bias = b.weight(node, 1), b.weight(node, 2, optional=True)
     nd, groups = w.ndim - 2, int(a.get("group", 1))
-    if nd not in _CONV:
+    if nd not in classes:
         raise _unsupported(node, f"{nd} spatial dimensions")
-    win = _Window(a, w.shape[2:])
+    return w, bias, nd, groups, _Window(a, w.shape[2:])
+
+
+def _conv(b: _Builder, node: onnx.NodeProto, a: dict) -> tuple[Callable, list[int]]:
+    w, bias, nd, groups, win = _conv_inputs(b, node, a, _CONV)
     static = win.symmetric()
     conv = _CONV[nd](w.shape[1] * groups, w.shape[0], win.kernel, stride=win.strides,
                      padding=static or 0, dilation=win.dilations, groups=groups,
@@ -426,11 +432,7 @@ def _padded_call(module: nn.Module, win: _Window, x: torch.Tensor) -> torch.Tens
 
 
 def _conv_transpose(b: _Builder, node: onnx.NodeProto, a: dict) -> tuple[Callable, list[int]]:
-    w, bias = b.weight(node, 1), b.weight(node, 2, optional=True)
-    nd, groups = w.ndim - 2, int(a.get("group", 1))
-    if nd not in _CONV_T:
-        raise _unsupported(node, f"{nd} spatial dimensions")
-    win = _Window(a, w.shape[2:])
+    w, bias, nd, groups, win = _conv_inputs(b, node, a, _CONV_T)
     out_pad = tuple(a.get("output_padding", [0] * nd))
     out_shape = a.get("output_shape")
     static = win.symmetric() if out_shape is None and win.auto == "NOTSET" else None

@@ -37,6 +37,7 @@ import numpy as np
 from ..errors import InputError, UnsupportedError
 from ..targets import TargetProfile
 from ..utils.log import get_logger
+from ..utils.outputs import flat_tensors
 from ._cuda import MIXED_TF32_APIS, cuda_event_samples, require_cuda, torch_math
 from .base import Backend, Engine, LayerTime
 from .feeds import TensorSpec
@@ -153,7 +154,8 @@ class TorchEngine(Engine):
     def run(self, feeds: Mapping[str, np.ndarray]) -> list[np.ndarray]:
         self._check_open()
         out = self._call(self.forward, self._device_inputs(feeds))()
-        return [t.detach().float().cpu().numpy() for t in _flat(out)]
+        return [t.detach().float().cpu().numpy() for t in flat_tensors(
+            out, hint="use a model whose forward returns tensors")]
 
     def _timed_call(self, feeds: dict[str, np.ndarray]) -> Callable[[], object]:
         """One inference on inputs already on the device; on the GPU, the replay of its CUDA
@@ -293,16 +295,3 @@ def _input_specs(onnx_path: Path | None, sample: tuple[int, ...] | None) -> list
         raise InputError("the torch backend does not know the model's input shape",
                          hint="give the ONNX file too, or set input_shape in the target profile")
     return [TensorSpec("input", (None, *sample), np.dtype(np.float32))]
-
-
-def _flat(out: object) -> list["torch.Tensor"]:
-    import torch
-
-    if isinstance(out, torch.Tensor):
-        return [out]
-    if isinstance(out, (tuple, list)):
-        return [t for o in out for t in _flat(o)]
-    if isinstance(out, dict):
-        return [t for o in out.values() for t in _flat(o)]
-    raise UnsupportedError(f"the model returns a {type(out).__name__}, not tensors",
-                           hint="use a model whose forward returns tensors")

@@ -32,10 +32,6 @@ from __future__ import annotations
 
 import difflib
 import re
-try:
-    import tomllib
-except ModuleNotFoundError:  # Python 3.10: the same parser as the tomli package
-    import tomli as tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -43,6 +39,7 @@ from typing import Any
 from ..errors import InputError
 from ..targets import load_target
 from ..targets.profile import STATISTICS
+from ..utils.toml_file import read_toml
 from ._fields import KIND, Scalar, SuiteReader
 from .gate import GateSettings
 
@@ -101,15 +98,8 @@ class Suite:
 def load_suite(path: str | Path) -> Suite:
     """Parse and validate a suite file."""
     path = Path(path)
-    if not path.is_file():
-        raise InputError(f"benchmark suite {str(path)!r} does not exist",
-                         hint="give the path of a TOML suite such as "
-                         "benchmarks/suites/smoke.toml")
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise InputError(f"benchmark suite {str(path)!r} is not valid TOML ({exc})",
-                         hint="fix the file's syntax") from None
+    data = read_toml(path, "benchmark suite",
+                     missing_hint="give the path of a TOML suite such as benchmarks/suites/smoke.toml")
     return _suite(SuiteReader(data, str(path)), path)
 
 

@@ -112,47 +112,47 @@ def add_json_out(parser: argparse.ArgumentParser) -> None:
                         "everything else to stderr)")
 
 
-def non_negative_int(text: str) -> int:
+def _number(text: str, kind: type, what: str):
+    """``text`` as ``kind`` (int or float), or argparse's error naming ``what`` it is not."""
     try:
-        v = int(text)
+        return kind(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+        raise argparse.ArgumentTypeError(f"{text!r} is not {what}") from None
+
+
+def non_negative_int(text: str) -> int:
+    v = _number(text, int, "an integer")
     if v < 0:
         raise argparse.ArgumentTypeError(f"{text!r} must be 0 or more")
     return v
 
 
 def positive_int(text: str) -> int:
-    v = non_negative_int(text)
-    if v == 0:
-        raise argparse.ArgumentTypeError(f"{text!r} must be positive")
-    return v
+    return _nonzero(non_negative_int(text), text)
 
 
 def fraction(text: str) -> float:
     """A number strictly between 0 and 1."""
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    v = _number(text, float, "a number")
     if not 0.0 < v < 1.0:
         raise argparse.ArgumentTypeError(f"{text!r} must be strictly between 0 and 1")
     return v
 
 
 def non_negative_float(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    v = _number(text, float, "a number")
     if not v >= 0.0 or v == float("inf"):
         raise argparse.ArgumentTypeError(f"{text!r} must be a finite number >= 0")
     return v
 
 
 def positive_float(text: str) -> float:
-    v = non_negative_float(text)
-    if v == 0.0:
+    return _nonzero(non_negative_float(text), text)
+
+
+def _nonzero(v, text: str):
+    """``v`` (``text`` read as a number >= 0) unless it is zero."""
+    if v == 0:
         raise argparse.ArgumentTypeError(f"{text!r} must be positive")
     return v
 

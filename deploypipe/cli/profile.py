@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from .args import add_json_out, add_target, positive_int, target_from_args
+from .args import add_json_out, add_target, non_negative_int, positive_int, target_from_args
 
 
 def add_parser(subparsers) -> None:
@@ -16,10 +16,10 @@ def add_parser(subparsers) -> None:
     add_target(p)
     p.add_argument("--batch", type=positive_int, help="batch size for dynamic batch dims "
                    "(default: the target's)")
-    p.add_argument("--threads", type=_threads, help="intra-op threads, 0 = library default "
+    p.add_argument("--threads", type=non_negative_int, help="intra-op threads, 0 = library default "
                    "(default: the target's)")
     p.add_argument("--iterations", type=positive_int, help="timed iterations (default: the target's)")
-    p.add_argument("--warmup", type=_threads, metavar="N", help="untimed warm-up iterations "
+    p.add_argument("--warmup", type=non_negative_int, metavar="N", help="untimed warm-up iterations "
                    "(default: the target's)")
     p.add_argument("--per-layer", action=argparse.BooleanOptionalAction, default=True,
                    help="also profile per-layer times (default: on)")
@@ -74,12 +74,3 @@ def _layer_lines(result, top: int) -> list[str]:
                      f"{r.op_type:<18} {r.name}")
     return lines
 
-
-def _threads(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if v < 0:
-        raise argparse.ArgumentTypeError(f"{text!r} must be 0 or more")
-    return v

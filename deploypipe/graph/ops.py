@@ -340,14 +340,23 @@ def concat(t: Tracer, node: onnx.NodeProto) -> None:
         offset += extent
 
 
+def _on_tracked_input(handler: Callable[[Tracer, onnx.NodeProto, Dim, int, int | None], None]) -> Handler:
+    """A handler that runs only when the node's first input carries tracked channels, given
+    that dim, its axis and the input's rank (an untracked input moves no channels)."""
+
+    def run(t: Tracer, node: onnx.NodeProto) -> None:
+        tracked = t.dim(node.input[0])
+        if tracked is not None:
+            handler(t, node, *tracked, t.view.rank(node.input[0]))
+
+    run.__name__, run.__doc__ = handler.__name__, handler.__doc__
+    return run
+
+
 @register_op("Split")
-def split(t: Tracer, node: onnx.NodeProto) -> None:
+@_on_tracked_input
+def split(t: Tracer, node: onnx.NodeProto, dim: Dim, ch_axis: int, rank: int | None) -> None:
     v = t.view
-    tracked = t.dim(node.input[0])
-    if tracked is None:
-        return
-    dim, ch_axis = tracked
-    rank = v.rank(node.input[0])
     axis = int(v.attr(node, "axis", 0)) % rank
     outputs = [o for o in node.output]
     if axis != ch_axis:
@@ -380,13 +389,9 @@ def _split_sizes(t: Tracer, node: onnx.NodeProto, length: int, n_out: int) -> li
 
 
 @register_op("Slice")
-def slice_(t: Tracer, node: onnx.NodeProto) -> None:
+@_on_tracked_input
+def slice_(t: Tracer, node: onnx.NodeProto, dim: Dim, ch_axis: int, rank: int | None) -> None:
     v = t.view
-    tracked = t.dim(node.input[0])
-    if tracked is None:
-        return
-    dim, ch_axis = tracked
-    rank = v.rank(node.input[0])
     params = _slice_params(t, node)
     if params is None:
         return unsupported(t, node, "has bounds that are not constants")

@@ -20,32 +20,23 @@ def _cifar(n: int, widths: tuple[int, int, int], num_classes: int, in_channels: 
                         stem_width=widths[0], stem="cifar")
 
 
-@register_model(family="resnet_cifar")
-def resnet20(*, num_classes: int, in_channels: int, input_size: Size2d) -> ResNet:
-    """CIFAR ResNet-20: 3 stages of 3 BasicBlocks, widths 16/32/64."""
-    return _cifar(3, (16, 32, 64), num_classes, in_channels, input_size)
+def _variant(name: str, n: int, widths: tuple[int, int, int], doc: str, *, test: bool = False):
+    """Register the CIFAR ResNet ``name``: 3 stages of ``n`` BasicBlocks at ``widths``."""
+
+    def factory(*, num_classes: int, in_channels: int, input_size: Size2d) -> ResNet:
+        return _cifar(n, widths, num_classes, in_channels, input_size)
+
+    factory.__name__ = factory.__qualname__ = name
+    factory.__doc__ = doc
+    return register_model(family="resnet_cifar", test=test)(factory)
 
 
-@register_model(family="resnet_cifar")
-def resnet32(*, num_classes: int, in_channels: int, input_size: Size2d) -> ResNet:
-    """CIFAR ResNet-32: 3 stages of 5 BasicBlocks, widths 16/32/64."""
-    return _cifar(5, (16, 32, 64), num_classes, in_channels, input_size)
+def _paper(n: int):
+    """The paper's ResNet-(6n + 2) at widths 16/32/64."""
+    return _variant(f"resnet{6 * n + 2}", n, (16, 32, 64),
+                    f"CIFAR ResNet-{6 * n + 2}: 3 stages of {n} BasicBlocks, widths 16/32/64.")
 
 
-@register_model(family="resnet_cifar")
-def resnet56(*, num_classes: int, in_channels: int, input_size: Size2d) -> ResNet:
-    """CIFAR ResNet-56: 3 stages of 9 BasicBlocks, widths 16/32/64."""
-    return _cifar(9, (16, 32, 64), num_classes, in_channels, input_size)
-
-
-@register_model(family="resnet_cifar")
-def resnet110(*, num_classes: int, in_channels: int, input_size: Size2d) -> ResNet:
-    """CIFAR ResNet-110: 3 stages of 18 BasicBlocks, widths 16/32/64."""
-    return _cifar(18, (16, 32, 64), num_classes, in_channels, input_size)
-
-
-@register_model(family="resnet_cifar", test=True)
-def test_resnet_cifar(*, num_classes: int, in_channels: int, input_size: Size2d) -> ResNet:
-    """Tiny CIFAR ResNet: 1 BasicBlock per stage, widths 4/8/16."""
-    return _cifar(1, (4, 8, 16), num_classes, in_channels, input_size)
-
+resnet20, resnet32, resnet56, resnet110 = (_paper(n) for n in (3, 5, 9, 18))
+test_resnet_cifar = _variant("test_resnet_cifar", 1, (4, 8, 16),
+                             "Tiny CIFAR ResNet: 1 BasicBlock per stage, widths 4/8/16.", test=True)

@@ -117,24 +117,22 @@ def build_vgg(cfg: Cfg, *, num_classes: int, in_channels: int, input_size: Size2
 _IMAGENET = dict(family="vgg", default_input=(3, 224, 224), default_classes=1000)
 
 
-@register_model(**_IMAGENET)
-def vgg11_bn(*, num_classes: int, in_channels: int, input_size: Size2d,
-             classifier: str = "auto") -> VGG:
-    """VGG-11 with batch norm, torchvision keys and classifier at 224x224.
+def _imagenet_vgg(name: str, cfg: Cfg, depth: int):
+    """Register VGG-``depth`` (layers ``cfg``) as ``name``: torchvision's at 224x224."""
 
-    Elsewhere (e.g. 32x32) the compact classifier of this module's docstring."""
-    return build_vgg(VGG11, num_classes=num_classes, in_channels=in_channels,
-                     input_size=input_size, classifier=classifier, hidden=(4096, 512))
+    def factory(*, num_classes: int, in_channels: int, input_size: Size2d,
+                classifier: str = "auto") -> VGG:
+        return build_vgg(cfg, num_classes=num_classes, in_channels=in_channels,
+                         input_size=input_size, classifier=classifier, hidden=(4096, 512))
+
+    factory.__name__ = factory.__qualname__ = name
+    factory.__doc__ = (f"VGG-{depth} with batch norm, torchvision keys and classifier at 224x224.\n\n"
+                       "Elsewhere (e.g. 32x32) the compact classifier of this module's docstring.")
+    return register_model(**_IMAGENET)(factory)
 
 
-@register_model(**_IMAGENET)
-def vgg16_bn(*, num_classes: int, in_channels: int, input_size: Size2d,
-             classifier: str = "auto") -> VGG:
-    """VGG-16 with batch norm, torchvision keys and classifier at 224x224.
-
-    Elsewhere (e.g. 32x32) the compact classifier of this module's docstring."""
-    return build_vgg(VGG16, num_classes=num_classes, in_channels=in_channels,
-                     input_size=input_size, classifier=classifier, hidden=(4096, 512))
+vgg11_bn = _imagenet_vgg("vgg11_bn", VGG11, 11)
+vgg16_bn = _imagenet_vgg("vgg16_bn", VGG16, 16)
 
 
 @register_model(family="vgg", test=True)

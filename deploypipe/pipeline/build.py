@@ -320,12 +320,12 @@ class _TorchBuild:
         from ..prune.torch_groups import TorchPruner
 
         cfg = self.config
-        method = create_method(cfg.method, cfg.method_params)
+        method = create_method(cfg.prune.method, cfg.prune.method_params)
         method.check_budget(cfg.budget)  # before the latency table and any pruning
-        request = PruneRequest(budget=cfg.budget, importance=cfg.importance, allocation=cfg.allocation,
-                               round_to=self.round_to, max_ratio=cfg.max_ratio,
-                               calibration_batches=cfg.calibration_batches, seed=cfg.seed,
-                               params=dict(cfg.method_params))
+        request = PruneRequest(budget=cfg.budget, importance=cfg.prune.importance, allocation=cfg.prune.allocation,
+                               round_to=self.round_to, max_ratio=cfg.prune.max_ratio,
+                               calibration_batches=cfg.data.calibration_batches, seed=cfg.seed,
+                               params=dict(cfg.prune.method_params))
         pruner = TorchPruner(model, (1, *input_shape))
         ctx = PruneContext(pruner, request, data=data, train_config=self._train_config(), teacher=teacher,
                            verify=cfg.verify, out_dir=self.run_dir.out_dir)
@@ -347,7 +347,7 @@ class _TorchBuild:
         try:
             plan = plan_latency(ctx.pruner.analysis, [scores.get(g.id, np.zeros(g.width)) for g in groups],
                                 [ctx.pruner.is_prunable(g) for g in groups], self.quant_target, budget,
-                                round_to=self.round_to, max_ratio=self.config.max_ratio,
+                                round_to=self.round_to, max_ratio=self.config.prune.max_ratio,
                                 options=self.config.latency, prepare=prepare)
         except BudgetError as exc:
             raise in_fp32_terms(exc, conversion) from None

@@ -138,29 +138,3 @@ class BuildConfig:
     @property
     def out_dir(self) -> Path:
         return Path(self.output.out_dir)
-
-    # Read by the pruning stages (``_context``, ``_calibrate``, ``_prune`` in build.py, owned
-    # with the budget work): a transition until they read ``self.prune`` and ``self.data``.
-    @property
-    def method(self) -> str:
-        return self.prune.method
-
-    @property
-    def method_params(self) -> dict[str, Any]:
-        return self.prune.method_params
-
-    @property
-    def importance(self) -> str:
-        return self.prune.importance
-
-    @property
-    def allocation(self) -> str:
-        return self.prune.allocation
-
-    @property
-    def max_ratio(self) -> float:
-        return self.prune.max_ratio
-
-    @property
-    def calibration_batches(self) -> int:
-        return self.data.calibration_batches

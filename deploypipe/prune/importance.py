@@ -137,21 +137,23 @@ def mask_gradients(pruner: TorchPruner, ctx: ImportanceContext) -> tuple[dict[in
     return first, second
 
 
-@IMPORTANCE.register("taylor")
-class Taylor(Importance):
+class _MaskGradient(Importance):
+    """A score of :func:`mask_gradients`: ``|first|`` (``moment`` 1) or ``second`` (2)."""
+
     needs_data = True
-    description = "|sum over samples of dL/dm_c|: first-order loss change of removing the channel"
+    moment = 1
 
     def scores(self, pruner, ctx):
-        first, _ = mask_gradients(pruner, ctx)
-        return {gid: np.abs(v) for gid, v in first.items()}
+        first, second = mask_gradients(pruner, ctx)
+        return {gid: np.abs(v) for gid, v in first.items()} if self.moment == 1 else second
+
+
+@IMPORTANCE.register("taylor")
+class Taylor(_MaskGradient):
+    description = "|sum over samples of dL/dm_c|: first-order loss change of removing the channel"
 
 
 @IMPORTANCE.register("fisher")
-class Fisher(Importance):
-    needs_data = True
+class Fisher(_MaskGradient):
     description = "sum over samples of (dL_n/dm_c)^2 (Group Fisher's score, unnormalised)"
-
-    def scores(self, pruner, ctx):
-        _, second = mask_gradients(pruner, ctx)
-        return second
+    moment = 2

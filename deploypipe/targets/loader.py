@@ -8,13 +8,10 @@ from __future__ import annotations
 
 import difflib
 import importlib.resources
-try:
-    import tomllib
-except ModuleNotFoundError:  # Python 3.10: the same parser as the tomli package
-    import tomli as tomllib
 from pathlib import Path
 
 from ..errors import InputError
+from ..utils.toml_file import read_toml
 from .profile import TargetProfile
 
 DEFAULT_TARGET = "cpu"
@@ -54,15 +51,8 @@ def list_targets() -> list[TargetProfile]:
 
 def load_profile_file(path: Path) -> TargetProfile:
     """Parse and validate one TOML profile; its name defaults to the file name."""
-    if not path.is_file():
-        raise InputError(f"target profile {str(path)!r} does not exist",
-                         hint="give a shipped profile name (see `deploypipe list targets`) "
-                         "or the path of a TOML file")
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise InputError(f"target profile {str(path)!r} is not valid TOML ({exc})",
-                         hint="fix the file's syntax") from None
+    data = read_toml(path, "target profile", missing_hint="give a shipped profile name (see "
+                     "`deploypipe list targets`) or the path of a TOML file")
     return TargetProfile.from_mapping(data, source=str(path), default_name=path.stem)
 
 

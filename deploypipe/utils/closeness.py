@@ -25,10 +25,9 @@ Per = Literal["element", "tensor"]
 
 
 @dataclass(frozen=True)
-class Closeness:
-    """How far results are from their references, and whether that is within tolerance.
-    ``worst_pair`` and ``worst_index`` locate the element with the largest absolute error
-    (``worst_pair``: its position among the pairs compared)."""
+class ErrorSummary:
+    """The largest absolute and relative errors, the tolerances they were held to, the
+    smallest atol (at this rtol) and rtol (at this atol) that would have passed, the verdict."""
 
     max_abs: float
     max_rel: float
@@ -37,6 +36,14 @@ class Closeness:
     passing_atol: float
     passing_rtol: float
     passed: bool
+
+
+@dataclass(frozen=True)
+class Closeness(ErrorSummary):
+    """How far results are from their references, and whether that is within tolerance.
+    ``worst_pair`` and ``worst_index`` locate the element with the largest absolute error
+    (``worst_pair``: its position among the pairs compared)."""
+
     worst_pair: int = -1
     worst_index: tuple[int, ...] = ()
     worst_ref: float = 0.0

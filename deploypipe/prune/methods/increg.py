@@ -309,6 +309,18 @@ INCREG_SPAN = 6.0  # schedule=fit: target / A rankings in a phase, times this, r
 GREG_SHARES = {"greg1": (0.0, 0.6, 0.4), "greg2": (0.1, 0.5, 0.4)}  # pick, grow, stabilise
 
 
+def _reg_params(weight_decay: float, decay_note: str, at_cap: str) -> dict[str, Param]:
+    """What every regularising method takes after its own parameters: the learning rate and
+    weight decay while regularising, the iteration cap (``at_cap``: what happens there) and
+    the phase's."""
+    return {
+        "lr_scale": Param(0.1, "learning rate while regularising, as a multiple of the fine-tuning --lr"),
+        "weight_decay": Param(weight_decay, f"weight decay while regularising{decay_note}"),
+        "max_iterations": Param(200000, f"safety: after this many iterations {at_cap}"),
+        **_COMMON,
+    }
+
+
 def plan(ctx: PruneContext) -> dict[int, int]:
     """Channels each prunable group loses under the build's budget and allocation (by L1);
     any budget ``ctx.keep_for`` allocates, so the method follows the build's budgets."""
@@ -392,10 +404,7 @@ class IncReg(_RegMethod):
         "u": Param(0.25, "u of the increment formula"),
         "A": Param(2.5e-4, "largest increment per update (A)"),
         "target": Param(2.5, "penalty at which a channel is removed (paper: 1e4 * A)"),
-        "lr_scale": Param(0.1, "learning rate while regularising, as a multiple of the fine-tuning --lr"),
-        "weight_decay": Param(2.5e-4, "weight decay while regularising (paper: 2.5e-4)"),
-        "max_iterations": Param(200000, "safety: after this many iterations remove the rest at once"),
-        **_COMMON,
+        **_reg_params(2.5e-4, " (paper: 2.5e-4)", "remove the rest at once"),
     }
 
     def schedule(self, ctx, live, plan):
@@ -431,10 +440,7 @@ class GReg1(_RegMethod):
         "stabilize": Param(40000, "iterations of training at the ceiling before removal"),
         "mag_ratio": Param(1000.0, "stop growing once kept channels' mean L1 is this many times the picked' "
                                    "(0: off)"),
-        "lr_scale": Param(0.1, "learning rate while regularising, as a multiple of the fine-tuning --lr"),
-        "weight_decay": Param(5e-4, "weight decay while regularising"),
-        "max_iterations": Param(200000, "safety: after this many iterations remove the picked channels"),
-        **_COMMON,
+        **_reg_params(5e-4, "", "remove the picked channels"),
     }
 
     def _greg(self) -> dict[str, Any]:
