@@ -1,0 +1,346 @@
+#!/usr/bin/env python3
+"""deploypipe against Torch-Pruning 1.6.1 on CIFAR-10, from the same dense checkpoint.
+
+For each architecture and seed, one dense model is trained on CIFAR-10 by ``deploypipe train``
+(the user's command; 32x32, padded random crop and mirror, SGD with a cosine schedule). From
+that checkpoint, for each MACs budget (2x, 3x fewer):
+
+  * ``tp_l2_uniform`` / ``tp_l2_global``: Torch-Pruning's MetaPruner with
+    GroupMagnitudeImportance(p=2), its ratio bisected until the MACs meet the budget;
+  * ``tp_taylor_global``: the same with GroupTaylorImportance (gradients of one
+    calibration batch of 256 training images);
+  * ``dp_default``: ``deploypipe build --macs-budget Nx`` with every default (oneshot, L1,
+    uniform, the target's rounding to 8 channels), as a user runs it;
+  * ``dp_l2_global`` / ``dp_taylor_global``: ``--importance l2|taylor --allocation global``;
+  * ``dp_latency``: ``--latency-ratio R`` on cpu-batch32 with R the latency Torch-Pruning's
+    L2 global model measured against dense (deploypipe at equal measured latency).
+
+deploypipe prunes through its CLI (``build --epochs 0``, the pruned checkpoint reloaded), and
+every pruned model, whichever tool made it, is then fine-tuned by the same loop with the same
+data, epochs and schedule, evaluated on the full 10,000-image test set, exported to ONNX and
+timed by one harness (ONNX Runtime, cpu-batch32: batch 32, one thread; median of interleaved
+repeats). Errors carry the binomial standard error over the test images.
+
+Every finished cell is cached under ``bench_cache/cifar/`` (git-ignored): a killed run resumes
+where it stopped. The results go to ``benchmarks/results/cifar10.json``.
+
+    python tools/bench_cifar.py                     # resnet20, 2x and 3x, seed 0
+    python tools/bench_cifar.py --archs resnet20,resnet56 --seeds 0,1
+    python tools/bench_cifar.py --smoke             # minutes: tiny data, to check it works
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import dataclasses
+import json
+import math
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+
+warnings.filterwarnings("ignore")
+ROOT = Path(__file__).resolve().parents[1]
+ARCHIVE = ROOT.parent / "shared" / "data" / "cifar10-jpeg.tar.gz"
+CACHE = ROOT / "bench_cache" / "cifar"
+VARIANTS = ("tp_l2_uniform", "tp_l2_global", "tp_taylor_global", "dp_default", "dp_l2_global",
+            "dp_taylor_global", "dp_latency")
+
+
+def parse() -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--archive", default=str(ARCHIVE), help="CIFAR-10 (any layout `cifar10:` reads)")
+    p.add_argument("--archs", default="resnet20")
+    p.add_argument("--seeds", default="0")
+    p.add_argument("--budgets", default="2,3", help="MACs reductions (2 = 2x fewer MACs)")
+    p.add_argument("--variants", default=",".join(VARIANTS))
+    p.add_argument("--dense-epochs", type=int, default=10)
+    p.add_argument("--finetune-epochs", type=int, default=2)
+    p.add_argument("--finetune-images", type=int, default=20000, help="training images fine-tuning sees")
+    p.add_argument("--finetune-lr", type=float, default=0.05)
+    p.add_argument("--repeats", type=int, default=5, help="interleaved latency repeats")
+    p.add_argument("--threads", type=int, default=1, help="torch threads (the machine has 2 cores)")
+    p.add_argument("--smoke", action="store_true", help="tiny data and one epoch: checks the harness, not the tools")
+    p.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "cifar10.json"))
+    return p.parse_args()
+
+
+# -- data and dense models ----------------------------------------------------------------
+def load_data(args):
+    from deploypipe.data import load_dataset
+
+    return load_dataset(f"cifar10:{args.archive}", seed=0, limit=2000 if args.smoke else None)
+
+
+def head(ds, n: int):
+    from torch.utils.data import TensorDataset
+
+    return TensorDataset(*(t[:n] for t in ds.tensors))
+
+
+def dense_checkpoint(args, arch: str, seed: int) -> Path:
+    """The dense model, trained by the user's command (once; cached)."""
+    path = CACHE / f"{arch}_s{seed}{'_smoke' if args.smoke else ''}.pt"
+    if path.exists():
+        return path
+    cmd = [sys.executable, "-m", "deploypipe", "train", "--arch", arch, "--dataset", f"cifar10:{args.archive}",
+           "--epochs", str(1 if args.smoke else args.dense_epochs), "--augment", "crop-flip", "--seed", str(seed),
+           "-o", str(path)] + (["--limit", "2000"] if args.smoke else [])
+    print("training:", " ".join(cmd), flush=True)
+    subprocess.run(cmd, check=True, cwd=ROOT)
+    return path
+
+
+def load(path: Path) -> torch.nn.Module:
+    from deploypipe.checkpoint import load_model
+
+    return load_model(path).model
+
+
+# -- the two tools --------------------------------------------------------------------------
+def macs_of(model: torch.nn.Module, shape) -> float:
+    from deploypipe.graph import analyse
+    from deploypipe.prune.torch_groups import export_model
+
+    return float(analyse(export_model(model, shape)).macs)
+
+
+def tp_once(model, shape, ratio: float, global_pruning: bool, taylor_batch=None):
+    import torch_pruning as tp
+
+    candidate = copy.deepcopy(model)
+    fc = [m for m in candidate.modules() if isinstance(m, torch.nn.Linear)][-1]
+    if taylor_batch is not None:
+        importance = tp.importance.GroupTaylorImportance()
+        x, y = taylor_batch
+        candidate.eval()
+        candidate.zero_grad()
+        torch.nn.functional.cross_entropy(candidate(x), y).backward()
+    else:
+        importance = tp.importance.GroupMagnitudeImportance(p=2)
+    pruner = tp.pruner.MetaPruner(candidate, torch.randn(*shape), importance=importance, pruning_ratio=ratio,
+                                  global_pruning=global_pruning, ignored_layers=[fc])
+    pruner.step()
+    candidate.zero_grad(set_to_none=True)
+    return candidate
+
+
+def tp_prune(model, shape, target_macs: float, global_pruning: bool, taylor_batch=None):
+    """Torch-Pruning to ``target_macs`` as counted on the exported graph (deploypipe's counter,
+    so both tools meet the same budget): MetaPruner's ratio bisected, the smallest ratio
+    whose model meets the budget kept."""
+    lo, hi, best = 0.0, 0.95, None
+    for _ in range(12):
+        mid = (lo + hi) / 2
+        if macs_of(tp_once(model, shape, mid, global_pruning, taylor_batch), shape) <= target_macs:
+            best, hi = mid, mid
+        else:
+            lo = mid
+    return None if best is None else tp_once(model, shape, best, global_pruning, taylor_batch)
+
+
+def dp_build(args, dense_path: Path, flags: list[str], out: Path) -> torch.nn.Module:
+    """deploypipe's CLI on the dense checkpoint, no fine-tuning (the harness fine-tunes every
+    tool's model alike); the pruned checkpoint it wrote, reloaded."""
+    cmd = [sys.executable, "-m", "deploypipe", "build", str(dense_path), "--dataset", f"cifar10:{args.archive}",
+           "--target", "cpu-batch32", "--epochs", "0", "-o", str(out), *flags]
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed: {proc.stderr.strip()[-500:]}")
+    return load(out / "pruned.pt")
+
+
+# -- fine-tuning, accuracy, latency ---------------------------------------------------------
+def finetune(model, data, args, seed: int) -> float:
+    from deploypipe.train import TrainConfig, fit
+
+    images = 500 if args.smoke else args.finetune_images
+    ft = dataclasses.replace(data, train=head(data.train, images))
+    start = time.perf_counter()
+    fit(model, ft, TrainConfig(epochs=1 if args.smoke else args.finetune_epochs, batch_size=128,
+                               lr=args.finetune_lr, schedule="cosine", augment="crop-flip", seed=seed,
+                               progress=False))
+    return time.perf_counter() - start
+
+
+def error_of(model, data) -> dict:
+    from deploypipe.train import evaluate
+
+    n = len(data.test)
+    err = 1.0 - float(evaluate(model, data.test))
+    return {"error": err, "error_se": math.sqrt(max(err * (1 - err), 1e-12) / n), "test_images": n}
+
+
+def latency(models: dict[str, torch.nn.Module], shape, repeats: int) -> dict[str, float]:
+    """ORT on cpu-batch32, every model once per repeat (interleaved: drift hits all alike)."""
+    from deploypipe.export import export_onnx
+    from deploypipe.profiling import profile_onnx
+
+    out: dict[str, list[float]] = {k: [] for k in models}
+    with tempfile.TemporaryDirectory() as tmp:
+        paths = {}
+        for name, m in models.items():
+            paths[name] = Path(tmp) / f"{name}.onnx"
+            export_onnx(m, paths[name], input_shape=shape)
+        for _ in range(repeats):
+            for name, path in paths.items():
+                out[name].append(profile_onnx(path, "cpu-batch32", per_layer=False, iterations=25).stats.median)
+    return {k: float(np.median(v)) for k, v in out.items()}
+
+
+# -- cells ----------------------------------------------------------------------------------
+class Cells:
+    """Finished results by key, kept on disk after each one (a killed run resumes)."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.data = json.loads(path.read_text()) if path.exists() else {}
+
+    def get(self, key: str):
+        return self.data.get(key)
+
+    def put(self, key: str, value) -> None:
+        self.data[key] = value
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.data, indent=1))
+        tmp.replace(self.path)
+
+
+def prune_variant(name: str, args, dense, dense_path: Path, shape, target_macs: float, bx: float,
+                  calib, latency_ratio: float | None, workdir: Path):
+    if name == "tp_l2_uniform":
+        return tp_prune(dense, shape, target_macs, False)
+    if name == "tp_l2_global":
+        return tp_prune(dense, shape, target_macs, True)
+    if name == "tp_taylor_global":
+        return tp_prune(dense, shape, target_macs, True, taylor_batch=calib)
+    macs = [f"--macs-budget={bx:g}x"]
+    flags = {"dp_default": macs, "dp_l2_global": macs + ["--importance", "l2", "--allocation", "global"],
+             "dp_taylor_global": macs + ["--importance", "taylor", "--allocation", "global"],
+             "dp_latency": [f"--latency-ratio={latency_ratio or 0:.4f}"]}[name]
+    return dp_build(args, dense_path, flags, workdir / name)
+
+
+def run_budget(args, cells: Cells, arch: str, seed: int, bx: float, data, dense_path: Path) -> dict:
+    """Every variant of one (arch, seed, budget): pruned, fine-tuned, evaluated, timed."""
+    shape = (1, *data.input_shape)
+    dense = load(dense_path)
+    dense_macs = macs_of(dense, shape)
+    g = torch.Generator().manual_seed(seed)
+    idx = torch.randperm(len(data.train), generator=g)[:256]
+    calib = (data.train.tensors[0][idx], data.train.tensors[1][idx])
+    models, rows = {}, {}
+    latency_ratio = None
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in args.variants.split(","):
+            key = (f"{arch}/s{seed}/{bx:g}x/{name}/ft{args.finetune_epochs}x{args.finetune_images}@{args.finetune_lr:g}"
+                   f"{'/smoke' if args.smoke else ''}")
+            if name == "dp_latency":
+                tp_row = rows.get("tp_l2_global") or {}
+                latency_ratio = tp_row.get("latency_ratio")
+                if latency_ratio is None or latency_ratio >= 1:
+                    rows[name] = {"error_message": f"torch-pruning's model is not faster than dense "
+                                                   f"({latency_ratio}): no equal-latency budget to meet"}
+                    continue
+            torch.manual_seed(seed)
+            start = time.perf_counter()
+            try:
+                model = prune_variant(name, args, dense, dense_path, shape, dense_macs / bx, bx, calib,
+                                      latency_ratio, Path(tmp))
+            except Exception as exc:  # noqa: BLE001  (a tool that fails a cell is a result)
+                rows[name] = {"error_message": str(exc)[-400:]}
+                continue
+            if model is None:
+                rows[name] = {"error_message": "the budget could not be met"}
+                continue
+            cached = cells.get(key)
+            if cached is None:
+                prune_s = time.perf_counter() - start
+                before = error_of(model, data)["error"]
+                ft_s = finetune(model, data, args, seed)
+                cached = {**error_of(model, data), "error_before_finetune": before, "macs": macs_of(model, shape),
+                          "params": sum(p.numel() for p in model.parameters()), "prune_seconds": round(prune_s, 1),
+                          "finetune_seconds": round(ft_s, 1)}
+                torch.save(model.state_dict(), CACHE / (key.replace("/", "_") + ".pt"))
+            else:  # re-pruned (deterministic) only to time it; the fine-tuned weights do not change latency
+                pass
+            rows[name], models[name] = dict(cached), model
+            if name == "tp_l2_global":  # the latency the equal-latency variant aims at
+                lat = latency({"dense": dense, name: model}, shape, args.repeats)
+                rows[name]["latency_ratio"] = lat[name] / lat["dense"]
+            cells.put(key, {k: v for k, v in rows[name].items() if k != "latency_ratio"})
+            print(f"  {arch} s{seed} {bx:g}x {name:18s} error {rows[name]['error']:.4f} "
+                  f"macs {dense_macs / rows[name]['macs']:.2f}x fewer", flush=True)
+    lat = latency({"dense": dense, **models}, shape, args.repeats)
+    for name in models:
+        rows[name]["latency_ms"] = lat[name]
+        rows[name]["speedup"] = lat["dense"] / lat[name]
+        rows[name]["macs_reduction"] = dense_macs / rows[name]["macs"]
+    dense_row = {**error_of(dense, data), "macs": dense_macs, "params": sum(p.numel() for p in dense.parameters()),
+                 "latency_ms": lat["dense"]}
+    return {"arch": arch, "seed": seed, "budget_x": bx, "dense": dense_row, "variants": rows,
+            "target_latency_ratio": latency_ratio, "load_average": list(os.getloadavg())}
+
+
+def git_commit() -> str:
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
+                              text=True).stdout.strip()
+    except OSError:
+        return "unknown"
+
+
+def write(args, results: list, started: float) -> None:
+    from deploypipe.measure.fingerprint import hardware_fingerprint
+
+    doc = {"benchmark": "deploypipe vs torch-pruning 1.6.1 on CIFAR-10 (same dense checkpoint, same fine-tuning)",
+           "command": " ".join(["python", "tools/" + Path(sys.argv[0]).name, *sys.argv[1:]]), "git": git_commit(),
+           "settings": {"dense": f"deploypipe train, {args.dense_epochs} epochs on 40,000 training images "
+                                 "(10,000 held out for validation), batch 128, lr 0.1 cosine, wd 5e-4, crop-flip",
+                        "finetune": {"epochs": args.finetune_epochs, "images": args.finetune_images,
+                                     "lr": args.finetune_lr, "schedule": "cosine", "augment": "crop-flip",
+                                     "batch_size": 128},
+                        "test": "the full CIFAR-10 test set (10,000 images); error_se binomial",
+                        "budget": "MACs counted on the exported ONNX graph by one counter for both tools; "
+                                  "torch-pruning's ratio bisected to meet it",
+                        "latency": f"ONNX Runtime CPU, cpu-batch32 (batch 32, 1 thread), median of {args.repeats} "
+                                   "interleaved repeats of 25 iterations", "smoke": args.smoke,
+                        "torch_threads": args.threads,
+                        "shared_machine": "2 cores shared with other engineers' work: latencies carry that load"},
+           "wall_seconds": round(time.perf_counter() - started, 1), "machine": hardware_fingerprint().to_dict(),
+           "python": platform.python_version(), "torch": torch.__version__, "results": results}
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_suffix(".tmp")
+    tmp.write_text(json.dumps(doc, indent=2) + "\n")
+    tmp.replace(out)
+
+
+def main() -> int:
+    args = parse()
+    torch.set_num_threads(args.threads)
+    CACHE.mkdir(parents=True, exist_ok=True)
+    if args.smoke and args.out.endswith("cifar10.json"):
+        args.out = args.out.replace("cifar10.json", "cifar10_smoke.json")
+    cells, data, results, started = Cells(CACHE / "cells.json"), load_data(args), [], time.perf_counter()
+    for arch in args.archs.split(","):
+        for seed in (int(s) for s in args.seeds.split(",")):
+            dense_path = dense_checkpoint(args, arch, seed)
+            for bx in (float(b) for b in args.budgets.split(",")):
+                results.append(run_budget(args, cells, arch, seed, bx, data, dense_path))
+                write(args, results, started)
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(ROOT))
+    sys.exit(main())
