@@ -35,7 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
-from deploypipe.bench.gate import (REGRESSION, CaseRounds, GateSettings, case_seed, judge,
+from deploypipe.bench.regression_gate import (REGRESSION, CaseRounds, GateSettings, case_seed, judge,
                                    ratio_interval)
 from deploypipe.bench.prepare import Case, case_id
 from deploypipe.bench.reference import reference_case

@@ -149,7 +149,7 @@ class Bench:
 
     def __init__(self, spec: Spec, profile: str, model, exponent: float):
         from deploypipe.hw import TargetTimer, with_batch
-        from deploypipe.hw.loop import Runner
+        from deploypipe.hw.latency_loop import Runner
         from deploypipe.prune.budget import Budget
         from deploypipe.prune.methods import PruneContext, PruneRequest
         from deploypipe.prune.torch_groups import TorchPruner
@@ -444,7 +444,7 @@ def _loop_line(r: dict) -> str:
 
 def main() -> int:
     args = parse()
-    from deploypipe.hw.allocate import VALUE_EXPONENT
+    from deploypipe.hw.latency_allocator import VALUE_EXPONENT
 
     exponent = VALUE_EXPONENT if args.value_exponent is None else args.value_exponent
     out = Path(args.out if not args.smoke or "--out" in sys.argv else "/tmp/latency_budget_smoke.json")

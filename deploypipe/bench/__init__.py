@@ -10,14 +10,14 @@
 
 A suite (TOML) lists models, targets, batches and shapes; a run times every case in
 interleaved rounds together with a fixed reference model; baselines are stored per target
-and machine fingerprint; the gate (``deploypipe.bench.gate``) fails a case only when it is
+and machine fingerprint; the gate (``deploypipe.bench.regression_gate``) fails a case only when it is
 slower than the threshold beyond the noise measured in both runs.
 """
 from __future__ import annotations
 
 from .baselines import BaselineStore, check_comparable, load_run
 from .compare import Comparison, compare_runs
-from .gate import CaseRounds, GateSettings, Interval, Verdict, judge, ratio_interval
+from .regression_gate import CaseRounds, GateSettings, Interval, Verdict, judge, ratio_interval
 from .results import BenchRun, CaseResult, RunSettings
 from .runner import resolve_target, run_suite
 from .suite import ModelSpec, Suite, load_suite

@@ -5,7 +5,7 @@ import dataclasses
 from dataclasses import dataclass
 
 from ..errors import InputError
-from .gate import (INCONCLUSIVE, MISSING, NEW, REGRESSION, GateSettings, Interval, Verdict,
+from .regression_gate import (INCONCLUSIVE, MISSING, NEW, REGRESSION, GateSettings, Interval, Verdict,
                    case_seed, judge, ratio_interval)
 from .results import BenchRun
 

@@ -11,7 +11,7 @@ import numpy as np
 from ..errors import InputError
 from ..measure.fingerprint import Fingerprint
 from ..measure.stats import LatencyStats
-from .gate import CaseRounds
+from .regression_gate import CaseRounds
 
 FORMAT = "deploypipe.bench/1"
 

@@ -15,7 +15,7 @@ seed = 0                       # round order and bootstrap
 statistic = "median"           # median | p90 | p99 (default: the target's)
 max_slowdown = 0.10            # a case fails only beyond +10 % ...
 confidence = 0.95              # ... and beyond this bootstrap interval of the ratio
-drift_factor = 2.0             # see deploypipe.bench.gate
+drift_factor = 2.0             # see deploypipe.bench.regression_gate
 confirm_fastest = true         # a regression must also slow each round's fastest iteration
 reference = true               # time the fixed reference model to measure machine drift
 
@@ -38,10 +38,10 @@ from typing import Any
 
 from ..errors import InputError
 from ..targets import load_target
-from ..targets.profile import STATISTICS
+from ..targets.target_profile import STATISTICS
 from ..utils.toml_file import read_toml
 from ._fields import KIND, Scalar, SuiteReader
-from .gate import GateSettings
+from .regression_gate import GateSettings
 
 ZOO, CHECKPOINT, ONNX = "zoo", "checkpoint", "onnx"
 MIN_REPEATS = 3

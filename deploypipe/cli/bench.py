@@ -39,7 +39,7 @@ def add_parser(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..bench import BaselineStore, compare_runs, load_suite, resolve_target, run_suite
     from ..bench.baselines import check_name
-    from ..bench.report import baseline_line, header_lines, notes, summary_line, table_lines
+    from ..bench.bench_summary import baseline_line, header_lines, notes, summary_line, table_lines
     from ..utils.files import check_output_path, write_json
 
     suite = load_suite(args.suite)

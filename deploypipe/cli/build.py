@@ -154,7 +154,7 @@ def _target(args: argparse.Namespace):
 
 def run(args: argparse.Namespace) -> int:
     from ..pipeline.build import build
-    from ..pipeline.report import summary
+    from ..pipeline.build_report import summary
     from ..train import distributed_session, is_rank_zero
     from ..train.launch import launch_from_cli, should_launch
 

@@ -7,9 +7,9 @@ budget, and the loop that measures pruned models until one meets the budget.
     result = latency_loop(analysis, scores, prunable, alloc, budget, target, TargetTimer.for_pairs(target))
     result.widths, result.measured_ms, result.met                    # the measured plan
 """
-from .allocate import Calibration, LatencyAllocator, layer_counts, width_options
+from .latency_allocator import Calibration, LatencyAllocator, layer_counts, width_options
 from .coupling import Coupling
-from .loop import LoopResult, LoopRound, latency_loop
+from .latency_loop import LoopResult, LoopRound, latency_loop
 from .measure import TableSpec, measure_table, sample_widths
 from .subgraph import group_subgraph, with_batch
 from .table import GroupTable, LatencyTable

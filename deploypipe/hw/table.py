@@ -11,7 +11,7 @@ every sub-graph (input copies, per-call overhead) cancel. The additive model cou
 Conv between two pruned groups in both their tables, so it over-states the saving when
 both shrink; the allocator weights each group's change by the coupling factors of
 :mod:`deploypipe.hw.coupling` (exact for bilinear Conv costs), and the measure-and-correct
-loop (:mod:`deploypipe.hw.loop`) corrects what is left with one measured scale.
+loop (:mod:`deploypipe.hw.latency_loop`) corrects what is left with one measured scale.
 """
 from __future__ import annotations
 

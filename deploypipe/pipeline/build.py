@@ -6,8 +6,8 @@ From --latency-ratio to widths
     ``_context`` checks that the method accepts that budget type before any work, and
     ``_latency_stage`` (the budget ``needs_latency_table``) calls ``plan_latency``
     (``pipeline/latency.py``): it measures the dense model's per-group latency table and runs
-    ``latency_loop`` (``hw/loop.py``), which allocates with the knapsack of ``hw/allocate.py``,
-    builds and times each candidate on the target, and returns a frozen ``LoopResult`` whose
+    ``latency_loop`` (``hw/latency_loop.py``), which allocates with the knapsack of
+    ``hw/latency_allocator.py``, builds and times each candidate on the target, and returns a frozen ``LoopResult`` whose
     ``widths`` were measured to meet the budget. Those widths become ``ctx.planned``; the
     method's allocation (``LatencyBudget.allocate``) returns them unchanged, and the method only
     chooses which channels fill them, by its own scores. Nothing recomputes the widths.
@@ -38,7 +38,7 @@ from ..report.schema import BuildReport, LatencyOutcome, MethodSummary, Verifica
 from .config import BuildConfig
 from .quantize_stage import (build_precision, fp32_ratio, in_fp32_terms, quantize_pruned, quantized_name,
                              side_by_side, targets_for, timing_quantizer, with_quantized)
-from .report import assemble, group_rows, latency_outcome, model_columns
+from .build_report import assemble, group_rows, latency_outcome, model_columns
 from .run import Run, chain_keys
 
 log = get_logger("build")

@@ -15,7 +15,7 @@ from ..prune.state import GroupState
 from ..report.schema import BuildReport, GroupRow, MethodSummary, Verification
 from .config import BuildConfig
 from .quantize_stage import build_precision
-from .report import assemble, latency_outcome, model_columns
+from .build_report import assemble, latency_outcome, model_columns
 from .run import Run
 
 

@@ -163,7 +163,7 @@ def with_quantized(report: BuildReport, run_dir: Path, quant: dict[str, Any], pr
     """``report`` with the quantized model's column (accuracy, MACs, size, latency), its
     verification, its per-layer times and file; and every model's size on disk."""
     from ..report.schema import LatencyStats, QuantizedColumn
-    from .report import layer_rows
+    from .build_report import layer_rows
 
     verification = quant["verification"]
     column = QuantizedColumn(

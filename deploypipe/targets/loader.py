@@ -12,7 +12,7 @@ from pathlib import Path
 
 from ..errors import InputError
 from ..utils.toml_file import read_toml
-from .profile import TargetProfile
+from .target_profile import TargetProfile
 
 DEFAULT_TARGET = "cpu"
 _SUFFIX = ".toml"

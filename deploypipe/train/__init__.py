@@ -10,7 +10,7 @@ from .config import SCHEDULES, DistillConfig, TrainConfig
 from .dist import distributed_session, init_distributed, is_rank_zero, rank, solo, world_size
 from .evaluate import evaluate, predict_logits
 from .loaders import make_loader, seed_everything, start_epoch, wrap_model
-from .loop import EpochRecord, TrainResult, fit, make_sgd
+from .fit_loop import EpochRecord, TrainResult, fit, make_sgd
 from .losses import distillation_loss, kd_divergence
 from .schedule import LRSchedule
 

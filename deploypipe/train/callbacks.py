@@ -17,7 +17,7 @@ from .schedule import LRSchedule
 
 if TYPE_CHECKING:
     from .config import TrainConfig
-    from .loop import EpochRecord
+    from .fit_loop import EpochRecord
 
 
 class Callback:

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from deploypipe.bench.compare import compare_runs, machine_drift
-from deploypipe.bench.gate import (FASTER, INCONCLUSIVE, MISSING, NEW, OK, REGRESSION,
+from deploypipe.bench.regression_gate import (FASTER, INCONCLUSIVE, MISSING, NEW, OK, REGRESSION,
                                    CaseRounds, Drift, GateSettings, Interval, judge,
                                    ratio_interval)
 

@@ -2,8 +2,8 @@
 from __future__ import annotations
 
 from deploypipe.bench import compare_runs
-from deploypipe.bench.gate import GateSettings
-from deploypipe.bench.report import baseline_line, header_lines, notes, summary_line, table_lines
+from deploypipe.bench.regression_gate import GateSettings
+from deploypipe.bench.bench_summary import baseline_line, header_lines, notes, summary_line, table_lines
 
 from .conftest import make_run, noisy
 

@@ -6,7 +6,7 @@ import pytest
 
 from deploypipe.errors import BudgetError
 from deploypipe.hw import Coupling, GroupTable, LatencyAllocator, LatencyTable, TableSpec, measure_table
-from deploypipe.hw.allocate import layer_counts, undominated, width_options
+from deploypipe.hw.latency_allocator import layer_counts, undominated, width_options
 from deploypipe.prune.allocate import select_drop
 from deploypipe.prune.state import GroupState
 from deploypipe.targets import load_target
@@ -179,7 +179,7 @@ def test_iterative_method_reaches_the_latency_budget_in_steps():
 
 
 def test_kept_value_is_the_share_of_importance_kept_per_layer():
-    from deploypipe.hw.allocate import kept_value
+    from deploypipe.hw.latency_allocator import kept_value
 
     assert kept_value(np.array([1.0, 3.0]), layers=2) == pytest.approx([1.5, 2.0])  # best channel first
     assert kept_value(np.zeros(4)) == pytest.approx([0.25, 0.5, 0.75, 1.0])  # no signal: by count
@@ -191,7 +191,7 @@ def test_a_value_exponent_gives_diminishing_returns():
     """q = 2: 1 - (1 - share)^2. Keeping half a group is worth 3/4 of it, so a knapsack that
     has to cut two equal groups by half in all cuts both halfway rather than one to nothing."""
     from deploypipe.hw import knapsack
-    from deploypipe.hw.allocate import kept_value
+    from deploypipe.hw.latency_allocator import kept_value
 
     v = kept_value(np.ones(4), exponent=2.0)
     assert v == pytest.approx([1 - 0.75 ** 2, 0.75, 1 - 0.25 ** 2, 1.0])

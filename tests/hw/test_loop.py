@@ -116,7 +116,7 @@ def test_widths_measured_before_are_not_measured_again_the_bracket_moves_instead
     from types import SimpleNamespace
 
     from deploypipe.hw import Calibration
-    from deploypipe.hw.loop import _Loop, _Search
+    from deploypipe.hw.latency_loop import _Loop, _Search
 
     a, table, scores, prunable = setup
     alloc = LatencyAllocator.for_model(table, a, round_to=8)
@@ -238,7 +238,7 @@ def test_the_walk_goes_from_the_fast_model_to_the_slow_one_one_width_at_a_time(s
     cuts (groups the slow model keeps narrower) are spread along the walk, so the table's
     prediction climbs about steadily and no model on it is predicted faster than the fast
     one by more than one step (all cuts first made the first part of the walk faster)."""
-    from deploypipe.hw.loop import walk
+    from deploypipe.hw.latency_loop import walk
 
     a, table, scores, prunable = setup
     alloc = LatencyAllocator.for_model(table, a, round_to=8)
@@ -386,7 +386,7 @@ def test_a_walk_between_models_the_table_predicts_alike_goes_by_step_count(setup
     it by steps, where the straight line through the two measurements meets the aim (by
     the table's prediction it was a step next to one end)."""
     from deploypipe.hw import Calibration
-    from deploypipe.hw.loop import LoopRound, Runner, _key, _Loop, _Search, walk
+    from deploypipe.hw.latency_loop import LoopRound, Runner, _key, _Loop, _Search, walk
 
     a, table, scores, prunable = setup
     alloc = LatencyAllocator.for_model(table, a, round_to=8)

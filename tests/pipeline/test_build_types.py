@@ -10,7 +10,7 @@ import pytest
 from deploypipe.pipeline import BuildConfig, BuildReport, ModelSource
 from deploypipe.report.schema import (GroupRow, LatencyOutcome, LatencyStats, LayerTimes, MethodSummary,
                                       ModelColumn, StageTime, TargetSummary, Verification)
-from deploypipe.pipeline.report import summary
+from deploypipe.pipeline.build_report import summary
 
 KEYS = ["deploypipe_version", "created", "command", "target", "method", "budget", "dataset", "dense", "pruned",
         "groups", "rounds", "verification", "layers", "stages", "artifacts"]

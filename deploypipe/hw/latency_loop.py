@@ -38,7 +38,7 @@ from ..prune.state import GroupState
 from ..targets import TargetProfile
 from ..utils.locks import device_lock
 from ..utils.log import get_logger
-from .allocate import Calibration, LatencyAllocator
+from .latency_allocator import Calibration, LatencyAllocator
 from .subgraph import with_batch
 from .timer import Timer
 

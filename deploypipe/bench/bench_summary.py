@@ -3,7 +3,7 @@ one final ``PASSED``/``FAILED`` line. Pure functions returning lines; the CLI pr
 from __future__ import annotations
 
 from .compare import Comparison
-from .gate import FASTER, INCONCLUSIVE, MISSING, NEW, OK, REGRESSION, Verdict
+from .regression_gate import FASTER, INCONCLUSIVE, MISSING, NEW, OK, REGRESSION, Verdict
 from .results import BenchRun, CaseResult
 
 _HEAD = (f"{'case':<28} {'median ms':>10} {'p90 ms':>9} {'p99 ms':>9} {'CV %':>6} "
