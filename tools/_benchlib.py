@@ -35,3 +35,29 @@ def load_mnist_subset(train: int, val: int, test: int):
         return TensorDataset(*(t[:n] for t in ds.tensors))
 
     return dataclasses.replace(data, val=head(data.val, val), test=head(data.test, test))
+
+
+def interleaved_latency(models: dict, shape, targets: dict[str, tuple[str, int]], repeats: int) -> dict:
+    """ONNX Runtime latency of each PyTorch model, exported once: every model timed once per
+    repeat on each ``targets`` entry (label -> (profile, iterations)), interleaved so that the
+    machine's drift hits all alike; the median per model and label."""
+    import tempfile
+    from pathlib import Path
+
+    import numpy as np
+
+    from deploypipe.export import export_onnx
+    from deploypipe.profiling import profile_onnx
+
+    out = {k: {label: [] for label in targets} for k in models}
+    with tempfile.TemporaryDirectory() as tmp:
+        paths = {}
+        for name, m in models.items():
+            paths[name] = Path(tmp) / f"{name}.onnx"
+            export_onnx(m, paths[name], input_shape=shape)
+        for _ in range(repeats):
+            for name, path in paths.items():
+                for label, (profile, iterations) in targets.items():
+                    stats = profile_onnx(path, profile, per_layer=False, iterations=iterations).stats
+                    out[name][label].append(stats.median)
+    return {k: {label: float(np.median(v)) for label, v in d.items()} for k, d in out.items()}

@@ -181,19 +181,10 @@ def error_of(model, data) -> dict:
 
 def latency(models: dict[str, torch.nn.Module], shape, repeats: int) -> dict[str, float]:
     """ORT on cpu-batch32, every model once per repeat (interleaved: drift hits all alike)."""
-    from deploypipe.export import export_onnx
-    from deploypipe.profiling import profile_onnx
+    from _benchlib import interleaved_latency
 
-    out: dict[str, list[float]] = {k: [] for k in models}
-    with tempfile.TemporaryDirectory() as tmp:
-        paths = {}
-        for name, m in models.items():
-            paths[name] = Path(tmp) / f"{name}.onnx"
-            export_onnx(m, paths[name], input_shape=shape)
-        for _ in range(repeats):
-            for name, path in paths.items():
-                out[name].append(profile_onnx(path, "cpu-batch32", per_layer=False, iterations=25).stats.median)
-    return {k: float(np.median(v)) for k, v in out.items()}
+    lat = interleaved_latency(models, shape, {"batch32": ("cpu-batch32", 25)}, repeats)
+    return {k: v["batch32"] for k, v in lat.items()}
 
 
 # -- cells ----------------------------------------------------------------------------------

@@ -23,7 +23,6 @@ import json
 import os
 import platform
 import sys
-import tempfile
 import time
 import warnings
 from pathlib import Path
@@ -153,21 +152,10 @@ def dp_prune(model, shape, budget_x: float, allocation: str, round_to: int = 1):
 
 def latency(models: dict[str, torch.nn.Module], shape, repeats: int, iterations: int) -> dict[str, dict]:
     """Interleaved ORT timings: every model once per repeat, so drift hits all alike."""
-    from deploypipe.export import export_onnx
-    from deploypipe.profiling import profile_onnx
+    from _benchlib import interleaved_latency
 
-    out: dict[str, dict] = {k: {"batch1": [], "batch32": []} for k in models}
-    with tempfile.TemporaryDirectory() as tmp:
-        paths = {}
-        for name, m in models.items():
-            paths[name] = Path(tmp) / f"{name}.onnx"
-            export_onnx(m, paths[name], input_shape=shape)
-        for _ in range(repeats):
-            for name, path in paths.items():
-                out[name]["batch1"].append(profile_onnx(path, "cpu", per_layer=False, iterations=iterations).stats.median)
-                out[name]["batch32"].append(
-                    profile_onnx(path, "cpu-batch32", per_layer=False, iterations=max(5, iterations // 4)).stats.median)
-    return {k: {b: float(np.median(v)) for b, v in d.items()} for k, d in out.items()}
+    return interleaved_latency(models, shape, {"batch1": ("cpu", iterations),
+                                               "batch32": ("cpu-batch32", max(5, iterations // 4))}, repeats)
 
 
 def main() -> int:

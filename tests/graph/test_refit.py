@@ -59,23 +59,9 @@ def digits():
 @pytest.fixture(scope="module")
 def resnet20(digits, tmp_path_factory) -> onnx.ModelProto:
     """resnet20 trained 6 epochs on digits, exported and read back as ONNX."""
-    import torch
+    from deploypipe.testing.trained import digits_resnet20_onnx
 
-    from deploypipe.export import export_onnx
-    from deploypipe.models import create_model
-    from deploypipe.train import TrainConfig, fit
-
-    threads = torch.get_num_threads()  # module fixtures run before conftest's one-thread setting
-    torch.set_num_threads(1)
-    try:
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(0)
-            model = create_model("resnet20", num_classes=10, in_channels=1, input_size=8)
-            fit(model, digits, TrainConfig(epochs=6, batch_size=64, lr=0.1, seed=0, progress=False))
-    finally:
-        torch.set_num_threads(threads)
-    path = tmp_path_factory.mktemp("refit") / "resnet20.onnx"
-    export_onnx(model.eval(), path, input_shape=(1, 1, 8, 8))
+    path = digits_resnet20_onnx(digits, tmp_path_factory.mktemp("refit") / "resnet20.onnx")
     return onnx.load(str(path))
 
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 
 import pytest
-import torch
 
 from deploypipe.cli import main
 
@@ -15,22 +14,9 @@ from deploypipe.cli import main
 @pytest.fixture(scope="module")
 def resnet20_onnx(tmp_path_factory):
     from deploypipe.data import load_dataset
-    from deploypipe.export import export_onnx
-    from deploypipe.models import create_model
-    from deploypipe.train import TrainConfig, fit
+    from deploypipe.testing.trained import digits_resnet20_onnx
 
-    data = load_dataset("digits", seed=0)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(0)
-            model = create_model("resnet20", num_classes=10, in_channels=1, input_size=8)
-            fit(model, data, TrainConfig(epochs=6, batch_size=64, lr=0.1, seed=0, progress=False))
-    finally:
-        torch.set_num_threads(threads)
-    path = tmp_path_factory.mktemp("onnx_data") / "resnet20.onnx"
-    export_onnx(model.eval(), path, input_shape=(1, 1, 8, 8))
+    path = digits_resnet20_onnx(load_dataset("digits", seed=0), tmp_path_factory.mktemp("onnx_data") / "r20.onnx")
     return path
 
 
