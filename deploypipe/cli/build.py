@@ -96,13 +96,14 @@ def config_from_args(args: argparse.Namespace, argv: list[str] | None = None):
                                    QuantizeOptions, TrainOptions)
     from ..pipeline.latency import LatencyOptions
 
+    mean, std = statistics_of(args)
     command = "deploypipe " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
     return BuildConfig(
         model=ModelSource(args.model, arch=args.arch, num_classes=args.num_classes, in_channels=args.in_channels,
                           input_size=args.input_size, trust_model=args.trust_model),
         target=_target(args), budget=_budget(args),
         data=DataOptions(args.dataset, limit=args.limit, calibration_batches=args.calibration_batches,
-                         mean=statistics_of(args)[0], std=statistics_of(args)[1]),
+                         mean=mean, std=std),
         train=TrainOptions(epochs=args.epochs, lr=args.lr, pretrain_epochs=args.pretrain_epochs, distill=args.distill,
                            batch_size=args.batch_size, augment=args.augment, schedule=args.schedule,
                            warmup_epochs=args.warmup_epochs, weight_decay=args.weight_decay,
