@@ -80,10 +80,12 @@ def load_data(args):
     return load_dataset(f"cifar10:{args.archive}", seed=0, limit=2000 if args.smoke else None)
 
 
-def head(ds, n: int):
+def subset(ds, n: int, seed: int):
+    """``n`` training images drawn at random (seeded): a fair sample of every class."""
     from torch.utils.data import TensorDataset
 
-    return TensorDataset(*(t[:n] for t in ds.tensors))
+    idx = torch.randperm(len(ds), generator=torch.Generator().manual_seed(seed))[:n]
+    return TensorDataset(*(t[idx] for t in ds.tensors))
 
 
 def dense_checkpoint(args, arch: str, seed: int) -> Path:
@@ -95,8 +97,13 @@ def dense_checkpoint(args, arch: str, seed: int) -> Path:
            "--epochs", str(1 if args.smoke else args.dense_epochs), "--augment", "crop-flip", "--seed", str(seed),
            "-o", str(path)] + (["--limit", "2000"] if args.smoke else [])
     print("training:", " ".join(cmd), flush=True)
-    subprocess.run(cmd, check=True, cwd=ROOT)
+    subprocess.run(cmd, check=True, cwd=ROOT, env=_threads_env(args))
     return path
+
+
+def _threads_env(args) -> dict:
+    """The CLI runs with the harness's thread count (two runs can share the two cores)."""
+    return {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
 
 
 def load(path: Path) -> torch.nn.Module:
@@ -152,7 +159,7 @@ def dp_build(args, dense_path: Path, flags: list[str], out: Path) -> torch.nn.Mo
     tool's model alike); the pruned checkpoint it wrote, reloaded."""
     cmd = [sys.executable, "-m", "deploypipe", "build", str(dense_path), "--dataset", f"cifar10:{args.archive}",
            "--target", "cpu-batch32", "--epochs", "0", "-o", str(out), *flags]
-    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, env=_threads_env(args))
     if proc.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)} failed: {proc.stderr.strip()[-500:]}")
     return load(out / "pruned.pt")
@@ -163,12 +170,18 @@ def finetune(model, data, args, seed: int) -> float:
     from deploypipe.train import TrainConfig, fit
 
     images = 500 if args.smoke else args.finetune_images
-    ft = dataclasses.replace(data, train=head(data.train, images))
+    ft = dataclasses.replace(data, train=subset(data.train, images, seed))
     start = time.perf_counter()
     fit(model, ft, TrainConfig(epochs=1 if args.smoke else args.finetune_epochs, batch_size=128,
                                lr=args.finetune_lr, schedule="cosine", augment="crop-flip", seed=seed,
                                progress=False))
     return time.perf_counter() - start
+
+
+def finetune_tag(args) -> str:
+    """The fine-tuning a cell was made with. ``r``: the images drawn at random; cells before it
+    (``ft2x20000@0.05``) took the first 20,000 of a class-ordered split, five classes only."""
+    return f"ft{args.finetune_epochs}x{args.finetune_images}r@{args.finetune_lr:g}"
 
 
 def error_of(model, data) -> dict:
@@ -189,20 +202,27 @@ def latency(models: dict[str, torch.nn.Module], shape, repeats: int) -> dict[str
 
 # -- cells ----------------------------------------------------------------------------------
 class Cells:
-    """Finished results by key, kept on disk after each one (a killed run resumes)."""
+    """Finished results by key, kept on disk after each one (a killed run resumes). Runs of
+    other seeds may share the file: each write re-reads it under a lock."""
 
     def __init__(self, path: Path):
-        self.path = path
-        self.data = json.loads(path.read_text()) if path.exists() else {}
+        from filelock import FileLock
+
+        self.path, self.lock = path, FileLock(str(path) + ".lock")
+
+    def _read(self) -> dict:
+        return json.loads(self.path.read_text()) if self.path.exists() else {}
 
     def get(self, key: str):
-        return self.data.get(key)
+        with self.lock:
+            return self._read().get(key)
 
     def put(self, key: str, value) -> None:
-        self.data[key] = value
-        tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(self.data, indent=1))
-        tmp.replace(self.path)
+        with self.lock:
+            data = {**self._read(), key: value}
+            tmp = self.path.with_suffix(f".{os.getpid()}.tmp")
+            tmp.write_text(json.dumps(data, indent=1))
+            tmp.replace(self.path)
 
 
 def prune_variant(name: str, args, dense, dense_path: Path, shape, target_macs: float, bx: float,
@@ -232,8 +252,7 @@ def run_budget(args, cells: Cells, arch: str, seed: int, bx: float, data, dense_
     latency_ratio = None
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.variants.split(","):
-            key = (f"{arch}/s{seed}/{bx:g}x/{name}/ft{args.finetune_epochs}x{args.finetune_images}@{args.finetune_lr:g}"
-                   f"{'/smoke' if args.smoke else ''}")
+            key = (f"{arch}/s{seed}/{bx:g}x/{name}/{finetune_tag(args)}{'/smoke' if args.smoke else ''}")
             if name == "dp_latency":
                 tp_row = rows.get("tp_l2_global") or {}
                 latency_ratio = tp_row.get("latency_ratio")
@@ -310,9 +329,26 @@ def write(args, results: list, started: float) -> None:
            "python": platform.python_version(), "torch": torch.__version__, "results": results}
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(".tmp")
-    tmp.write_text(json.dumps(doc, indent=2) + "\n")
-    tmp.replace(out)
+    from filelock import FileLock
+
+    with FileLock(str(out) + ".lock"):  # a run of another seed may share the file: keep its rows
+        doc["results"] = merged(out, results, finetune_tag(args))
+        tmp = out.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(doc, indent=2) + "\n")
+        tmp.replace(out)
+
+
+def merged(out: Path, results: list, tag: str) -> list:
+    """This run's rows, and the rows already in ``out`` for other (arch, seed, budget) made with
+    the same fine-tuning; sorted by arch, budget, seed."""
+    key = lambda r: (r["arch"], r["budget_x"], r["seed"])  # noqa: E731
+    mine = {key(r): {**r, "finetune": tag} for r in results}
+    try:
+        old = json.loads(out.read_text()).get("results", [])
+    except (OSError, ValueError):
+        old = []
+    kept = {key(r): r for r in old if r.get("finetune") == tag and key(r) not in mine}
+    return [v for _, v in sorted({**kept, **mine}.items())]
 
 
 def main() -> int:

@@ -16,7 +16,7 @@ from .._registry import Registry
 from ..errors import InputError
 from ..utils.log import get_logger
 from . import prepare
-from .splits import DataSplits, stratified_split, stratified_subsample
+from .splits import DataSplits, shuffled, stratified_split, stratified_subsample
 
 log = get_logger("data")
 
@@ -77,6 +77,7 @@ def load_dataset(spec: str, *, seed: int = 0, image_size: int | tuple[int, int] 
     y = prepare.check_labels(raw.y, len(raw.x), f"dataset {spec!r}")
     index = _split_index(raw, y, seed)
     index = tuple(stratified_subsample(ix, y, limit, seed + k) for k, ix in enumerate(index))
+    index = shuffled(index, seed)
     if (mean is None) != (std is None):
         raise InputError("a mean was given without a std, or a std without a mean",
                          hint="pass both --mean and --std (per channel), or neither")

@@ -80,3 +80,14 @@ def stratified_subsample(index: np.ndarray, y: np.ndarray, limit: int | None, se
         key[where] = (np.arange(len(where)) + 0.5) / len(where)  # rank within class, in (0, 1)
     order = np.lexsort((rng.random(len(index)), key))
     return np.sort(index[order[:limit]])
+
+
+def shuffled(index: tuple[np.ndarray, ...], seed: int) -> tuple[np.ndarray, ...]:
+    """Each split's indices in a seeded random order.
+
+    Sources list images by class (CIFAR-10's JPEG folders, any ``folder:``), so split indices
+    in file order put every image of class 0 first, and any head of a split (the first test
+    images a quick evaluation reads, the first training images a subset keeps) would be one
+    class. Shuffled once here, every head of every split is a fair sample."""
+    rng = np.random.default_rng([seed, 0x5EED])
+    return tuple(rng.permutation(ix) for ix in index)

@@ -68,3 +68,17 @@ def test_normalisation_uses_train_statistics():
     x = d.train.tensors[0]
     assert abs(x.mean().item()) < 1e-4 and abs(x.std().item() - 1) < 1e-2
     assert len(d.mean) == len(d.std) == 1 and 0 < d.mean[0] < 1
+
+
+def test_every_head_of_a_class_ordered_source_is_a_fair_sample(tmp_path):
+    """A source listed by class (CIFAR-10's JPEG folders, any folder:) must not give splits
+    whose first images are all one class: quick evaluations and training subsets read heads."""
+    y = np.repeat(np.arange(5), 60)  # 0,0,...,1,1,...: file order by class
+    x = np.random.default_rng(0).integers(0, 255, (len(y), 8, 8), dtype=np.uint8)
+    np.savez(tmp_path / "sorted.npz", x=x, y=y)
+    splits = load_dataset(f"npz:{tmp_path / 'sorted.npz'}", seed=0)
+    for part in (splits.train, splits.val, splits.test):
+        head = part.tensors[1][: len(part) // 3]
+        assert set(head.tolist()) == set(range(5))
+    again = load_dataset(f"npz:{tmp_path / 'sorted.npz'}", seed=0)
+    assert torch.equal(again.train.tensors[1], splits.train.tensors[1])
