@@ -18,6 +18,7 @@ from ..errors import DeviceError, InputError
 from ..measure.fingerprint import Fingerprint, hardware_fingerprint
 from ..targets import TargetProfile
 from ..utils.files import sha256_file, write_bytes
+from ..utils.locks import entry_lock
 from ..utils.log import get_logger
 from ._gpu import gpu_missing_reason
 from .base import Backend
@@ -102,18 +103,21 @@ class TensorRTBackend(Backend):
         cache = EngineCache(cache_dir, timing_file=target.timing_cache)
         prepared = self.prepare(trt.__version__, Path(onnx_path), target, cache)
         path = cache.engine_path(prepared.key)
-        if path.is_file():
-            log.info("reusing the TensorRT engine %s from %s", prepared.key, cache.folder)
-            return path
-        log.info("building a TensorRT %s engine for %s with TensorRT %s (this takes a while "
-                 "the first time; the timing cache makes rebuilds faster)",
-                 target.precision, onnx_path, trt.__version__)
-        fp = self.fingerprint()
-        data, timing = build_engine(trt, prepared, cache.load_timing(fp, trt.__version__))
-        cache.store_timing(fp, trt.__version__, timing)
-        return cache.store_engine(prepared.key, data, {
-            "model": str(onnx_path), "target": target.name,
-            "options": prepared.options.to_dict(), "fingerprint": fp.to_dict()})
+        with entry_lock(path, "the TensorRT engine"):  # a second run waits, then reuses it
+            if path.is_file():
+                log.info("reusing the TensorRT engine %s from %s", prepared.key, cache.folder)
+                return path
+            log.info("building a TensorRT %s engine for %s with TensorRT %s (this takes a while "
+                     "the first time; the timing cache makes rebuilds faster)",
+                     target.precision, onnx_path, trt.__version__)
+            fp = self.fingerprint()
+            timing_path = cache.timing_path(fp, trt.__version__)
+            with entry_lock(timing_path, "the TensorRT timing cache"):  # no run drops another's tactics
+                data, timing = build_engine(trt, prepared, cache.load_timing(fp, trt.__version__))
+                cache.store_timing(fp, trt.__version__, timing)
+            return cache.store_engine(prepared.key, data, {
+                "model": str(onnx_path), "target": target.name,
+                "options": prepared.options.to_dict(), "fingerprint": fp.to_dict()})
 
     def prepare(self, version: str, onnx_path: Path, target: TargetProfile,
                 cache: EngineCache) -> PreparedBuild:

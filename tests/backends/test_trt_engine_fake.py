@@ -192,3 +192,31 @@ def test_a_timing_cache_file_is_read_and_updated(trt_gpu, tiny_onnx, tmp_path):
     assert trt_gpu.builds[-1]["timing_loaded"] == "earlier"
     assert cache_file.read_bytes() == b"earlier|measured"
     assert not (tmp_path / "cache" / "tensorrt" / "timing").exists()
+
+
+def test_two_runs_building_one_engine_build_it_once(trt, tiny_onnx, tmp_path, monkeypatch):
+    """The second run waits on the entry's lock and reuses the first run's engine (without the
+    lock both build, each paying TensorRT's minutes)."""
+    import threading
+    import time
+
+    from deploypipe.backends import tensorrt as trt_backend
+
+    monkeypatch.setenv("DEPLOYPIPE_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(trt_backend, "gpu_missing_reason", lambda: None)
+    real, builds = trt_backend.build_engine, []
+
+    def slow_build(*args):
+        builds.append(threading.get_ident())
+        time.sleep(0.3)  # both threads are inside engine_file before the first one stores
+        return real(*args)
+
+    monkeypatch.setattr(trt_backend, "build_engine", slow_build)
+    backend, paths = trt_backend.TensorRTBackend(), []
+    threads = [threading.Thread(target=lambda: paths.append(backend.engine_file(
+        trt, tiny_onnx, load_target("gpu-trt-fp16"), cache_dir=tmp_path))) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(builds) == 1 and len(paths) == 2 and paths[0] == paths[1] and paths[0].is_file()
