@@ -173,7 +173,8 @@ def add_dataset(parser: argparse.ArgumentParser, *, default: str | None = None, 
     (N, the model's input) or None (no --input-size)."""
     g = parser.add_argument_group("data")
     g.add_argument("--dataset", required=default is None if required is None else required, default=default,
-                   metavar="SPEC", help="digits, mnist, mnist:DIR, folder:DIR, npz:FILE or synthetic[:k=v,...] "
+                   metavar="SPEC", help="digits, mnist, mnist:DIR, cifar10:PATH, folder:DIR, npz:FILE, py:FILE.py:FUNCTION or "
+                   "synthetic[:k=v,...] "
                    f"(see `deploypipe list datasets`){f'; default: {default}' if default else ''}")
     if input_size == "square":
         g.add_argument("--input-size", type=positive_int, metavar="N",
