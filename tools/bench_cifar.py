@@ -12,8 +12,10 @@ that checkpoint, for each MACs budget (2x, 3x fewer):
   * ``dp_default``: ``deploypipe build --macs-budget Nx`` with every default (oneshot, L1,
     uniform, the target's rounding to 8 channels), as a user runs it;
   * ``dp_l2_global`` / ``dp_taylor_global``: ``--importance l2|taylor --allocation global``;
-  * ``dp_latency``: ``--latency-ratio R`` on cpu-batch32 with R the latency Torch-Pruning's
-    L2 global model measured against dense (deploypipe at equal measured latency).
+  * ``dp_cpli``: ``--method cpli`` (loss-guided channel selection with a least-squares refit
+    of the consumers, from METHODS.md), deploypipe's best method when fine-tuning is short;
+  * ``dp_latency``: ``--method cpli --latency-ratio R`` on cpu-batch32 with R the latency
+    Torch-Pruning's L2 global model measured against dense (deploypipe at equal measured latency).
 
 deploypipe prunes through its CLI (``build --epochs 0``, the pruned checkpoint reloaded), and
 every pruned model, whichever tool made it, is then fine-tuned by the same loop with the same
@@ -52,7 +54,7 @@ ROOT = Path(__file__).resolve().parents[1]
 ARCHIVE = ROOT.parent / "shared" / "data" / "cifar10-jpeg.tar.gz"
 CACHE = ROOT / "bench_cache" / "cifar"
 VARIANTS = ("tp_l2_uniform", "tp_l2_global", "tp_taylor_global", "dp_default", "dp_l2_global",
-            "dp_taylor_global", "dp_latency")
+            "dp_taylor_global", "dp_cpli", "dp_latency")
 
 
 def parse() -> argparse.Namespace:
@@ -236,7 +238,8 @@ def prune_variant(name: str, args, dense, dense_path: Path, shape, target_macs: 
     macs = [f"--macs-budget={bx:g}x"]
     flags = {"dp_default": macs, "dp_l2_global": macs + ["--importance", "l2", "--allocation", "global"],
              "dp_taylor_global": macs + ["--importance", "taylor", "--allocation", "global"],
-             "dp_latency": [f"--latency-ratio={latency_ratio or 0:.4f}"]}[name]
+             "dp_cpli": macs + ["--method", "cpli"],
+             "dp_latency": [f"--latency-ratio={latency_ratio or 0:.4f}", "--method", "cpli"]}[name]
     return dp_build(args, dense_path, flags, workdir / name)
 
 
@@ -339,16 +342,19 @@ def write(args, results: list, started: float) -> None:
 
 
 def merged(out: Path, results: list, tag: str) -> list:
-    """This run's rows, and the rows already in ``out`` for other (arch, seed, budget) made with
-    the same fine-tuning; sorted by arch, budget, seed."""
+    """This run's rows over the rows already in ``out`` made with the same fine-tuning (other
+    seeds, or other variants of the same (arch, seed, budget), which keep their own latency
+    measurements); sorted by arch, budget, seed."""
     key = lambda r: (r["arch"], r["budget_x"], r["seed"])  # noqa: E731
-    mine = {key(r): {**r, "finetune": tag} for r in results}
     try:
         old = json.loads(out.read_text()).get("results", [])
     except (OSError, ValueError):
         old = []
-    kept = {key(r): r for r in old if r.get("finetune") == tag and key(r) not in mine}
-    return [v for _, v in sorted({**kept, **mine}.items())]
+    rows = {key(r): r for r in old if r.get("finetune") == tag}
+    for r in results:
+        before = rows.get(key(r), {})
+        rows[key(r)] = {**r, "finetune": tag, "variants": {**before.get("variants", {}), **r["variants"]}}
+    return [v for _, v in sorted(rows.items())]
 
 
 def main() -> int:
