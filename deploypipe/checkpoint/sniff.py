@@ -38,6 +38,10 @@ def sniff(path: Path) -> str:
 
 def _check_exists(path: Path) -> None:
     if not path.exists():
+        if str(path).startswith("zoo:"):
+            raise InputError(f"{str(path)!r} names an untrained zoo architecture, not a model file",
+                             hint=f"train it first (deploypipe train --arch {str(path)[4:]} --dataset ... -o "
+                                  "model.pt) or let build train it (deploypipe build zoo:NAME --dataset ...)")
         raise InputError(f"model file {str(path)!r} does not exist", hint="check the path")
     if path.is_dir():
         raise InputError(f"{str(path)!r} is a folder, not a model file", hint="give the path of the .pt file")

@@ -194,3 +194,10 @@ def test_list_unknown_choice(capsys):
 def test_help(command, capsys):
     assert main([command, "--help"]) == 0
     assert command in capsys.readouterr().out
+
+
+def test_export_of_a_zoo_name_says_to_train_it(tmp_path, capsys):
+    assert main(["export", "zoo:resnet20", "-o", str(tmp_path / "m.onnx")]) == 2
+    line = _error_line(capsys)
+    assert "untrained zoo architecture" in line and "deploypipe train --arch resnet20" in line
+    assert not (tmp_path / "m.onnx").exists()
