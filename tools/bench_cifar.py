@@ -9,6 +9,8 @@ that checkpoint, for each MACs budget (2x, 3x fewer):
     GroupMagnitudeImportance(p=2), its ratio bisected until the MACs meet the budget;
   * ``tp_taylor_global``: the same with GroupTaylorImportance (gradients of one
     calibration batch of 256 training images);
+  * ``tp_hessian_global``: the same with GroupHessianImportance (Optimal Brain Damage: squared
+    per-sample gradients of 64 of those images);
   * ``dp_default``: ``deploypipe build --macs-budget Nx`` with every default (oneshot, L1,
     uniform, the target's rounding to 8 channels), as a user runs it;
   * ``dp_l2_global`` / ``dp_taylor_global``: ``--importance l2|taylor --allocation global``;
@@ -53,7 +55,7 @@ warnings.filterwarnings("ignore")
 ROOT = Path(__file__).resolve().parents[1]
 ARCHIVE = ROOT.parent / "shared" / "data" / "cifar10-jpeg.tar.gz"
 CACHE = ROOT / "bench_cache" / "cifar"
-VARIANTS = ("tp_l2_uniform", "tp_l2_global", "tp_taylor_global", "dp_default", "dp_l2_global",
+VARIANTS = ("tp_l2_uniform", "tp_l2_global", "tp_taylor_global", "tp_hessian_global", "dp_default", "dp_l2_global",
             "dp_taylor_global", "dp_cpli", "dp_latency")
 
 
@@ -122,19 +124,38 @@ def macs_of(model: torch.nn.Module, shape) -> float:
     return float(analyse(export_model(model, shape)).macs)
 
 
-def tp_once(model, shape, ratio: float, global_pruning: bool, taylor_batch=None):
+HESSIAN_SAMPLES = 64  # per-sample backward passes for Group-Hessian (OBD) scores
+
+
+def tp_importance(candidate, criterion: str, batch):
+    """Torch-Pruning's importance as its README writes it: gradients of one calibration batch
+    for Taylor, per-sample squared gradients accumulated for Group-Hessian."""
+    import torch_pruning as tp
+
+    if criterion == "l2":
+        return tp.importance.GroupMagnitudeImportance(p=2)
+    x, y = batch
+    candidate.eval()
+    candidate.zero_grad()
+    if criterion == "taylor":
+        torch.nn.functional.cross_entropy(candidate(x), y).backward()
+        return tp.importance.GroupTaylorImportance()
+    importance = tp.importance.GroupHessianImportance()
+    importance.zero_grad()
+    for loss in torch.nn.functional.cross_entropy(candidate(x[:HESSIAN_SAMPLES]), y[:HESSIAN_SAMPLES],
+                                                  reduction="none"):
+        candidate.zero_grad()
+        loss.backward(retain_graph=True)
+        importance.accumulate_grad(candidate)
+    return importance
+
+
+def tp_once(model, shape, ratio: float, global_pruning: bool, criterion: str = "l2", batch=None):
     import torch_pruning as tp
 
     candidate = copy.deepcopy(model)
     fc = [m for m in candidate.modules() if isinstance(m, torch.nn.Linear)][-1]
-    if taylor_batch is not None:
-        importance = tp.importance.GroupTaylorImportance()
-        x, y = taylor_batch
-        candidate.eval()
-        candidate.zero_grad()
-        torch.nn.functional.cross_entropy(candidate(x), y).backward()
-    else:
-        importance = tp.importance.GroupMagnitudeImportance(p=2)
+    importance = tp_importance(candidate, criterion, batch)
     pruner = tp.pruner.MetaPruner(candidate, torch.randn(*shape), importance=importance, pruning_ratio=ratio,
                                   global_pruning=global_pruning, ignored_layers=[fc])
     pruner.step()
@@ -142,18 +163,18 @@ def tp_once(model, shape, ratio: float, global_pruning: bool, taylor_batch=None)
     return candidate
 
 
-def tp_prune(model, shape, target_macs: float, global_pruning: bool, taylor_batch=None):
+def tp_prune(model, shape, target_macs: float, global_pruning: bool, criterion: str = "l2", batch=None):
     """Torch-Pruning to ``target_macs`` as counted on the exported graph (deploypipe's counter,
     so both tools meet the same budget): MetaPruner's ratio bisected, the smallest ratio
     whose model meets the budget kept."""
     lo, hi, best = 0.0, 0.95, None
     for _ in range(12):
         mid = (lo + hi) / 2
-        if macs_of(tp_once(model, shape, mid, global_pruning, taylor_batch), shape) <= target_macs:
+        if macs_of(tp_once(model, shape, mid, global_pruning, criterion, batch), shape) <= target_macs:
             best, hi = mid, mid
         else:
             lo = mid
-    return None if best is None else tp_once(model, shape, best, global_pruning, taylor_batch)
+    return None if best is None else tp_once(model, shape, best, global_pruning, criterion, batch)
 
 
 def dp_build(args, dense_path: Path, flags: list[str], out: Path) -> torch.nn.Module:
@@ -234,7 +255,9 @@ def prune_variant(name: str, args, dense, dense_path: Path, shape, target_macs: 
     if name == "tp_l2_global":
         return tp_prune(dense, shape, target_macs, True)
     if name == "tp_taylor_global":
-        return tp_prune(dense, shape, target_macs, True, taylor_batch=calib)
+        return tp_prune(dense, shape, target_macs, True, "taylor", calib)
+    if name == "tp_hessian_global":
+        return tp_prune(dense, shape, target_macs, True, "hessian", calib)
     macs = [f"--macs-budget={bx:g}x"]
     flags = {"dp_default": macs, "dp_l2_global": macs + ["--importance", "l2", "--allocation", "global"],
              "dp_taylor_global": macs + ["--importance", "taylor", "--allocation", "global"],
