@@ -24,7 +24,7 @@ export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 timeout "${SMOKE_TIMEOUT:-420}" "$PY" tools/gpu_smoke.py --out "$OUT" --work "${WORK:-$OUT/work}"
 smoke_rc=$?
 timeout "${TESTS_TIMEOUT:-120}" "$PY" -m pytest -m gpu -q -rs -p no:cacheprovider \
-  --junitxml "$OUT/gpu_tests.xml" tests/backends/test_gpu_tier.py 2>&1 | tee "$OUT/gpu_tests.txt"
+  --junitxml "$OUT/gpu_tests.xml" tests/backends/test_gpu_tier.py tests/train/test_device.py 2>&1 | tee "$OUT/gpu_tests.txt"
 tests_rc=${PIPESTATUS[0]}
 echo "gpu_check: smoke exit $smoke_rc, gpu tests exit $tests_rc; results in $OUT"
 [ "$smoke_rc" -ne 0 ] && exit "$smoke_rc"

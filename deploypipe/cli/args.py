@@ -235,15 +235,20 @@ def add_training(parser: argparse.ArgumentParser, *, epochs: int | None = None, 
     g.add_argument("--max-steps-per-epoch", type=positive_int, metavar="N",
                    help="cap the optimizer steps of each epoch (for quick runs)")
     g.add_argument("--seed", type=int, default=0, help="seed of data split, order and init (default: 0)")
+    g.add_argument("--device", metavar="DEVICE", default=None,
+                   help="train on cpu, cuda or cuda:N (default: the CPU); on a GPU the data stays on it "
+                   "and the model runs channels-last")
+    g.add_argument("--amp", action="store_true", help="bfloat16 mixed precision (autocast) while training")
     return g
 
 
 def train_config(args: argparse.Namespace, **overrides):
     """The ``TrainConfig`` that ``add_training``'s options describe."""
     from ..train import TrainConfig
+    from ..train.device import device_options
 
     values = dict(epochs=args.epochs, lr=args.lr, batch_size=args.batch_size, schedule=args.schedule,
                   warmup_epochs=args.warmup_epochs, weight_decay=args.weight_decay,
                   label_smoothing=args.label_smoothing, max_steps_per_epoch=args.max_steps_per_epoch,
-                  seed=args.seed, augment=args.augment)
+                  seed=args.seed, augment=args.augment, **device_options(args.device, args.amp))
     return TrainConfig(**{**values, **overrides})

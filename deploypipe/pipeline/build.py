@@ -295,7 +295,7 @@ class _TorchBuild:
         """The fine-tuning settings, for methods that train while they prune."""
         cfg = self.config
         return cfg.train.sgd(max(1, cfg.train.epochs), cfg.train.lr, seed=cfg.seed, progress=cfg.output.progress,
-                             distill=cfg.train.distill)
+                             distill=cfg.train.distill, placed=False)
 
     def _accuracy(self, model, data) -> float | None:
         from ..train import evaluate

@@ -75,16 +75,27 @@ class TrainOptions:
     weight_decay: float = 5e-4
     label_smoothing: float = 0.0
     max_steps_per_epoch: int | None = None
+    device: str | None = None  # where training and fine-tuning run (None: the CPU)
+    amp: bool = False  # bfloat16 autocast while training
 
-    def sgd(self, epochs: int, lr: float, *, seed: int, progress: bool, distill: bool):
-        """The :class:`~deploypipe.train.TrainConfig` of one training stage."""
+    def __post_init__(self) -> None:
+        if self.device is not None:
+            from ..train.device import check_device
+
+            check_device(self.device)  # before a model is loaded or pruned
+
+    def sgd(self, epochs: int, lr: float, *, seed: int, progress: bool, distill: bool, placed: bool = True):
+        """The :class:`~deploypipe.train.TrainConfig` of one training stage; ``placed``: on
+        ``device`` with ``amp`` (methods that prune while they train run on the CPU)."""
         from ..train import DistillConfig, TrainConfig
+        from ..train.device import device_options
 
+        where = device_options(self.device, self.amp) if placed else {}
         return TrainConfig(epochs=epochs, lr=lr, batch_size=self.batch_size, schedule=self.schedule,
                            warmup_epochs=self.warmup_epochs, weight_decay=self.weight_decay,
                            label_smoothing=self.label_smoothing, max_steps_per_epoch=self.max_steps_per_epoch,
                            seed=seed, progress=progress, distill=DistillConfig() if distill else None,
-                           augment=self.augment)
+                           augment=self.augment, **where)
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,8 @@ class DistillConfig:
 @dataclass(frozen=True)
 class TrainConfig:
     """SGD training: batch size, learning rate and its schedule (per step, with linear
-    warm-up), regularisation, seed, and optional distillation from a teacher."""
+    warm-up), regularisation, seed, optional distillation from a teacher, and where and in
+    what arithmetic it runs (device, bfloat16 autocast, channels-last)."""
 
     epochs: int
     batch_size: int = 128
@@ -42,6 +43,9 @@ class TrainConfig:
     progress: bool = True
     distill: DistillConfig | None = None
     augment: str = "none"  # "crop-flip": padded random crop and mirror (train/augment.py)
+    device: str | None = None  # "cpu", "cuda", "cuda:N"; None: where the model is (train/device.py)
+    amp: bool = False  # bfloat16 autocast for forward and loss
+    channels_last: bool = False  # the model and 4-d batches in channels-last layout while training
 
     def __post_init__(self) -> None:
         _check(self.epochs >= 1, f"epochs must be at least 1, got {self.epochs}")
@@ -61,6 +65,10 @@ class TrainConfig:
                f"label smoothing must lie in [0, 1), got {self.label_smoothing}")
         _check(self.max_steps_per_epoch is None or self.max_steps_per_epoch >= 1,
                f"max steps per epoch must be at least 1, got {self.max_steps_per_epoch}")
+        if self.device is not None:
+            from .device import check_device
+
+            check_device(self.device)  # fail before any data is loaded
 
 
 def _check(ok: bool, message: str) -> None:

@@ -26,7 +26,8 @@ from .config import DistillConfig, TrainConfig
 from .collectives import all_reduce_sum, broadcast_buffers
 from .dist import is_rank_zero, warn_if_unjoined
 from .evaluate import evaluate
-from .loaders import make_loader, model_device, preserved_modes, seed_everything, start_epoch
+from .device import autocast, laid_out, placed, training_device
+from .loaders import ResidentBatches, model_device, preserved_modes, seed_everything, start_epoch, training_batches
 from .losses import correct_count, distillation_loss, task_loss, teacher_logits
 from .schedule import LRSchedule
 
@@ -78,7 +79,14 @@ def fit(model: nn.Module, data: DataSplits, config: TrainConfig, *, teacher: nn.
     distill = _distill_config(config, teacher)
     warn_if_unjoined()
     seed_everything(config.seed)
-    loader = make_loader(data.train, config.batch_size, shuffle=True, seed=config.seed)
+    device = training_device(config.device, model)
+    with placed(model, teacher, device, config.channels_last):
+        return _fit(model, data, config, teacher, distill, callbacks,
+                    training_batches(data.train, config.batch_size, device, config.seed))
+
+
+def _fit(model: nn.Module, data: DataSplits, config: TrainConfig, teacher: nn.Module | None,
+         distill: DistillConfig | None, callbacks: Sequence[Callback], loader) -> TrainResult:
     steps = len(loader) if config.max_steps_per_epoch is None else min(len(loader), config.max_steps_per_epoch)
     schedule = LRSchedule(config.lr, steps * config.epochs, round(config.warmup_epochs * steps), config.schedule)
     factory = functools.partial(make_sgd, config=config)
@@ -100,7 +108,7 @@ def fit(model: nn.Module, data: DataSplits, config: TrainConfig, *, teacher: nn.
                        time.perf_counter() - start, state.step, stopped_early=len(history) < config.epochs)
 
 
-def _run_epoch(state: TrainState, loader: DataLoader, steps: int, data: DataSplits, hooks: CallbackList,
+def _run_epoch(state: TrainState, loader: "DataLoader | ResidentBatches", steps: int, data: DataSplits, hooks: CallbackList,
                teacher: nn.Module | None, distill: DistillConfig | None) -> EpochRecord:
     config, device = state.config, model_device(state.model)
     hooks.fire("on_epoch_begin", state)
@@ -113,7 +121,7 @@ def _run_epoch(state: TrainState, loader: DataLoader, steps: int, data: DataSpli
         for i, (inputs, targets) in enumerate(loader):
             if i >= steps:
                 break
-            inputs = augment(inputs.to(device), config.augment, shuffle)
+            inputs = laid_out(augment(inputs.to(device), config.augment, shuffle), config.channels_last)
             loss = _train_step(state, inputs, targets.to(device), hooks, teacher, distill)
             loss_sum += loss * len(targets)
             correct += correct_count(state.outputs.detach(), state.targets)  # type: ignore[union-attr]
@@ -136,8 +144,9 @@ def _train_step(state: TrainState, inputs: Tensor, targets: Tensor, hooks: Callb
     state.inputs, state.targets = inputs, targets
     hooks.fire("on_batch_begin", state)
     state.scheduler.apply(state.optimizer, state.step)
-    state.outputs = state.net(state.inputs)
-    state.loss = _task_loss(state, teacher, distill)
+    with autocast(inputs.device, state.config.amp):
+        state.outputs = state.net(state.inputs)
+        state.loss = _task_loss(state, teacher, distill)
     extra = hooks.extra_loss(state)
     if extra is not None:
         state.loss = state.loss + extra

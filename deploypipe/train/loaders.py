@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import DataLoader, Dataset, DistributedSampler
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, TensorDataset
 
 from ..errors import InputError
 from ..utils.log import get_logger
@@ -57,11 +57,49 @@ def rank_batch_size(batch_size: int, world: int) -> int:
     return batch_size // world
 
 
-def start_epoch(loader: DataLoader, epoch: int) -> None:
-    """Tell a sharded loader which epoch begins (a new shuffle shared by every rank)."""
+def start_epoch(loader: "DataLoader | ResidentBatches", epoch: int) -> None:
+    """Tell a sharded or resident loader which epoch begins (a new shuffle; for a sharded
+    one, shared by every rank)."""
+    if isinstance(loader, ResidentBatches):
+        loader.epoch = epoch
+        return
     sampler = loader.sampler
     if isinstance(sampler, DistributedSampler):
         sampler.set_epoch(epoch)
+
+
+class ResidentBatches:
+    """A tensor dataset held on the training device, served in shuffled batches cut by one
+    index operation on the device (no per-image fetching and collation): on a GPU an epoch
+    of CIFAR-10 is then bound by the model, not by the loader. Each epoch's order comes from
+    the seed and the epoch (:func:`start_epoch`); a trailing batch of one image is dropped
+    (BatchNorm cannot train on it)."""
+
+    def __init__(self, dataset: TensorDataset, batch_size: int, device: torch.device, seed: int = 0):
+        self.tensors = tuple(t.to(device) for t in dataset.tensors)
+        self.batch_size, self.seed, self.epoch = batch_size, seed, 0
+        n = len(self.tensors[0])
+        self.count = n - 1 if n > batch_size and n % batch_size == 1 else n
+
+    def __len__(self) -> int:
+        return -(-self.count // self.batch_size)
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, ...]]:
+        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+        order = torch.randperm(len(self.tensors[0]), generator=generator)[:self.count]
+        order = order.to(self.tensors[0].device)
+        for start in range(0, self.count, self.batch_size):
+            index = order[start:start + self.batch_size]
+            yield tuple(t[index] for t in self.tensors)
+
+
+def training_batches(dataset: Dataset, batch_size: int, device: torch.device,
+                     seed: int) -> "DataLoader | ResidentBatches":
+    """The training loader: a tensor dataset is held on a GPU (:class:`ResidentBatches`);
+    anything else, on the CPU, or sharded over ranks goes through :func:`make_loader`."""
+    if device.type == "cuda" and isinstance(dataset, TensorDataset) and not active():
+        return ResidentBatches(dataset, batch_size, device, seed)
+    return make_loader(dataset, batch_size, shuffle=True, seed=seed)
 
 
 def _sharded_loader(dataset: Dataset, batch_size: int, seed: int) -> DataLoader:
