@@ -72,6 +72,11 @@ def parse() -> argparse.Namespace:
     p.add_argument("--finetune-lr", type=float, default=0.05)
     p.add_argument("--repeats", type=int, default=5, help="interleaved latency repeats")
     p.add_argument("--threads", type=int, default=1, help="torch threads (the machine has 2 cores)")
+    p.add_argument("--device", default="cpu", help="where dense training and fine-tuning run (cuda: the data "
+                   "held on the GPU, channels-last, bfloat16 autocast); pruning and latency stay on the CPU")
+    p.add_argument("--dense-lr", type=float, default=0.1)
+    p.add_argument("--deadline", type=float, help="minutes after which no new cell starts (the JSON keeps "
+                   "what finished; a rerun resumes)")
     p.add_argument("--smoke", action="store_true", help="tiny data and one epoch: checks the harness, not the tools")
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "cifar10.json"))
     return p.parse_args()
@@ -94,12 +99,13 @@ def subset(ds, n: int, seed: int):
 
 def dense_checkpoint(args, arch: str, seed: int) -> Path:
     """The dense model, trained by the user's command (once; cached)."""
-    path = CACHE / f"{arch}_s{seed}{'_smoke' if args.smoke else ''}.pt"
+    path = CACHE / f"{arch}_s{seed}{dense_tag(args)}{'_smoke' if args.smoke else ''}.pt"
     if path.exists():
         return path
     cmd = [sys.executable, "-m", "deploypipe", "train", "--arch", arch, "--dataset", f"cifar10:{args.archive}",
            "--epochs", str(1 if args.smoke else args.dense_epochs), "--augment", "crop-flip", "--seed", str(seed),
-           "-o", str(path)] + (["--limit", "2000"] if args.smoke else [])
+           "--lr", str(args.dense_lr), "-o", str(path)] + (["--limit", "2000"] if args.smoke else []) + \
+        (["--device", args.device, "--amp"] if args.device != "cpu" else [])
     print("training:", " ".join(cmd), flush=True)
     subprocess.run(cmd, check=True, cwd=ROOT, env=_threads_env(args))
     return path
@@ -195,10 +201,18 @@ def finetune(model, data, args, seed: int) -> float:
     images = 500 if args.smoke else args.finetune_images
     ft = dataclasses.replace(data, train=subset(data.train, images, seed))
     start = time.perf_counter()
+    from deploypipe.train.device import device_options
+
+    where = device_options(args.device, True) if args.device != "cpu" else {}
     fit(model, ft, TrainConfig(epochs=1 if args.smoke else args.finetune_epochs, batch_size=128,
                                lr=args.finetune_lr, schedule="cosine", augment="crop-flip", seed=seed,
-                               progress=False))
+                               progress=False, **where))
     return time.perf_counter() - start
+
+
+def dense_tag(args) -> str:
+    """The dense recipe in cache names, when it is not the default (10 epochs at lr 0.1)."""
+    return "" if (args.dense_epochs, args.dense_lr) == (10, 0.1) else f"_e{args.dense_epochs}lr{args.dense_lr:g}"
 
 
 def finetune_tag(args) -> str:
@@ -278,7 +292,7 @@ def run_budget(args, cells: Cells, arch: str, seed: int, bx: float, data, dense_
     latency_ratio = None
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.variants.split(","):
-            key = (f"{arch}/s{seed}/{bx:g}x/{name}/{finetune_tag(args)}{'/smoke' if args.smoke else ''}")
+            key = (f"{arch}{dense_tag(args)}/s{seed}/{bx:g}x/{name}/{finetune_tag(args)}{'/smoke' if args.smoke else ''}")
             if name == "dp_latency":
                 tp_row = rows.get("tp_l2_global") or {}
                 latency_ratio = tp_row.get("latency_ratio")
@@ -286,6 +300,10 @@ def run_budget(args, cells: Cells, arch: str, seed: int, bx: float, data, dense_
                     rows[name] = {"error_message": f"torch-pruning's model is not faster than dense "
                                                    f"({latency_ratio}): no equal-latency budget to meet"}
                     continue
+            cached = cells.get(key)
+            if cached is None and args.deadline and time.time() > args.deadline:
+                rows[name] = {"error_message": "not run: past --deadline (a rerun resumes here)"}
+                continue
             torch.manual_seed(seed)
             start = time.perf_counter()
             try:
@@ -297,7 +315,6 @@ def run_budget(args, cells: Cells, arch: str, seed: int, bx: float, data, dense_
             if model is None:
                 rows[name] = {"error_message": "the budget could not be met"}
                 continue
-            cached = cells.get(key)
             if cached is None:
                 prune_s = time.perf_counter() - start
                 before = error_of(model, data)["error"]
@@ -340,7 +357,9 @@ def write(args, results: list, started: float) -> None:
     doc = {"benchmark": "deploypipe vs torch-pruning 1.6.1 on CIFAR-10 (same dense checkpoint, same fine-tuning)",
            "command": " ".join(["python", "tools/" + Path(sys.argv[0]).name, *sys.argv[1:]]), "git": git_commit(),
            "settings": {"dense": f"deploypipe train, {args.dense_epochs} epochs on 40,000 training images "
-                                 "(10,000 held out for validation), batch 128, lr 0.1 cosine, wd 5e-4, crop-flip",
+                                 f"(10,000 held out for validation), batch 128, lr {args.dense_lr:g} cosine, wd 5e-4, crop-flip",
+                        "device": args.device + (" (bfloat16 autocast, channels-last, data held on the GPU)"
+                                                 if args.device != "cpu" else ""),
                         "finetune": {"epochs": args.finetune_epochs, "images": args.finetune_images,
                                      "lr": args.finetune_lr, "schedule": "cosine", "augment": "crop-flip",
                                      "batch_size": 128},
@@ -357,7 +376,7 @@ def write(args, results: list, started: float) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     from filelock import FileLock
 
-    with FileLock(str(out) + ".lock"):  # a run of another seed may share the file: keep its rows
+    with FileLock(str(CACHE / f"{out.name}.lock")):  # a run of another seed may share the file: keep its rows
         doc["results"] = merged(out, results, finetune_tag(args))
         tmp = out.with_suffix(f".{os.getpid()}.tmp")
         tmp.write_text(json.dumps(doc, indent=2) + "\n")
@@ -382,6 +401,8 @@ def merged(out: Path, results: list, tag: str) -> list:
 
 def main() -> int:
     args = parse()
+    if args.deadline:
+        args.deadline = time.time() + 60 * args.deadline
     torch.set_num_threads(args.threads)
     CACHE.mkdir(parents=True, exist_ok=True)
     if args.smoke and args.out.endswith("cifar10.json"):
