@@ -61,7 +61,8 @@ def run(args: argparse.Namespace) -> int:
         write_json(args.json, {"run": result.to_dict(), "baseline": args.compare,
                                "comparison": comparison.to_dict() if comparison else None,
                                "passed": comparison is None or comparison.passed(strict=args.strict)})
-        print(f"wrote {args.json}")
+        if args.json != "-":  # the JSON itself is on stdout
+            print(f"wrote {args.json}")
     print(summary_line(comparison, result, strict=args.strict))
     return 0 if comparison is None or comparison.passed(strict=args.strict) else 1
 

@@ -59,7 +59,8 @@ def run(args: argparse.Namespace) -> int:
         print(line)
     if args.json:
         write_json(args.json, report.to_dict())
-        print(f"wrote {args.json}")
+        if args.json != "-":  # the JSON itself is on stdout
+            print(f"wrote {args.json}")
     return 0 if report.passed else 1
 
 

@@ -28,7 +28,8 @@ def run(args: argparse.Namespace) -> int:
         write_json(args.json, {"model": args.model, **analysis.to_dict()})
     print(format_groups(analysis, limit=None if args.all else 40))
     if args.json:
-        print(f"wrote {args.json}")
+        if args.json != "-":  # the JSON itself is on stdout
+            print(f"wrote {args.json}")
     return 0
 
 

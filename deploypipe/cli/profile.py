@@ -41,7 +41,8 @@ def run(args: argparse.Namespace) -> int:
         print(line)
     if args.json:
         write_json(args.json, result.to_dict())
-        print(f"wrote {args.json}")
+        if args.json != "-":  # the JSON itself is on stdout
+            print(f"wrote {args.json}")
     return 0
 
 
