@@ -14,6 +14,8 @@ that checkpoint, for each MACs budget (2x, 3x fewer):
   * ``dp_default``: ``deploypipe build --macs-budget Nx`` with every default (oneshot, L1,
     uniform, the target's rounding to 8 channels), as a user runs it;
   * ``dp_l2_global`` / ``dp_taylor_global``: ``--importance l2|taylor --allocation global``;
+  * ``dp_l2_global_r1`` / ``dp_cpli_r1``: the same without rounding widths (``--round-to 1``),
+    which separates what rounding costs in accuracy (and buys in speed) from the rest;
   * ``dp_cpli``: ``--method cpli`` (loss-guided channel selection with a least-squares refit
     of the consumers, from METHODS.md), deploypipe's best method when fine-tuning is short;
   * ``dp_latency``: ``--method cpli --latency-ratio R`` on cpu-batch32 with R the latency
@@ -56,7 +58,7 @@ ROOT = Path(__file__).resolve().parents[1]
 ARCHIVE = ROOT.parent / "shared" / "data" / "cifar10-jpeg.tar.gz"
 CACHE = ROOT / "bench_cache" / "cifar"
 VARIANTS = ("tp_l2_uniform", "tp_l2_global", "tp_taylor_global", "tp_hessian_global", "dp_default", "dp_l2_global",
-            "dp_taylor_global", "dp_cpli", "dp_latency")
+            "dp_taylor_global", "dp_l2_global_r1", "dp_cpli", "dp_cpli_r1", "dp_latency")
 
 
 def parse() -> argparse.Namespace:
@@ -275,7 +277,9 @@ def prune_variant(name: str, args, dense, dense_path: Path, shape, target_macs: 
     macs = [f"--macs-budget={bx:g}x"]
     flags = {"dp_default": macs, "dp_l2_global": macs + ["--importance", "l2", "--allocation", "global"],
              "dp_taylor_global": macs + ["--importance", "taylor", "--allocation", "global"],
+             "dp_l2_global_r1": macs + ["--importance", "l2", "--allocation", "global", "--round-to", "1"],
              "dp_cpli": macs + ["--method", "cpli"],
+             "dp_cpli_r1": macs + ["--method", "cpli", "--round-to", "1"],
              "dp_latency": [f"--latency-ratio={latency_ratio or 0:.4f}", "--method", "cpli"]}[name]
     return dp_build(args, dense_path, flags, workdir / name)
 
