@@ -81,6 +81,7 @@ def parse() -> argparse.Namespace:
                    "what finished; a rerun resumes)")
     p.add_argument("--smoke", action="store_true", help="tiny data and one epoch: checks the harness, not the tools")
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "cifar10.json"))
+    p.add_argument("--table", action="store_true", help="print the README table of --out and stop")
     return p.parse_args()
 
 
@@ -403,8 +404,49 @@ def merged(out: Path, results: list, tag: str) -> list:
     return [v for _, v in sorted(rows.items())]
 
 
+LABELS = {"tp_l2_uniform": "Torch-Pruning L2 uniform", "tp_l2_global": "Torch-Pruning L2 global",
+          "tp_taylor_global": "Torch-Pruning Taylor global", "tp_hessian_global": "Torch-Pruning Hessian global",
+          "dp_default": "deploypipe default (L1 uniform, x8)", "dp_l2_global": "deploypipe L2 global, x8",
+          "dp_taylor_global": "deploypipe Taylor global, x8", "dp_l2_global_r1": "deploypipe L2 global, unrounded",
+          "dp_cpli": "deploypipe CPLI, x8", "dp_cpli_r1": "deploypipe CPLI, unrounded",
+          "dp_latency": "deploypipe CPLI `--latency-ratio` at Torch-Pruning L2 global's latency"}
+
+
+def table(path: Path) -> str:
+    """The README's table: per model, budget and variant, the error of each seed, their mean
+    with its standard error (test-set sampling), MACs reduction and speedup (means over seeds)."""
+    doc = json.loads(path.read_text())
+    rows: dict = {}
+    for r in doc["results"]:
+        for name, v in r["variants"].items():
+            rows.setdefault((r["arch"], r["budget_x"], name), []).append((r["seed"], v, r["dense"]))
+    out = ["| model | budget | tool / settings | error per seed | mean error | MACs fewer | speed vs dense |",
+           "|---|---|---|---|---|---|---|"]
+    dense_done = set()
+    for (arch, bx, name) in sorted(rows, key=lambda k: (k[0], k[1], list(LABELS).index(k[2]) if k[2] in LABELS else 99)):
+        cells = sorted((s, v, d) for s, v, d in rows[(arch, bx, name)] if "error" in v)
+        if arch not in dense_done:
+            dense = [d for _, _, d in sorted(rows[(arch, bx, name)], key=lambda t: t[0])]
+            errs = " / ".join(f"{100 * d['error']:.2f}" for d in dense)
+            out.append(f"| {arch} | dense | trained by `deploypipe train` | {errs}% | | 1x | 1x |")
+            dense_done.add(arch)
+        if not cells:
+            continue
+        errs = [v["error"] for _, v, _ in cells]
+        se = math.sqrt(sum(v["error_se"] ** 2 for _, v, _ in cells)) / len(cells)
+        speed = np.mean([v["speedup"] for _, v, _ in cells if "speedup" in v] or [float("nan")])
+        macs = np.mean([v["macs_reduction"] for _, v, _ in cells if "macs_reduction" in v] or [float("nan")])
+        out.append(f"| {arch} | {bx:g}x MACs | {LABELS.get(name, name)} | "
+                   f"{' / '.join(f'{100 * e:.2f}' for e in errs)}% | {100 * np.mean(errs):.2f} ± {100 * se:.2f}% | "
+                   f"{macs:.2f}x | {speed:.2f}x |")
+    return "\n".join(out)
+
+
 def main() -> int:
     args = parse()
+    if args.table:
+        print(table(Path(args.out)))
+        return 0
     if args.deadline:
         args.deadline = time.time() + 60 * args.deadline
     torch.set_num_threads(args.threads)
