@@ -63,6 +63,8 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
                    help="what to run after the environment (default: backends,rounding,builds)")
     p.add_argument("--round-to", default=None,
                    help="channel multiples compared at 2x fewer MACs (default 8,32,64; cpu: 8,16)")
+    p.add_argument("--rounding-batches", default=None,
+                   help="batches of the rounding section (default 32,256; cpu: 2)")
     p.add_argument("--build-cases", default="b512,batch1",
                    help="b512 (torch-cuda at batch 512 on 32x32), batch1 (the torch-cuda profile)")
     p.add_argument("--build-ratio", type=float, default=0.5, help="--latency-ratio of the b512 build")
@@ -73,6 +75,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     args.size = args.size or (64 if cpu else 224)
     args.batches = [int(b) for b in (args.batches or ("1,2" if cpu else "1,32")).split(",")]
     args.repeats = args.repeats or (1 if cpu else 3)
+    args.rounding_batches = [int(b) for b in (args.rounding_batches or ("2" if cpu else "32,256")).split(",")]
     args.iterations = args.iterations or (5 if cpu else 100)
     args.backends = CPU_BACKENDS if cpu else GPU_BACKENDS
     args.sections = args.sections.split(",")
@@ -347,22 +350,31 @@ def _latency(engines: dict, batch: int, args) -> dict[str, Any]:
 
 def rounding(args, folder: Path) -> dict[str, Any]:
     """The channel multiple that this GPU's kernels want: the last model pruned to 2x fewer
-    MACs with widths rounded to each of ``--round-to``, timed against dense, interleaved."""
-    from deploypipe.backends.torch_cuda import TorchBackend
-
+    MACs with widths rounded to each of ``--round-to``, timed against dense, interleaved, at
+    each of ``--rounding-batches``; with the arithmetic rate each one reaches (2 x MACs x
+    batch / latency): far under the GPU's peak, a model is bound by memory traffic and
+    per-kernel latency, which shrink with width rather than with MACs."""
     name, sub = args.models[-1], folder / args.models[-1] / "rounding"
     sub.mkdir(parents=True, exist_ok=True)
     dense, shape = _dense(name, args)
     variants, macs = {"dense": dense}, {}
     for r in args.round_to:
         variants[f"x{r}"], (macs["dense"], macs[f"x{r}"]) = _prune(dense, shape, r)
-    precision, batch = args.precisions[-1], max(args.batches)
+    for v, model in variants.items():
+        _export(model, sub / f"{v}.onnx", shape, name)
+    runs = [_rounding_at(args, sub, name, variants, macs, batch) for batch in args.rounding_batches]
+    return {**runs[-1], "by_batch": runs}
+
+
+def _rounding_at(args, sub: Path, name: str, variants: dict, macs: dict, batch: int) -> dict[str, Any]:
+    from deploypipe.backends.torch_cuda import TorchBackend
+
+    precision = args.precisions[-1]
     backend = TorchBackend()
     target = _target(args.backends[0], precision, batch, sub)
     engines = {}
     try:
-        for v, model in variants.items():
-            _export(model, sub / f"{v}.onnx", shape, name)
+        for v in variants:
             engines[v] = backend.build(sub / f"{v}.onnx", target)
         timed = _latency(engines, batch, args)
     finally:
@@ -371,9 +383,11 @@ def rounding(args, folder: Path) -> dict[str, Any]:
     print(f"   {name} {precision} b{batch}: " + ", ".join(
         f"{v} x{s:.2f} at {macs['dense'] / macs[v]:.2f}x fewer MACs"
         for v, s in timed["speedups"].items()), flush=True)
+    tflops = {v: 2 * macs[v] * batch / (timed[f"{v}_ms"] / 1e3) / 1e12 for v in variants
+              if timed.get(f"{v}_ms")}
     return {"model": name, "precision": precision, "batch": batch, "backend": args.backends[0],
             "macs": macs, "macs_reduction": {v: macs["dense"] / m for v, m in macs.items()},
-            **timed}
+            "tflops": tflops, **timed}
 
 
 def _error_vs_cpu(engine, onnx_path: Path, batch: int) -> dict[str, Any]:
