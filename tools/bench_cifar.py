@@ -341,6 +341,7 @@ def run_budget(args, cells: Cells, arch: str, seed: int, bx: float, data, dense_
     for name in models:
         rows[name]["latency_ms"] = lat[name]
         rows[name]["speedup"] = lat["dense"] / lat[name]
+        rows[name]["dense_latency_ms"] = lat["dense"]  # its own run's reference (runs merge per variant)
         rows[name]["macs_reduction"] = dense_macs / rows[name]["macs"]
     dense_row = {**error_of(dense, data), "macs": dense_macs, "params": sum(p.numel() for p in dense.parameters()),
                  "latency_ms": lat["dense"]}
