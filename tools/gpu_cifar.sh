@@ -9,8 +9,10 @@
 #   tools/gpu_cifar.sh OUT              on the GPU host: results to OUT/cifar10_gpu.json, the
 #                                        dense checkpoint and the finished cells beside it
 #
-#   DENSE_EPOCHS=60 FT_EPOCHS=5 BUDGETS=2,3 ARCHS=resnet56 DEADLINE=7 (minutes before no new
+#   DENSE_EPOCHS=60 FT_EPOCHS=5 BUDGETS=2 ARCHS=resnet56 DEADLINE=7 (minutes before no new
 #   cell starts; a rerun while the machine is warm resumes from bench_cache/cifar)
+#   VARIANTS=...  (default: the 2x comparison the issue asks for first; pruning and each
+#   deploypipe CLI run happen on the host's CPU, about half a minute a cell)
 set -uo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
@@ -34,7 +36,8 @@ DEVICE=${DEVICE:-cuda}
 [ "$DEVICE" = cpu ] || "$PY" -c 'import sys, torch; sys.exit(0 if torch.cuda.is_available() else
   "gpu_cifar: torch sees no CUDA device; run this on an NVIDIA GPU host")' || exit 2
 "$PY" tools/bench_cifar.py --device "$DEVICE" --archive bench_cache/cifar10-jpeg.tar.gz \
-  --archs "${ARCHS:-resnet56}" --budgets "${BUDGETS:-2,3}" --dense-epochs "${DENSE_EPOCHS:-60}" \
+  --archs "${ARCHS:-resnet56}" --budgets "${BUDGETS:-2}" \
+  --variants "${VARIANTS:-tp_l2_global,tp_l2_uniform,dp_cpli,dp_default,dp_l2_global,dp_l2_global_r1,tp_taylor_global,dp_cpli_r1}" --dense-epochs "${DENSE_EPOCHS:-60}" \
   --finetune-epochs "${FT_EPOCHS:-5}" --finetune-images 40000 --finetune-lr "${FT_LR:-0.02}" \
   --threads "${THREADS:-8}" --deadline "${DEADLINE:-7}" ${EXTRA:-} --out "$OUT/cifar10_gpu.json" 2>&1 | tee "$OUT/bench_cifar.log"
 rc=${PIPESTATUS[0]}
