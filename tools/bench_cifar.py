@@ -410,7 +410,7 @@ LABELS = {"tp_l2_uniform": "Torch-Pruning L2 uniform", "tp_l2_global": "Torch-Pr
           "dp_default": "deploypipe default (L1 uniform, x8)", "dp_l2_global": "deploypipe L2 global, x8",
           "dp_taylor_global": "deploypipe Taylor global, x8", "dp_l2_global_r1": "deploypipe L2 global, unrounded",
           "dp_cpli": "deploypipe CPLI, x8", "dp_cpli_r1": "deploypipe CPLI, unrounded",
-          "dp_latency": "deploypipe CPLI `--latency-ratio` at Torch-Pruning L2 global's latency"}
+          "dp_latency": "deploypipe CPLI `--latency-ratio` = Torch-Pruning L2 global's measured ratio"}
 
 
 def table(path: Path) -> str:
@@ -437,7 +437,8 @@ def table(path: Path) -> str:
         se = math.sqrt(sum(v["error_se"] ** 2 for _, v, _ in cells)) / len(cells)
         speed = np.mean([v["speedup"] for _, v, _ in cells if "speedup" in v] or [float("nan")])
         macs = np.mean([v["macs_reduction"] for _, v, _ in cells if "macs_reduction" in v] or [float("nan")])
-        out.append(f"| {arch} | {bx:g}x MACs | {LABELS.get(name, name)} | "
+        budget = f"{bx:g}x MACs" if name != "dp_latency" else f"TP's {bx:g}x latency"
+        out.append(f"| {arch} | {budget} | {LABELS.get(name, name)} | "
                    f"{' / '.join(f'{100 * e:.2f}' for e in errs)}% | {100 * np.mean(errs):.2f} ± {100 * se:.2f}% | "
                    f"{macs:.2f}x | {speed:.2f}x |")
     return "\n".join(out)
