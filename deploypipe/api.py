@@ -54,7 +54,8 @@ def build(model: Any, example_inputs: Any = None, *, train_loader: Any = None, t
     needed for a module when no data tells the input size. ``train_loader`` (and
     ``test_loader``) yield ``(images, labels)`` batches; ``dataset`` names a deploypipe dataset
     instead (``"digits"``, ``"cifar10:PATH"``, ``"py:file.py:load"``). ``train_options`` go to
-    :class:`~deploypipe.pipeline.config.TrainOptions` (``batch_size``, ``augment``, ...)."""
+    :class:`~deploypipe.pipeline.config.TrainOptions` (``batch_size``, ``augment``, ``device="cuda"``,
+    ``amp=True``, ...)."""
     from .data.user import splits_from_loaders
     from .pipeline.build import build_with_model
     from .pipeline.config import BuildConfig, DataOptions, OutputOptions, PruneOptions, TrainOptions
