@@ -85,7 +85,7 @@ def stratified_subsample(index: np.ndarray, y: np.ndarray, limit: int | None, se
 def shuffled(index: tuple[np.ndarray, ...], seed: int) -> tuple[np.ndarray, ...]:
     """Each split's indices in a seeded random order.
 
-    Sources list images by class (CIFAR-10's JPEG folders, any ``folder:``), so split indices
+    Many sources list images by class (CIFAR-10's JPEG folders, any ``folder:``), so split indices
     in file order put every image of class 0 first, and any head of a split (the first test
     images a quick evaluation reads, the first training images a subset keeps) would be one
     class. Shuffled once here, every head of every split is a fair sample."""
