@@ -75,7 +75,10 @@ def test_killed_three_times_mid_write_then_rerun(tmp_path):
     assert json.loads((out / "report.json").read_text())["pruned"]["macs"] > 0
 
     # a rerun with other options, interrupted: one line, exit 130, and no report of the older run
-    proc = subprocess.Popen(_argv(out, "--epochs", "2"), env=_env(cache), stderr=subprocess.PIPE, text=True)
+    # many epochs, so the run is still fine-tuning when the signal lands on a loaded machine;
+    # SIGINT at its default in the child, whatever a background launcher left ignored
+    proc = subprocess.Popen(_argv(out, "--epochs", "400"), env=_env(cache), stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     lines = []
     for line in proc.stderr:
         lines.append(line)
