@@ -39,9 +39,15 @@ def make_loader(dataset: Dataset, batch_size: int, *, shuffle: bool, seed: int =
         return _sharded_loader(dataset, batch_size, seed)
     n = len(dataset)  # type: ignore[arg-type]
     generator = torch.Generator().manual_seed(seed) if shuffle else None
-    drop_last = shuffle and n > batch_size and n % batch_size == 1
+    drop_last = shuffle and lone_last_batch(n, batch_size)
     return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, generator=generator,
                       drop_last=drop_last, num_workers=0)
+
+
+def lone_last_batch(n: int, batch_size: int) -> bool:
+    """Whether ``n`` images in batches of ``batch_size`` end in a batch of one, which training
+    drops (BatchNorm cannot normalise a single image)."""
+    return n > batch_size and n % batch_size == 1
 
 
 def rank_batch_size(batch_size: int, world: int) -> int:
@@ -79,7 +85,7 @@ class ResidentBatches:
         self.tensors = tuple(t.to(device) for t in dataset.tensors)
         self.batch_size, self.seed, self.epoch = batch_size, seed, 0
         n = len(self.tensors[0])
-        self.count = n - 1 if n > batch_size and n % batch_size == 1 else n
+        self.count = n - 1 if lone_last_batch(n, batch_size) else n
 
     def __len__(self) -> int:
         return -(-self.count // self.batch_size)
@@ -109,7 +115,7 @@ def _sharded_loader(dataset: Dataset, batch_size: int, seed: int) -> DataLoader:
     per_rank = rank_batch_size(batch_size, world)
     sampler = DistributedSampler(dataset, num_replicas=world, rank=rank(), shuffle=True, seed=seed)
     n = len(sampler)
-    drop_last = n > per_rank and n % per_rank == 1
+    drop_last = lone_last_batch(n, per_rank)
     return DataLoader(dataset, batch_size=per_rank, sampler=sampler, drop_last=drop_last, num_workers=0)
 
 
