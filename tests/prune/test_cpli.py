@@ -164,12 +164,14 @@ def test_cpli_build_with_distilled_finetuning_meets_a_params_budget(tmp_path):
 
 
 # -- how a stage puts its objective together --------------------------------------------------
-def test_stage_objective_is_reconstruction_plus_lam_taylor_with_feature_importance_weights(monkeypatch):
+@pytest.mark.parametrize("loss", ["fisher", "taylor"])
+def test_stage_objective_is_reconstruction_plus_lam_loss_term_with_feature_importance_weights(monkeypatch, loss):
     """The first stage of a VGG (group 0, read by features.4, whose outputs are group 1,
     pruned next) hands greedy selection: one reconstruction problem per consumer, on the
     dense consumer's outputs; output weights 1 for the channels group 1 is predicted to
-    keep (its top Taylor scores) and ``suppress`` for the rest; and lam x the group's Taylor
-    scores |sum_n dL_n/dm| normalised to sum 1. Dropping any of the three fails here."""
+    keep (its top loss scores) and ``suppress`` for the rest; and lam x the group's loss
+    scores (Fisher sum_n (dL_n/dm)^2, or Taylor |sum_n dL_n/dm|) normalised to sum 1.
+    Dropping any of the three fails here."""
     import deploypipe.prune.methods.cpli as cpli_module
     from deploypipe.data import load_dataset
     from deploypipe.prune.importance import ImportanceContext, mask_gradients
@@ -182,7 +184,8 @@ def test_stage_objective_is_reconstruction_plus_lam_taylor_with_feature_importan
     ctx = PruneContext(pruner, PruneRequest(budget=Budget("ratio", 0.5)), data=data)
     lam, suppress = 0.7, 0.2
     batches = calibration_batches(ctx, 32)
-    first, _ = mask_gradients(pruner, ImportanceContext(batches=batches))
+    first, second = mask_gradients(pruner, ImportanceContext(batches=batches))
+    score = {gid: np.abs(first[gid]) if loss == "taylor" else second[gid] for gid in first}
     keep = ctx.keep_for(ctx.request.budget, channel_l1(pruner))
     conv = dict(pruner.model.named_modules())["features.4"]
     energy = torch.zeros(conv.out_channels, dtype=torch.float64)
@@ -206,14 +209,52 @@ def test_stage_objective_is_reconstruction_plus_lam_taylor_with_feature_importan
         return greedy_removal(problems, width, count, extra, steps)
 
     monkeypatch.setattr(cpli_module, "greedy_removal", spy)
-    create_method("cpli", {"samples": 32, "positions": 0, "lam": lam, "suppress": suppress}).run(ctx)
+    create_method("cpli", {"samples": 32, "positions": 0, "lam": lam, "suppress": suppress, "loss": loss}).run(ctx)
     problems, width, count, extra = calls[0]
-    taylor = np.abs(first[0])
-    np.testing.assert_allclose(extra, lam * taylor / taylor.sum(), rtol=1e-5)
-    assert (width, count) == (len(taylor), len(taylor) - keep[0])
+    np.testing.assert_allclose(extra, lam * score[0] / score[0].sum(), rtol=1e-5)
+    assert (width, count) == (len(score[0]), len(score[0]) - keep[0])
     assert len(problems) == 1 and problems[0].stats.rows == sum(rows) > 0  # every position
     np.testing.assert_allclose(problems[0].stats.energy, energy.numpy(), rtol=1e-4)  # dense outputs
-    expected = _predicted_keep(np.abs(first[1]), int(keep[1]), suppress)
+    expected = _predicted_keep(score[1], int(keep[1]), suppress)
     np.testing.assert_allclose(problems[0].weights, expected)
     assert 0 < (expected == suppress).sum() < len(expected)
-    assert ctx.losses["scoring"].startswith("reconstruction of the dense consumers' outputs + 0.7 x Taylor")
+    assert ctx.losses["scoring"].startswith(f"reconstruction of the dense consumers' outputs + 0.7 x {loss.capitalize()}")
+
+
+def test_select_importance_drops_the_lowest_scoring_channels_and_still_refits():
+    """``select=importance``: each group loses exactly the channels the build's importance
+    criterion scores lowest on the dense model (no greedy search), and the consumers are
+    refitted, so the pruned model reconstructs the dense one better than plain removal."""
+    from deploypipe.data import load_dataset
+    from deploypipe.prune.methods import PruneContext, PruneRequest, create_method
+    from deploypipe.prune.methods.increg import channel_l1
+
+    data = load_dataset("synthetic:classes=5,size=8,channels=3,n=120", seed=0)
+    x = data.train.tensors[0][:64]
+    outputs = []
+    for refit in (True, False):
+        pruner = _model("test_vgg")
+        with torch.no_grad():
+            dense = pruner.model(x)
+        scores = channel_l1(pruner)
+        ctx = PruneContext(pruner, PruneRequest(budget=Budget("ratio", 0.5), importance="l1"), data=data)
+        keep = ctx.keep_for(ctx.request.budget, scores)
+        create_method("cpli", {"samples": 32, "select": "importance", "refit": refit}).run(ctx)
+        for g in pruner.prunable:
+            expected = np.sort(np.argsort(scores[g.id], kind="stable")[len(scores[g.id]) - int(g.width):])
+            assert len(ctx.kept[g.id]) == keep[g.id]
+            np.testing.assert_array_equal(np.sort(ctx.kept[g.id]), expected)
+        with torch.no_grad():
+            outputs.append(float(((pruner.model(x) - dense) ** 2).mean()))
+    assert outputs[0] < 0.5 * outputs[1]
+
+
+@pytest.mark.parametrize("param,value,says", [("select", "random", "greedy or importance"),
+                                              ("loss", "hessian", "fisher or taylor")])
+def test_select_and_loss_must_name_a_known_rule(param, value, says):
+    from deploypipe.errors import InputError
+    from deploypipe.prune.methods import PruneContext, PruneRequest, create_method
+
+    ctx = PruneContext(_model("test_vgg"), PruneRequest(budget=Budget("ratio", 0.5)))
+    with pytest.raises(InputError, match=says):
+        create_method("cpli", {param: value}).run(ctx)

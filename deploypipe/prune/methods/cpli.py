@@ -10,23 +10,31 @@ The reading implemented here:
   CPLI decides *which* channels, and refits.
 * **Objective of stage l.** For the group's consumers (the layers reading its channels),
   the reconstruction error of their outputs on a calibration set, after refitting them
-  from the kept channels, plus ``lam`` times the first-order increase of the
-  classification loss when a channel goes: the Taylor score |sum_n dL_n/dm_c| of the
-  consumer masks (the ``taylor`` criterion), measured on the model as pruned so far.
+  from the kept channels, plus ``lam`` times the increase of the classification loss when
+  a channel goes, measured on the model as pruned so far through the consumer masks m_c.
+  ``loss=fisher`` (default) takes the second-order estimate sum_n (dL_n/dm_c)^2 (the
+  Group Fisher score); ``loss=taylor`` the abstract's first-order |sum_n dL_n/dm_c|.
   Both terms are normalised to be unitless: each consumer's error by its (weighted)
-  target energy, averaged over the consumers; the Taylor scores by their sum over the
-  group. ``lam = 1`` weighs them alike.
+  target energy, averaged over the consumers; the loss scores by their sum over the
+  group. ``lam = 1`` weighs them alike; the default ``lam = 0`` lets the loss guide the
+  selection only through feature importance (below). Measured on CIFAR-10 (resnet20,
+  256 calibration images, widths x8), test error before fine-tuning at 2x / 3x fewer
+  MACs: Taylor ``lam=1`` 30.5% / 37.5%, Fisher ``lam=1`` 24.9% / 35.8%, ``lam=0`` 24.4% /
+  32.3%: near a trained model's minimum the first-order sum is mostly noise, and even the
+  Fisher term, weighed alike, chose worse than the reconstruction alone.
 * **Targets**: the *dense* model's outputs of each consumer (He et al. 2017), inputs from
   the model pruned so far, so a refit also corrects the error earlier stages left.
 * **Feature importance.** A consumer's output channels belong to a later group (stage
   l+1). Those that stage will remove need not be reconstructed: the output channels
-  outside the top-k of the later group's Taylor score (k = the width the allocation gives
+  outside the top-k of the later group's loss score (k = the width the allocation gives
   it) count ``suppress`` (default 0.1) in the error, the others 1. Outputs of groups
   already pruned, frozen, or not pruned count 1. Weights change the selection only; the
   least-squares solution of each output is independent of its weight.
 * **Selection: greedy backward elimination**, no LASSO: remove the channel whose removal
   raises the objective least, with the refit accounted for in closed form (Optimal Brain
   Surgeon's group downdate, :mod:`deploypipe.prune.greedy`), ``steps`` rounds per group.
+  ``select=importance`` skips it and removes the channels the build's ``--importance``
+  ranks lowest (the refit still runs): magnitude selection with a least-squares refit.
 * **Refit**: ridge least squares of each consumer's weights (and bias) on the kept
   channels, the ridge pulling towards the current weights
   (:mod:`deploypipe.prune.reconstruction`). Conv2d (groups = 1) and Linear consumers are
@@ -46,6 +54,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ...errors import InputError
 from ..greedy import Problem, greedy_removal, kept_columns
 from ..reconstruction import LeastSquares, channel_columns, design_rows, refittable, weight_matrix, write_weight
 from ..torch_groups import Consumer, ConsumerMasks, evaluation
@@ -56,35 +65,48 @@ from .base import METHODS, Param, PruneContext, PruneMethod
 
 @dataclass(frozen=True)
 class Settings:
-    lam: float = 1.0
+    lam: float = 0.0
     ridge: float = 1e-2
     suppress: float = 0.1
     steps: int = 32
     refit: bool = True
+    select: str = "greedy"
+    loss: str = "fisher"
 
 
 @METHODS.register("cpli")
 class CPLI(PruneMethod):
     name = "cpli"
     description = ("CPLI (Guo et al. 2020): group by group from the input, keep the channels that best "
-                   "reconstruct the consumers' importance-weighted outputs plus lam x the Taylor loss increase; "
+                   "reconstruct the consumers' importance-weighted outputs (plus lam x the loss increase); "
                    "refit the consumers by ridge least squares")
     params = {"samples": Param(256, "calibration images"),
               "positions": Param(16, "output positions sampled per image and conv consumer (0: all)"),
-              "lam": Param(1.0, "weight of the classification-loss (Taylor) term against reconstruction"),
+              "lam": Param(0.0, "weight of the classification-loss term against reconstruction (1: alike)"),
               "ridge": Param(1e-2, "ridge strength, relative to the mean input energy; pulls to the current weights"),
               "suppress": Param(0.1, "weight of output channels that the next stage is predicted to remove"),
               "steps": Param(32, "greedy rescoring rounds per group (>= channels removed: one at a time)"),
-              "refit": Param(True, "refit the consumers by least squares (false: plain removal)")}
+              "refit": Param(True, "refit the consumers by least squares (false: plain removal)"),
+              "select": Param("greedy", "which channels go: greedy (the objective above) or importance (the "
+                                        "build's --importance criterion; the refit still runs)"),
+              "loss": Param("fisher", "the loss term: fisher sum_n (dL_n/dm)^2 or taylor |sum_n dL_n/dm|")}
 
     def run(self, ctx: PruneContext) -> None:
         settings = Settings(float(self.param("lam")), float(self.param("ridge")), float(self.param("suppress")),
-                            int(self.param("steps")), bool(self.param("refit")))
+                            int(self.param("steps")), bool(self.param("refit")), str(self.param("select")),
+                            str(self.param("loss")))
+        if settings.select not in ("greedy", "importance"):
+            raise InputError(f"cpli's select must be greedy or importance, not {settings.select!r}",
+                             hint="e.g. --method-arg select=importance")
+        if settings.loss not in ("fisher", "taylor"):
+            raise InputError(f"cpli's loss must be fisher or taylor, not {settings.loss!r}",
+                             hint="e.g. --method-arg loss=fisher")
         batches = calibration_batches(ctx, int(self.param("samples")))
-        keep = ctx.keep_for(ctx.request.budget, ctx.scores())
+        scores = ctx.scores()
+        keep = ctx.keep_for(ctx.request.budget, scores)
         ctx.losses["allocation"] = ctx.losses.pop("scoring", "")
-        ctx.losses["scoring"] = (f"reconstruction of the dense consumers' outputs + {settings.lam:g} x Taylor "
-                                 "of the task loss (cross-entropy)")
+        ctx.losses["scoring"] = (f"reconstruction of the dense consumers' outputs + {settings.lam:g} x "
+                                 f"{settings.loss.capitalize()} of the task loss (cross-entropy)")
         dense_groups = list(ctx.pruner.groups)
         names = sorted({c.name for g in ctx.pruner.prunable for c in ctx.pruner.consumers(g)
                         if refittable(c.module)})
@@ -95,7 +117,7 @@ class CPLI(PruneMethod):
             width = int(ctx.pruner.groups[gid].width)
             if keep[gid] < width:
                 stage = Stage(ctx, gid, keep, processed, settings)
-                drop, record = stage.run(batches, targets, dense_groups)
+                drop, record = stage.run(batches, targets, dense_groups, scores.get(gid))
                 ctx.prune({gid: drop}, method="cpli", group=gid, **record)
             processed.add(gid)
 
@@ -113,15 +135,19 @@ class Stage:
                              if h != gid and h not in processed and ctx.pruner.is_prunable(ctx.pruner.groups[h])
                              and keep[h] < ctx.pruner.groups[h].width})
 
-    def run(self, batches, targets: DenseTargets, dense_groups) -> tuple[np.ndarray, dict]:
+    def run(self, batches, targets: DenseTargets, dense_groups, scores: np.ndarray | None = None
+            ) -> tuple[np.ndarray, dict]:
         stats, grads = self._collect(batches, targets, dense_groups)
-        taylor = {h: np.abs(v) for h, v in grads.items()}
-        weight_of = {h: _predicted_keep(taylor[h], int(self.keep[h]), self.settings.suppress) for h in self.nexts}
+        loss = {h: np.abs(v) for h, v in grads.items()}
+        weight_of = {h: _predicted_keep(loss[h], int(self.keep[h]), self.settings.suppress) for h in self.nexts}
         problems = [self._problem(c, stats[c.name], weight_of) for c in self.consumers]
         s = self.settings
-        extra = s.lam * taylor[self.gid] / max(float(taylor[self.gid].sum()), 1e-30)
         count = int(self.group.width - self.keep[self.gid])
-        removed = greedy_removal(problems, self.group.width, count, extra, s.steps)
+        if s.select == "importance" and scores is not None:
+            removed = np.argsort(np.asarray(scores), kind="stable")[:count]
+        else:
+            extra = s.lam * loss[self.gid] / max(float(loss[self.gid].sum()), 1e-30)
+            removed = greedy_removal(problems, self.group.width, count, extra, s.steps)
         plain, refit = self._refit(problems, removed)
         return np.sort(removed), {"consumers_refit": len(problems), "recon_error_plain": plain,
                                   "recon_error_refit": refit}
@@ -147,7 +173,8 @@ class Stage:
         return plain_sum / max(energy, 1e-30), refit_sum / max(energy, 1e-30)
 
     def _collect(self, batches, targets: DenseTargets, dense_groups):
-        """Regression statistics per consumer and sum_n dL_n/dm per group (this and the next)."""
+        """Regression statistics per consumer and, per group (this and the next), sum_n dL_n/dm
+        (taylor) or sum_n (dL_n/dm)^2 (fisher)."""
         pruner, model = self.ctx.pruner, self.ctx.model
         stats, index, hooks, current = {}, {}, {}, [0]
         for c in self.consumers:
@@ -159,14 +186,16 @@ class Stage:
             hooks[c.module] = _accumulate(c.name, stats[c.name], targets, index[c.name], current)
         groups = [self.group] + [pruner.groups[h] for h in self.nexts]
         grads = {g.id: np.zeros(g.width) for g in groups}
-        with evaluation(model), _frozen_params(model), ConsumerMasks(pruner, groups) as masks, \
+        fisher = self.settings.loss == "fisher"
+        with evaluation(model), _frozen_params(model), ConsumerMasks(pruner, groups, per_sample=fisher) as masks, \
                 forward_hooks(hooks):
             for b, (x, y) in enumerate(batches):
                 current[0] = b
-                masks.begin()
+                masks.begin(len(x))
                 F.cross_entropy(model(x), y, reduction="sum").backward()
                 for gid, grad in masks.grads().items():
-                    grads[gid] += grad.detach().double().numpy()
+                    g = grad.detach().double()
+                    grads[gid] += (g ** 2).sum(0).numpy() if fisher else g.numpy()
         return stats, grads
 
 
@@ -187,11 +216,11 @@ def _single_consumers(consumers: Sequence[Consumer]) -> list[Consumer]:
     return [c for c in consumers if counts[c.name] == 1 and refittable(c.module)]
 
 
-def _predicted_keep(taylor: np.ndarray, keep: int, suppress: float) -> np.ndarray:
+def _predicted_keep(score: np.ndarray, keep: int, suppress: float) -> np.ndarray:
     """1 for the ``keep`` highest-scoring channels (the ones the later stage is predicted
     to keep), ``suppress`` for the rest."""
-    out = np.full(len(taylor), float(suppress))
-    out[np.argsort(-taylor, kind="stable")[:keep]] = 1.0
+    out = np.full(len(score), float(suppress))
+    out[np.argsort(-score, kind="stable")[:keep]] = 1.0
     return out
 
 
