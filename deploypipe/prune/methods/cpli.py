@@ -105,8 +105,10 @@ class CPLI(PruneMethod):
         scores = ctx.scores()
         keep = ctx.keep_for(ctx.request.budget, scores)
         ctx.losses["allocation"] = ctx.losses.pop("scoring", "")
-        ctx.losses["scoring"] = (f"reconstruction of the dense consumers' outputs + {settings.lam:g} x "
-                                 f"{settings.loss.capitalize()} of the task loss (cross-entropy)")
+        loss = f"{settings.loss.capitalize()} of the task loss (cross-entropy)"
+        ctx.losses["scoring"] = (f"reconstruction of the dense consumers' outputs + {settings.lam:g} x {loss}"
+                                 if settings.lam else
+                                 f"reconstruction of the dense consumers' outputs, weighted by the next stage's {loss}")
         dense_groups = list(ctx.pruner.groups)
         names = sorted({c.name for g in ctx.pruner.prunable for c in ctx.pruner.consumers(g)
                         if refittable(c.module)})
