@@ -14,6 +14,8 @@ from ..report.schema import (BuildReport, GroupRow, LatencyOutcome, LatencyStats
 from .config import BuildConfig
 from .run import Run
 
+PLAIN_REMOVAL = ("oneshot", "iterative")  # methods that remove channels and change no weight
+
 
 def now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
@@ -79,6 +81,9 @@ def summary(report: BuildReport, out_dir: str) -> str:
         lines.append(f"reconstruction: {len(r['layers'])} layers refitted by least squares on {r['images']} images: "
                      f"accuracy {r['accuracy_removed']:.2%} after plain removal -> {r['accuracy_refit']:.2%}, "
                      f"top-1 agreement with dense {r['agreement_removed']:.1%} -> {r['agreement_refit']:.1%}")
+    hint = _unrefitted_hint(report)
+    if hint:
+        lines.append(hint)
     if report.latency is not None:
         result = report.latency.latency_result
         lines += [s for s in ((result.get("budget_conversion") or {}).get("sentence"), result["sentence"],
@@ -89,6 +94,18 @@ def summary(report: BuildReport, out_dir: str) -> str:
     lines.append(f"verification {'passed' if v.passed else 'FAILED'}: max abs error " + ", ".join(checks))
     lines.append(f"artifacts in {out_dir}: " + ", ".join(report.artifacts))
     return "\n".join(lines)
+
+
+def _unrefitted_hint(report: BuildReport) -> str | None:
+    """A plain-removal build left without fine-tuning that lost much accuracy: say what helps."""
+    dense, pruned = report.dense.accuracy, report.pruned.accuracy
+    if (dense is None or pruned is None or dense - pruned < 0.10 or report.method.name not in PLAIN_REMOVAL
+            or any(s.name == "finetune" for s in report.stages)):
+        return None
+    return (f"not fine-tuned: accuracy fell {(dense - pruned) * 100:.1f} pt; fine-tune (--epochs N), or prune with "
+            "--method cpli, which refits each layer by least squares (on CIFAR-10, resnet20 at 2x fewer MACs kept "
+            "24% error without training where plain removal left 84%)")
+
 
 
 def _table(report: BuildReport) -> list[str]:

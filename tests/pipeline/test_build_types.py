@@ -58,3 +58,13 @@ def test_the_summary_reads_the_typed_report():
     text = summary(_report(latency=LatencyOutcome({}, (), {"sentence": "latency budget met"})), "run")
     assert "2.50x fewer" in text and "latency budget met" in text and "oracle 1e-07" in text
     assert text.endswith("artifacts in run: dense.onnx, pruned.onnx, report.json, report.html")
+
+
+def test_a_plain_removal_left_untrained_that_lost_accuracy_is_told_what_helps():
+    lost = {"dense": ModelColumn(1000, 100, 0.95, None), "pruned": ModelColumn(400, 40, 0.40, None)}
+    text = summary(_report(**lost), "run")
+    assert "not fine-tuned: accuracy fell 55.0 pt" in text and "--method cpli" in text
+    for changes in ({"stages": (StageTime("prune", 0.5), StageTime("finetune", 3.0))},  # it was fine-tuned
+                    {"method": MethodSummary("cpli", "l1", {}, "uniform", 1, False)},  # it refits already
+                    {"pruned": ModelColumn(400, 40, 0.90, None)}):  # it lost little
+        assert "not fine-tuned" not in summary(_report(**{**lost, **changes}), "run")
