@@ -14,19 +14,22 @@ from ..prune.budget import allocate
 from ..prune.state import GroupState
 from ..report.schema import BuildReport, GroupRow, MethodSummary, Verification
 from .config import BuildConfig
-from .quantize_stage import build_precision
 from .build_report import assemble, latency_outcome, model_columns
+from .quantize_stage import (build_precision, quantize_pruned, quantized_name, side_by_side, targets_for,
+                             with_quantized)
+from .reconstruct_stage import load_images, reconstruct
 from .run import Run
 
 
 def build_onnx(config: BuildConfig, target) -> BuildReport:
     """Analyse, (measure a latency budget,) prune by weights through surgery, verify the shrunk
-    graph against the original, profile both, report."""
+    graph against the original, (refit and quantize it, with data,) profile, report."""
     from ..profiling import profile_onnx
 
-    _check_request(config, target)
+    precision = _check_request(config, target)
+    fp32_target, quant_target = targets_for(target, precision)
     run = Run(config.out_dir)
-    round_to = config.prune.round_to or target.round_to
+    round_to = config.prune.round_to or quant_target.round_to
     with run.stage("analyse"):
         analysis = analyse(load_onnx(config.model.path))
         save_onnx(analysis.model, run.path("dense.onnx"))
@@ -42,30 +45,32 @@ def build_onnx(config: BuildConfig, target) -> BuildReport:
         if config.verify and not oracle.passed:
             raise VerificationError(f"the shrunk model does not match the original ({oracle.sentence()})",
                                     hint="please report this model")
-    rebuilt = _reconstruct_stage(run, config, analysis, small, drop)
-    save_onnx(rebuilt.model if rebuilt else small, run.path("pruned.onnx"))
-    with run.stage("profile"):
-        profiles = tuple(profile_onnx(run.path(name), target, iterations=config.profile_iterations)
-                         for name in ("dense.onnx", "pruned.onnx"))
-    return _write_report(run, config, target, (analysis, small, drop), oracle, profiles, round_to, latency,
-                         rebuilt)
-
-
-def _reconstruct_stage(run: Run, config: BuildConfig, analysis, small, drop):
-    """With data: the pruned graph refitted to the dense one's layer outputs (the ONNX build's
-    stand-in for fine-tuning), every model's accuracy measured; None without data."""
-    from .reconstruct_stage import load_images, reconstruct
-
     with run.stage("data"):
         data = load_images(config, analysis.model)
-    if data is None:
-        return None
-    with run.stage("reconstruct", "refitting the pruned layers by least squares on calibration images"):
-        return reconstruct(analysis, small, drop, data, config.seed)
+    rebuilt = None
+    if data is not None:
+        with run.stage("reconstruct", "refitting the pruned layers by least squares on calibration images"):
+            rebuilt = reconstruct(analysis, small, drop, data, config.seed)
+    save_onnx(rebuilt.model if rebuilt else small, run.path("pruned.onnx"))
+    quant = None
+    if precision:
+        with run.stage("quantize", f"quantizing pruned.onnx to {precision}"):
+            quant = quantize_pruned(run.out_dir, config, data, target, precision)
+    with run.stage("profile"):
+        profiles = tuple(profile_onnx(run.path(name), fp32_target, iterations=config.profile_iterations)
+                         for name in ("dense.onnx", "pruned.onnx"))
+        quantized = None
+        if quant:
+            profile = profile_onnx(run.path(quantized_name(precision)), quant_target,
+                                   iterations=config.profile_iterations)
+            quantized = (quant, profile, side_by_side(run.out_dir, quant_target, precision))
+    return _write_report(run, config, target, (analysis, small, drop), oracle, profiles, round_to, latency,
+                         rebuilt, quantized)
 
 
-def _check_request(config: BuildConfig, target) -> None:
-    """What an ONNX file cannot do (train, score by data, quantize here), refused before any work."""
+def _check_request(config: BuildConfig, target) -> str | None:
+    """What an ONNX file cannot do (train, score by data, quantize without data or under a
+    latency budget), refused before any work; the precision the build quantizes to."""
     if config.prune.importance not in WEIGHT_ONLY:
         raise InputError(f"importance {config.prune.importance!r} needs a PyTorch model and data",
                          hint=f"an ONNX model is pruned by weights alone: use one of {', '.join(WEIGHT_ONLY)}")
@@ -73,14 +78,18 @@ def _check_request(config: BuildConfig, target) -> None:
         raise InputError(f"method {config.prune.method!r} trains the model, which an ONNX file cannot be",
                          hint="pass the PyTorch checkpoint, or use --method oneshot")
     precision = build_precision(config.quantize.precision, target)
-    if precision:
-        raise InputError(f"a build from an ONNX file does not quantize to {precision} yet",
-                         hint=f"build it for an fp32 target, then run `deploypipe quantize RUN/pruned.onnx --dataset "
-                              f"... --precision {precision}`")
+    if precision and config.data.dataset is None and config.data.splits is None:
+        raise InputError(f"quantizing to {precision} calibrates and verifies on images, so it needs a dataset",
+                         hint="pass --dataset")
+    if precision and config.budget.needs_latency_table:
+        raise InputError(f"a build from an ONNX file does not yet time {precision} graphs for a latency budget",
+                         hint=f"use a MACs or ratio budget with --quantize {precision}, or build for an fp32 "
+                              f"target, then run `deploypipe quantize RUN/pruned.onnx --precision {precision}`")
+    return precision
 
 
 def _write_report(run: Run, config: BuildConfig, target, pruning, oracle, profiles, round_to: int,
-                  latency=None, rebuilt=None) -> BuildReport:
+                  latency=None, rebuilt=None, quantized=None) -> BuildReport:
     """The report of the surgery ``pruning`` = (analysis, shrunk model, channels dropped per
     group); written as ``report.json`` and ``report.html``."""
     from ..report import write_build_report
@@ -102,6 +111,8 @@ def _write_report(run: Run, config: BuildConfig, target, pruning, oracle, profil
         files=("dense.onnx", "pruned.onnx"), dataset=config.data.dataset, latency=outcome)
     if rebuilt is not None:
         report = dataclasses.replace(report, reconstruction=rebuilt.summary)
+    if quantized is not None:  # (result, profile, interleaved timing)
+        report = with_quantized(report, run.out_dir, *quantized)
     write_build_report(run.out_dir, report)
     return report
 

@@ -49,3 +49,27 @@ def test_onnx_build_without_data_says_accuracy_is_unknown(resnet20_onnx, tmp_pat
     printed = capsys.readouterr().out
     assert "accuracy      not measured (no data given" in printed
     assert "reconstruction" not in json.loads((tmp_path / "run" / "report.json").read_text())
+
+
+def test_onnx_build_quantizes_the_refitted_model_with_data(resnet20_onnx, tmp_path, capsys):
+    """``--target cpu-int8`` on an ONNX file: the refitted pruned graph is quantized,
+    calibrated and verified on the data, and reported beside dense and pruned fp32."""
+    import onnx
+
+    from deploypipe.quantize import has_qdq
+
+    out = tmp_path / "run"
+    assert main(["build", str(resnet20_onnx), "--dataset", "digits", "--macs-budget", "2x", "--target", "cpu-int8",
+                 "--profile-iterations", "5", "-o", str(out)]) == 0
+    printed = capsys.readouterr().out
+    report = json.loads((out / "report.json").read_text())
+    q, v = report["quantized"], report["verification"]["quantized"]
+    assert has_qdq(onnx.load(str(out / "pruned.int8.onnx"))) and "pruned.int8.onnx" in report["artifacts"]
+    assert q["precision"] == "int8" and q["macs"] == report["pruned"]["macs"] and q["target"] == "cpu-int8"
+    assert v["passed"] and v["outputs"][0]["agreement"] >= 0.95
+    assert report["pruned"]["accuracy"] == report["reconstruction"]["accuracy_refit"]  # fp32 column: refitted
+    assert report["dense"]["latency_ms"]["median"] > 0 and q["latency_ms"]["median"] > 0
+    # int8 CPU kernels like multiples of 16 (a group no wider than that is free)
+    assert all(g["width_before"] <= 16 or g["width_after"] % 16 == 0 for g in report["groups"])
+    assert report["method"]["round_to"] == 16
+    assert "pruned int8" in printed and "top-1 agreement" in printed

@@ -71,13 +71,17 @@ def test_quantize_mistakes_are_one_sentence(tmp_path, capsys, args, needle):
     assert code == 2 and needle in err.strip().splitlines()[-1] and "Traceback" not in err
 
 
-def test_quantize_needs_a_dataset_and_a_torch_model(tmp_path, capsys):
+@pytest.mark.parametrize("args, needle", [
+    ([], "needs a dataset"),
+    (["--dataset", "digits", "--latency-ratio", "0.8"], "does not yet time int8 graphs for a latency budget"),
+])
+def test_quantizing_an_onnx_file_needs_data_and_a_macs_or_ratio_budget(tmp_path, capsys, args, needle):
     from deploypipe.testing.graphs import build_cnn, random_spec
 
     model = tmp_path / "m.onnx"
     onnx.save(build_cnn(random_spec(7)), str(model))
-    code, _, err = run(capsys, "build", model, "--quantize", "int8", "-o", tmp_path / "run")
-    assert code == 2 and "does not quantize" in err and "deploypipe quantize" in err
+    code, _, err = run(capsys, "build", model, "--quantize", "int8", *args, "-o", tmp_path / "run")
+    assert code == 2 and needle in err and "Traceback" not in err and not (tmp_path / "run").exists()
 
 
 INT8_PROFILE = """
