@@ -61,7 +61,7 @@ VARIANTS = ("tp_l2_uniform", "tp_l2_global", "tp_taylor_global", "tp_hessian_glo
             "dp_taylor_global", "dp_l2_global_r1", "dp_cpli", "dp_cpli_r1", "dp_latency")
 
 
-def parse() -> argparse.Namespace:
+def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--archive", default=str(ARCHIVE), help="CIFAR-10 (any layout `cifar10:` reads)")
     p.add_argument("--archs", default="resnet20")
@@ -82,7 +82,7 @@ def parse() -> argparse.Namespace:
     p.add_argument("--smoke", action="store_true", help="tiny data and one epoch: checks the harness, not the tools")
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "cifar10.json"))
     p.add_argument("--table", action="store_true", help="print the README table of --out and stop")
-    return p.parse_args()
+    return p.parse_args(argv)
 
 
 # -- data and dense models ----------------------------------------------------------------
