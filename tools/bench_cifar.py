@@ -338,7 +338,9 @@ def run_budget(args, cells: Cells, arch: str, seed: int, bx: float, data, dense_
             print(f"  {arch} s{seed} {bx:g}x {name:18s} error {rows[name]['error']:.4f} "
                   f"macs {dense_macs / rows[name]['macs']:.2f}x fewer", flush=True)
     lat = latency({"dense": dense, **models}, shape, args.repeats)
+    commit = git_commit()
     for name in models:
+        rows[name]["git"] = commit  # rows of one (arch, seed, budget) merge across runs: each keeps its own
         rows[name]["latency_ms"] = lat[name]
         rows[name]["speedup"] = lat["dense"] / lat[name]
         rows[name]["dense_latency_ms"] = lat["dense"]  # its own run's reference (runs merge per variant)
@@ -362,8 +364,8 @@ def write(args, results: list, started: float) -> None:
 
     doc = {"benchmark": "deploypipe vs torch-pruning 1.6.1 on CIFAR-10 (same dense checkpoint, same fine-tuning)",
            "command": " ".join(["python", "tools/" + Path(sys.argv[0]).name, *sys.argv[1:]]), "git": git_commit(),
-           "settings": {"dense": f"deploypipe train, {args.dense_epochs} epochs on 40,000 training images "
-                                 f"(10,000 held out for validation), batch 128, lr {args.dense_lr:g} cosine, wd 5e-4, crop-flip",
+           "settings": {"dense": "deploypipe train, the epochs and lr of each row's dense_recipe, on 40,000 training "
+                                 "images (10,000 held out for validation), batch 128, cosine, wd 5e-4, crop-flip",
                         "device": args.device + (" (bfloat16 autocast, channels-last, data held on the GPU)"
                                                  if args.device != "cpu" else ""),
                         "finetune": {"epochs": args.finetune_epochs, "images": args.finetune_images,
@@ -460,7 +462,8 @@ def main() -> int:
         for seed in (int(s) for s in args.seeds.split(",")):
             dense_path = dense_checkpoint(args, arch, seed)
             for bx in (float(b) for b in args.budgets.split(",")):
-                results.append(run_budget(args, cells, arch, seed, bx, data, dense_path))
+                recipe = {"epochs": args.dense_epochs, "lr": args.dense_lr, "checkpoint": dense_path.name}
+                results.append({**run_budget(args, cells, arch, seed, bx, data, dense_path), "dense_recipe": recipe})
                 write(args, results, started)
     print(f"wrote {args.out}")
     return 0
