@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import sys
 import tempfile
 import time
@@ -51,6 +50,8 @@ def parse() -> argparse.Namespace:
 
 
 def main() -> int:
+    from deploypipe.measure.fingerprint import hardware_fingerprint
+
     args = parse()
     bench = cifar.parse([])  # bench_cifar's defaults: its fine-tuning, its dense recipe
     torch.set_num_threads(bench.threads)
@@ -75,7 +76,7 @@ def main() -> int:
             doc["rows"] = [r for r in doc["rows"] if (r["budget_x"], r["setting"]) != (bx, name)] + [row]
             doc.update(what=__doc__.strip().splitlines()[0], commit=cifar.git_commit(), seed=args.seed,
                        dense=str(dense_path.name), finetune=cifar.finetune_tag(bench),
-                       machine=f"{platform.machine()} {platform.processor() or ''} ({torch.get_num_threads()} thread)")
+                       machine=hardware_fingerprint().to_dict(), torch_threads=torch.get_num_threads())
             tmp_out = out.with_suffix(".tmp")
             tmp_out.write_text(json.dumps(doc, indent=1))
             tmp_out.replace(out)

@@ -19,9 +19,10 @@ The reading implemented here:
   group. ``lam = 1`` weighs them alike; the default ``lam = 0`` lets the loss guide the
   selection only through feature importance (below). Measured on CIFAR-10 (resnet20,
   256 calibration images, widths x8), test error before fine-tuning at 2x / 3x fewer
-  MACs: Taylor ``lam=1`` 30.5% / 37.5%, Fisher ``lam=1`` 24.9% / 35.8%, ``lam=0`` 24.4% /
-  32.3%: near a trained model's minimum the first-order sum is mostly noise, and even the
-  Fisher term, weighed alike, chose worse than the reconstruction alone.
+  MACs: Taylor ``lam=1`` 30.5% / 37.5%, Fisher ``lam=1`` 24.9% / 35.8%, ``lam=0`` 24.2% /
+  31.8% (``tools/bench_cpli_ablation.py``): near a trained model's minimum the first-order
+  sum is mostly noise, and even the Fisher term, weighed alike, chose worse than the
+  reconstruction alone.
 * **Targets**: the *dense* model's outputs of each consumer (He et al. 2017), inputs from
   the model pruned so far, so a refit also corrects the error earlier stages left.
 * **Feature importance.** A consumer's output channels belong to a later group (stage
