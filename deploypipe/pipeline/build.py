@@ -37,6 +37,7 @@ from ..utils.log import get_logger
 from ..report.schema import BuildReport, LatencyOutcome, MethodSummary, Verification
 from .config import BuildConfig
 from .quantize_stage import (build_precision, fp32_ratio, in_fp32_terms, quantize_pruned, quantized_name,
+                             require_data,
                              side_by_side, targets_for, timing_quantizer, with_quantized)
 from .build_report import assemble, group_rows, latency_outcome, model_columns
 from .run import Run, chain_keys
@@ -92,9 +93,7 @@ class _TorchBuild:
         self.latency = None  # LatencyPlan, for a latency budget
         self._stored_normalisation = None  # (mean, std) a loaded checkpoint says its model was trained with
         self.model = None  # the module being built, once loaded
-        if self.precision and config.data.dataset is None:
-            raise InputError(f"quantizing to {self.precision} calibrates and verifies on images, so it needs a dataset",
-                             hint="pass --dataset")
+        require_data(self.precision, config)
 
     # -- stages ----------------------------------------------------------------------
     def run(self) -> BuildReport:

@@ -15,8 +15,8 @@ from ..prune.state import GroupState
 from ..report.schema import BuildReport, GroupRow, MethodSummary, Verification
 from .config import BuildConfig
 from .build_report import assemble, latency_outcome, model_columns
-from .quantize_stage import (build_precision, quantize_pruned, quantized_name, side_by_side, targets_for,
-                             with_quantized)
+from .quantize_stage import (build_precision, quantize_pruned, quantized_name, require_data, side_by_side,
+                             targets_for, with_quantized)
 from .reconstruct_stage import load_images, reconstruct
 from .run import Run
 
@@ -78,9 +78,7 @@ def _check_request(config: BuildConfig, target) -> str | None:
         raise InputError(f"method {config.prune.method!r} trains the model, which an ONNX file cannot be",
                          hint="pass the PyTorch checkpoint, or use --method oneshot")
     precision = build_precision(config.quantize.precision, target)
-    if precision and config.data.dataset is None and config.data.splits is None:
-        raise InputError(f"quantizing to {precision} calibrates and verifies on images, so it needs a dataset",
-                         hint="pass --dataset")
+    require_data(precision, config)
     if precision and config.budget.needs_latency_table:
         raise InputError(f"a build from an ONNX file does not yet time {precision} graphs for a latency budget",
                          hint=f"use a MACs or ratio budget with --quantize {precision}, or build for an fp32 "

@@ -107,7 +107,6 @@ def _unrefitted_hint(report: BuildReport) -> str | None:
             "24% error without training where plain removal left 84%)")
 
 
-
 def _table(report: BuildReport) -> list[str]:
     """Dense, pruned (and pruned quantized) side by side; the note compares the last column
     with dense."""

@@ -34,6 +34,13 @@ def build_precision(quantize: str | None, target: TargetProfile) -> str | None:
     return quantize or ("int8" if target.precision == "int8" else None)
 
 
+def require_data(precision: str | None, config: BuildConfig) -> None:
+    """A build that quantizes calibrates and verifies on images: refuse one without data."""
+    if precision and config.data.dataset is None:
+        raise InputError(f"quantizing to {precision} calibrates and verifies on images, so it needs a dataset",
+                         hint="pass --dataset")
+
+
 # ONNX Runtime's int8 CPU kernels run channel counts in multiples of 16 fastest (narrower
 # multiples measured slower on cpu-batch32: benchmarks/results/quantize.json).
 CPU_INT8_MULTIPLE = 16

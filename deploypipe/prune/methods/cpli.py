@@ -56,6 +56,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ...errors import InputError
+from ..allocate import select_drop
 from ..greedy import Problem, greedy_removal, kept_columns
 from ..reconstruction import LeastSquares, channel_columns, design_rows, refittable, weight_matrix, write_weight
 from ..torch_groups import Consumer, ConsumerMasks, evaluation
@@ -120,14 +121,14 @@ class CPLI(PruneMethod):
             width = int(ctx.pruner.groups[gid].width)
             if keep[gid] < width:
                 stage = Stage(ctx, gid, keep, processed, settings)
-                drop, record = stage.run(batches, targets, dense_groups, scores.get(gid))
+                drop, record = stage.run(batches, targets, dense_groups, scores[gid])
                 ctx.prune({gid: drop}, method="cpli", group=gid, **record)
             processed.add(gid)
 
 
 class Stage:
-    """One group: statistics and Taylor scores on the calibration set, greedy selection,
-    refit of the consumers (in place); returns the channels to drop."""
+    """One group: statistics and loss scores on the calibration set, selection (greedy, or by
+    the build's importance), refit of the consumers (in place); returns the channels to drop."""
 
     def __init__(self, ctx: PruneContext, gid: int, keep: np.ndarray, processed: set[int], settings: Settings):
         self.ctx, self.gid, self.keep, self.settings = ctx, gid, keep, settings
@@ -138,16 +139,16 @@ class Stage:
                              if h != gid and h not in processed and ctx.pruner.is_prunable(ctx.pruner.groups[h])
                              and keep[h] < ctx.pruner.groups[h].width})
 
-    def run(self, batches, targets: DenseTargets, dense_groups, scores: np.ndarray | None = None
-            ) -> tuple[np.ndarray, dict]:
+    def run(self, batches, targets: DenseTargets, dense_groups, scores: np.ndarray) -> tuple[np.ndarray, dict]:
         stats, grads = self._collect(batches, targets, dense_groups)
         loss = {h: np.abs(v) for h, v in grads.items()}
-        weight_of = {h: _predicted_keep(loss[h], int(self.keep[h]), self.settings.suppress) for h in self.nexts}
+        weight_of = ({h: _predicted_keep(loss[h], int(self.keep[h]), self.settings.suppress) for h in self.nexts}
+                     if self.settings.select == "greedy" else {})  # without loss scores every output counts 1
         problems = [self._problem(c, stats[c.name], weight_of) for c in self.consumers]
         s = self.settings
         count = int(self.group.width - self.keep[self.gid])
-        if s.select == "importance" and scores is not None:
-            removed = np.argsort(np.asarray(scores), kind="stable")[:count]
+        if s.select == "importance":
+            removed = select_drop([scores], [self.keep[self.gid]]).get(0, np.array([], dtype=int))
         else:
             extra = s.lam * loss[self.gid] / max(float(loss[self.gid].sum()), 1e-30)
             removed = greedy_removal(problems, self.group.width, count, extra, s.steps)
@@ -190,11 +191,16 @@ class Stage:
         groups = [self.group] + [pruner.groups[h] for h in self.nexts]
         grads = {g.id: np.zeros(g.width) for g in groups}
         fisher = self.settings.loss == "fisher"
+        scored = self.settings.select == "greedy"  # select=importance: the loss scores cannot matter
         with evaluation(model), _frozen_params(model), ConsumerMasks(pruner, groups, per_sample=fisher) as masks, \
                 forward_hooks(hooks):
             for b, (x, y) in enumerate(batches):
                 current[0] = b
                 masks.begin(len(x))
+                if not scored:
+                    with torch.no_grad():
+                        model(x)
+                    continue
                 F.cross_entropy(model(x), y, reduction="sum").backward()
                 for gid, grad in masks.grads().items():
                     g = grad.detach().double()
