@@ -393,9 +393,9 @@ def write(args, results: list, started: float) -> None:
 
 def merged(out: Path, results: list, tag: str) -> list:
     """This run's rows over the rows already in ``out`` made with the same fine-tuning (other
-    seeds, or other variants of the same (arch, seed, budget), which keep their own latency
-    measurements); sorted by arch, budget, seed."""
-    key = lambda r: (r["arch"], r["budget_x"], r["seed"])  # noqa: E731
+    seeds, or other variants of the same (arch and dense recipe, seed, budget), which keep their
+    own latency measurements); sorted by arch, budget, seed."""
+    key = lambda r: (model_label(r), r["budget_x"], r["seed"])  # noqa: E731
     try:
         old = json.loads(out.read_text()).get("results", [])
     except (OSError, ValueError):
@@ -415,6 +415,13 @@ LABELS = {"tp_l2_uniform": "Torch-Pruning L2 uniform", "tp_l2_global": "Torch-Pr
           "dp_latency": "deploypipe CPLI `--latency-ratio` = Torch-Pruning L2 global's measured ratio"}
 
 
+def model_label(row: dict) -> str:
+    """The arch and its dense training length: rows of one arch trained for different epochs
+    are different models, never merged."""
+    recipe = row.get("dense_recipe") or {}
+    return f"{row['arch']} ({recipe['epochs']} ep)" if "epochs" in recipe else row["arch"]
+
+
 def table(path: Path) -> str:
     """The README's table: per model, budget and variant, the error of each seed, their mean
     with its standard error (test-set sampling), MACs reduction and speedup (means over seeds)."""
@@ -422,7 +429,7 @@ def table(path: Path) -> str:
     rows: dict = {}
     for r in doc["results"]:
         for name, v in r["variants"].items():
-            rows.setdefault((r["arch"], r["budget_x"], name), []).append((r["seed"], v, r["dense"]))
+            rows.setdefault((model_label(r), r["budget_x"], name), []).append((r["seed"], v, r["dense"]))
     out = ["| model | budget | tool / settings | error per seed | mean error | MACs fewer | speed vs dense |",
            "|---|---|---|---|---|---|---|"]
     dense_done = set()
