@@ -112,11 +112,12 @@ def rounds_section(report: Report) -> Section:
     points += [Point(f"r{r['round']}", r["macs"], r.get("accuracy")) for r in rounds]
     final = Point("final", pruned.get("macs", 0), pruned.get("accuracy"))
     rows = [[r["round"], r.get("channels_removed"), r["macs"], _pct(r.get("accuracy"))] for r in rounds]
-    images = rounds[-1].get("accuracy_images")
+    images = next((r["accuracy_images"] for r in rounds if r.get("accuracy_images")), None)
     on = f" (first {images} test images)" if images else ""
-    return Section("rounds", title, figure(to_png_b64(rounds_figure(points, final)), "accuracy against MACs",
-                                           f"Test accuracy after each round{on}, before fine-tuning; dense and "
-                                           "final (the star, after fine-tuning) on the whole test split.")
+    caption = (f"Test accuracy{on} before fine-tuning, after the last round and after each round that removed "
+               "a sixteenth of the dense MACs or more since the last one measured; dense and final (the star, "
+               "after fine-tuning) on the whole test split.")
+    return Section("rounds", title, figure(to_png_b64(rounds_figure(points, final)), "accuracy against MACs", caption)
                    + table(["round", "channels removed", "MACs", "accuracy"], rows))
 
 
