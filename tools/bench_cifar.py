@@ -416,10 +416,13 @@ LABELS = {"tp_l2_uniform": "Torch-Pruning L2 uniform", "tp_l2_global": "Torch-Pr
 
 
 def model_label(row: dict) -> str:
-    """The arch and its dense training length: rows of one arch trained for different epochs
-    are different models, never merged."""
+    """The arch and its dense recipe (epochs; lr when not 0.1, as ``dense_tag``): rows of one
+    arch trained differently are different models, never merged."""
     recipe = row.get("dense_recipe") or {}
-    return f"{row['arch']} ({recipe['epochs']} ep)" if "epochs" in recipe else row["arch"]
+    if "epochs" not in recipe:
+        return row["arch"]
+    lr = f", lr {recipe['lr']:g}" if recipe.get("lr", 0.1) != 0.1 else ""
+    return f"{row['arch']} ({recipe['epochs']} ep{lr})"
 
 
 def table(path: Path) -> str:

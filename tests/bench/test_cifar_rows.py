@@ -15,11 +15,11 @@ def bench_cifar():
     return module
 
 
-def row(epochs: int, variant: str, error: float) -> dict:
+def row(epochs: int, variant: str, error: float, lr: float = 0.1) -> dict:
     cell = {"error": error, "error_se": 0.004, "macs_reduction": 2.0, "speedup": 1.2}
     return {"arch": "resnet56", "seed": 0, "budget_x": 2.0, "dense": {"error": error - 0.02},
             "variants": {variant: cell}, "finetune": "ft2x20000r@0.05",
-            "dense_recipe": {"epochs": epochs, "lr": 0.1, "checkpoint": f"resnet56_s0_e{epochs}lr0.1.pt"}}
+            "dense_recipe": {"epochs": epochs, "lr": lr, "checkpoint": f"resnet56_s0_e{epochs}lr{lr:g}.pt"}}
 
 
 def test_rows_from_other_dense_recipes_are_not_merged(tmp_path):
@@ -48,3 +48,11 @@ def test_table_names_the_dense_training_length(tmp_path):
     text = tool.table(out)
     assert "| resnet56 (8 ep) | 2x MACs | Torch-Pruning L2 global | 25.00% |" in text
     assert "| resnet56 (20 ep) | 2x MACs | Torch-Pruning L2 global | 11.00% |" in text
+
+
+def test_rows_trained_at_another_lr_are_not_merged(tmp_path):
+    tool = bench_cifar()
+    out = tmp_path / "cifar10.json"
+    out.write_text(json.dumps({"results": [row(8, "tp_l2_global", 0.25)]}))
+    rows = tool.merged(out, [row(8, "dp_cpli", 0.24, lr=0.05)], "ft2x20000r@0.05")
+    assert sorted(tool.model_label(r) for r in rows) == ["resnet56 (8 ep)", "resnet56 (8 ep, lr 0.05)"]
