@@ -11,8 +11,8 @@ import shlex
 import sys
 
 from ..errors import InputError
-from .args import (add_dataset, add_model_loading, add_target, add_training, fraction, positive_int, statistics_of,
-                   target_from_args)
+from .args import (add_dataset, add_model_loading, add_target, add_training, fraction, non_negative_int, positive_int,
+                   statistics_of, target_from_args)
 
 
 def add_parser(sub) -> None:
@@ -62,6 +62,9 @@ def _add_pruning(p: argparse.ArgumentParser) -> None:
     g.add_argument("--round-to", type=positive_int, metavar="N",
                    help="keep multiples of N channels (default: the target's preferred multiple)")
     g.add_argument("--max-ratio", type=fraction, default=0.9, help="most a single group may lose (default 0.9)")
+    g.add_argument("--bn-batches", type=non_negative_int, default=20, metavar="N",
+                   help="after pruning, re-estimate BatchNorm statistics on N training batches, so that the "
+                   "pruned model is accurate before fine-tuning (default 20; 0: keep the dense model's)")
     g.add_argument("--calibration-batches", type=positive_int, default=8,
                    help="batches of 64 for data-driven criteria and int8 calibration (default 8)")
 
@@ -110,7 +113,8 @@ def config_from_args(args: argparse.Namespace, argv: list[str] | None = None):
                            label_smoothing=args.label_smoothing, max_steps_per_epoch=args.max_steps_per_epoch,
                            device=args.device, amp=args.amp),
         prune=PruneOptions(method=args.method, method_params=_method_params(args), importance=args.importance,
-                           allocation=args.allocation, round_to=args.round_to, max_ratio=args.max_ratio),
+                           allocation=args.allocation, round_to=args.round_to, max_ratio=args.max_ratio,
+                           bn_batches=args.bn_batches),
         latency=LatencyOptions(rounds=args.latency_rounds, tolerance=args.latency_tolerance, step=args.lut_step,
                                use_cache=not args.no_lut_cache),
         quantize=QuantizeOptions(args.quantize, tuple(n.strip() for n in args.keep_fp32.split(",") if n.strip())),

@@ -187,11 +187,13 @@ class _TorchBuild:
                            f"{cfg.budget.describe()}"):
                 self._prune(ctx, method)
                 once(self._save_checkpoint, subject, "pruned_raw.pt")
-            run.record("prune", ["pruned_raw.pt"], {"rounds": ctx.rounds, "oracle": ctx.oracle, "losses": ctx.losses})
+            run.record("prune", ["pruned_raw.pt"], {"rounds": ctx.rounds, "oracle": ctx.oracle, "losses": ctx.losses,
+                                                    "recalibration": ctx.recalibration})
         else:
             ctx.pruner.refresh()
             ctx.rounds, ctx.oracle = pruned["rounds"], pruned["oracle"]
             ctx.losses = dict(pruned.get("losses", {}))
+            ctx.recalibration = pruned.get("recalibration")
 
     def _finetune_stage(self, subject: _Subject, ctx, method, teacher) -> bool:
         """Fine-tuning after pruning, unless the method trained while it pruned; whether it ran."""
@@ -361,6 +363,8 @@ class _TorchBuild:
         method.run(ctx)
         if hook is not None:
             hook.finish(ctx)
+        if not method.finetunes:  # a method that trains while it pruned left statistics of its own
+            ctx.recalibration = recalibrate(ctx, cfg.prune.bn_batches, cfg.train.batch_size, hook)
         if cfg.verify and ctx.oracle is not None and not ctx.oracle["passed"]:
             raise VerificationError(f"the PyTorch-pruned model differs from the ONNX-shrunk original by "
                                     f"{ctx.oracle['max_abs']:.3g}", hint="please report this model")
@@ -431,7 +435,7 @@ class _TorchBuild:
             self.run_dir, cfg, self.target, profiles,
             model_columns(*analyses, dense["accuracy"], pruned["accuracy"], *profiles),
             method=MethodSummary(cfg.prune.method, cfg.prune.importance, dict(method.values), cfg.prune.allocation,
-                                 self.round_to, cfg.train.distill, dict(ctx.losses)),
+                                 self.round_to, cfg.train.distill, dict(ctx.losses), ctx.recalibration),
             groups=group_rows(ctx.pruner, ctx.dense_widths, ctx.dense_reasons), rounds=ctx.rounds,
             verification=_verification(ctx.oracle, dense["parity"], pruned["parity"]),
             files=("dense.onnx", "dense.pt", "pruned.onnx", "pruned.pt"), dataset=cfg.data.dataset,
@@ -536,6 +540,26 @@ def _check_target_shape(target, input_shape) -> None:
         raise InputError(f"target {target.name!r} sets input_shape {list(target.input_shape)}, but the "
                          f"model takes {list(input_shape)}",
                          hint="leave input_shape out of the profile (the model's own is used) or match it")
+
+
+def recalibrate(ctx, batches: int, batch_size: int, hook: "RoundAccuracy | None") -> dict | None:
+    """BatchNorm statistics re-estimated on ``batches`` training batches of the pruned model
+    (:func:`deploypipe.train.batchnorm.recalibrate_batchnorm`): the removal changed what the
+    layers after each cut see. Returns what the report says of it (None when it did not run:
+    no data, no BatchNorm, or ``batches`` 0), with the round accuracy before and after."""
+    from ..train.batchnorm import batchnorms, recalibrate_batchnorm
+
+    if ctx.data is None or batches <= 0 or not batchnorms(ctx.model):
+        return None
+    images = recalibrate_batchnorm(ctx.model, ctx.data.train, batches=batches, batch_size=batch_size,
+                                   seed=ctx.request.seed)
+    record: dict = {"batches": batches, "images": images}
+    if hook is not None and ctx.rounds:
+        after = dict(ctx.rounds[-1])
+        hook.evaluate(ctx, after)
+        record.update(accuracy_before=ctx.rounds[-1].get("accuracy"), accuracy_after=after["accuracy"],
+                      accuracy_images=after["accuracy_images"])
+    return record
 
 
 class RoundAccuracy:

@@ -108,6 +108,7 @@ class PruneOptions:
     allocation: str = "uniform"
     round_to: int | None = None  # None: the target profile's preferred multiple
     max_ratio: float = 0.9  # most a single group may lose
+    bn_batches: int = 20  # training batches that re-estimate BatchNorm statistics after pruning (0: none)
 
 
 @dataclass(frozen=True)

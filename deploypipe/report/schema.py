@@ -32,6 +32,8 @@ class MethodSummary:
     round_to: int
     distill: bool
     losses: Mapping[str, Any] | None = field(default=None, metadata=OMIT_NONE)  # a torch build's
+    # BatchNorm statistics re-estimated after pruning: batches, images, accuracy before/after
+    bn_recalibration: Mapping[str, Any] | None = field(default=None, metadata=OMIT_NONE)
 
 
 @dataclass(frozen=True)

@@ -118,7 +118,20 @@ def rounds_section(report: Report) -> Section:
                "a sixteenth of the dense MACs or more since the last one measured; dense and final (the star, "
                "after fine-tuning) on the whole test split.")
     return Section("rounds", title, figure(to_png_b64(rounds_figure(points, final)), "accuracy against MACs", caption)
-                   + table(["round", "channels removed", "MACs", "accuracy"], rows))
+                   + table(["round", "channels removed", "MACs", "accuracy"], rows)
+                   + _recalibration_note((report.get("method") or {}).get("bn_recalibration")))
+
+
+def _recalibration_note(recal: dict | None) -> str:
+    """One sentence on the BatchNorm re-estimate after the last round, when there was one."""
+    if not recal:
+        return ""
+    text = (f"After the last round, BatchNorm statistics were re-estimated on {recal.get('images')} training "
+            f"images ({recal.get('batches')} batches)")
+    if recal.get("accuracy_after") is not None:
+        text += (f": accuracy before fine-tuning {_pct(recal.get('accuracy_before'))} before it, "
+                 f"{_pct(recal['accuracy_after'])} after (the same {recal.get('accuracy_images')} test images)")
+    return f"<p>{esc(text + '.')}</p>"
 
 
 def loop_section(report: Report) -> Section:

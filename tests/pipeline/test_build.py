@@ -113,3 +113,24 @@ def test_a_profile_input_shape_the_model_cannot_take_is_refused_before_training(
     with pytest.raises(InputError, match=r"sets input_shape \[1, 32, 32\], but the model takes"):
         build(config)
     assert not (tmp_path / "run" / "trained.pt").exists()
+
+
+def test_batchnorm_statistics_are_re_estimated_after_pruning(tmp_path, capsys):
+    """Without fine-tuning, the pruned model is evaluated with statistics of its own
+    (``--bn-batches``, default 20); ``--bn-batches 0`` keeps the dense model's, as before."""
+    model = tmp_path / "model.pt"  # trained well enough that pruning has accuracy to lose
+    assert main(["train", "--arch", "test_resnet_cifar", "--dataset", "digits", "--epochs", "15", "--limit", "1000",
+                 "-o", str(model)]) == 0
+    quick = ["--dataset", "digits", "--limit", "1000", "--epochs", "0", "--profile-iterations", "5", "--target", "cpu",
+             "--macs-budget", "3x"]
+    reports = {}
+    for bn in ("20", "0"):
+        code, stdout, _ = run(capsys, "build", model, "-o", tmp_path / bn, "--bn-batches", bn, *quick)
+        assert code == 0, stdout
+        reports[bn] = json.loads((tmp_path / bn / "report.json").read_text())
+    recal = reports["20"]["method"]["bn_recalibration"]
+    assert recal["batches"] == 20 and recal["images"] > 0
+    assert recal["accuracy_before"] == reports["0"]["rounds"][-1]["accuracy"]  # the same pruning, stale statistics
+    assert "bn_recalibration" not in reports["0"]["method"]
+    assert reports["20"]["pruned"]["accuracy"] > reports["0"]["pruned"]["accuracy"] + 0.1, (recal, reports["0"]["pruned"])
+    assert "BatchNorm statistics were re-estimated" in (tmp_path / "20" / "report.html").read_text()

@@ -63,6 +63,7 @@ class PruneContext:
     out_dir: Path | None = None  # the run directory, for methods that write files of their own (fbs)
     planned: np.ndarray | None = None  # widths a measured latency plan fixed (latency budgets)
     losses: dict[str, str] = field(default_factory=dict)  # phase -> the loss it scored or trained with
+    recalibration: dict | None = None  # the BatchNorm re-estimate after pruning (pipeline.build.recalibrate)
 
     def __post_init__(self) -> None:
         self.dense_widths = self.pruner.widths().copy()

@@ -47,14 +47,13 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from torch import nn
 
 from ...errors import BudgetError, InputError
-from ...train import Callback, DistillConfig, TrainState, distillation_loss, fit, make_loader
-from ...train.loaders import model_device
+from ...train import Callback, DistillConfig, TrainState, distillation_loss, fit
+from ...train.batchnorm import recalibrate_batchnorm
 from ..budget import CHANNEL_BUDGETS
 from ..nested import Level, full_level, is_nested, level_fractions, nested_select
-from ..torch_groups import ConsumerMasks, evaluation
+from ..torch_groups import ConsumerMasks
 from .base import METHODS, Param, PruneContext, PruneMethod
 from .phase import TASK_LOSS, PhaseProgress, distill_description, plan_phase, steps_per_epoch
 
@@ -103,7 +102,8 @@ class Cascade(PruneMethod):
             fit(ctx.model, ctx.data, ctx.train_config, teacher=ctx.teacher, callbacks=[chain, progress])
             chain.finish()
             chain.use(len(chain.levels) - 1)
-            recalibrate_bn(ctx, int(self.param("bn_batches")))
+            recalibrate_batchnorm(ctx.model, ctx.data.train, batches=int(self.param("bn_batches")),
+                                  batch_size=ctx.train_config.batch_size, seed=ctx.request.seed)
         finally:
             chain.close()
         student = chain.levels[-1]
@@ -250,26 +250,3 @@ class CascadeChain(Callback):
         if self.masks is not None:
             self.masks.__exit__(None, None, None)
             self.masks = None
-
-
-def recalibrate_bn(ctx: PruneContext, batches: int) -> None:
-    """Re-estimate every BatchNorm's running statistics (cumulative average over
-    ``batches`` training batches) under the masks now active; other modules stay in eval."""
-    model = ctx.model
-    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
-    if not norms or batches <= 0:
-        return
-    momenta = [m.momentum for m in norms]
-    loader = make_loader(ctx.data.train, ctx.train_config.batch_size, shuffle=True, seed=ctx.request.seed)
-    device = model_device(model)
-    with evaluation(model), torch.no_grad():
-        for m in norms:
-            m.reset_running_stats()
-            m.momentum = None
-            m.train()
-        for i, (x, _) in enumerate(loader):
-            if i >= batches:
-                break
-            model(x.to(device))
-    for m, momentum in zip(norms, momenta):
-        m.momentum = momentum
