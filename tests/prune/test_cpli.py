@@ -184,7 +184,7 @@ def test_stage_objective_is_reconstruction_plus_lam_loss_term_with_feature_impor
     ctx = PruneContext(pruner, PruneRequest(budget=Budget("ratio", 0.5)), data=data)
     lam, suppress = 0.7, 0.2
     batches = calibration_batches(ctx, 32)
-    first, second = mask_gradients(pruner, ImportanceContext(batches=batches))
+    first, second, _ = mask_gradients(pruner, ImportanceContext(batches=batches))
     score = {gid: np.abs(first[gid]) if loss == "taylor" else second[gid] for gid in first}
     keep = ctx.keep_for(ctx.request.budget, channel_l1(pruner))
     conv = dict(pruner.model.named_modules())["features.4"]
