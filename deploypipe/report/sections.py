@@ -129,8 +129,9 @@ def _recalibration_note(recal: dict | None) -> str:
     text = (f"After the last round, BatchNorm statistics were re-estimated on {recal.get('images')} training "
             f"images ({recal.get('batches')} batches)")
     if recal.get("accuracy_after") is not None:
-        text += (f": accuracy before fine-tuning {_pct(recal.get('accuracy_before'))} before it, "
-                 f"{_pct(recal['accuracy_after'])} after (the same {recal.get('accuracy_images')} test images)")
+        text += (f": test accuracy {_pct(recal.get('accuracy_before'))} with the dense model's statistics, "
+                 f"{_pct(recal['accuracy_after'])} with the new ones (the same {recal.get('accuracy_images')} "
+                 "images, before any fine-tuning)")
     return f"<p>{esc(text + '.')}</p>"
 
 
