@@ -55,11 +55,13 @@ class PruneResult:
 
 def prune(model: Any, example_inputs: Any, *, budget: Any = "macs:2x", method: str = "oneshot",
           importance: str = "l1", allocation: str = "uniform", round_to: int = 1, max_ratio: float = 0.9,
-          train_loader: Any = None, seed: int = 0, **params: Any) -> PruneResult:
+          train_loader: Any = None, seed: int = 0, bn_batches: int = 20, **params: Any) -> PruneResult:
     """Pruning alone, in memory (no export, fine-tuning or profiling): a copy of ``model`` with
     whole channel groups removed to ``budget``, as Torch-Pruning's ``MetaPruner`` does, on the
     groups deploypipe's ONNX analysis finds. Data-driven criteria (``taylor``, ``fisher``) and
-    methods that train read ``train_loader``. Latency budgets need a target: use :func:`build`."""
+    methods that train read ``train_loader``; with one, the pruned copy's BatchNorm statistics
+    are then re-estimated on ``bn_batches`` of its batches (0: kept), as ``build`` does.
+    Latency budgets need a target: use :func:`build`."""
     import copy
 
     from .methods import PruneContext, PruneRequest, create_method
@@ -89,5 +91,15 @@ def prune(model: Any, example_inputs: Any, *, budget: Any = "macs:2x", method: s
     request = PruneRequest(budget=parsed, importance=importance, allocation=allocation, round_to=round_to,
                            max_ratio=max_ratio, seed=seed, params=dict(params))
     method_.run(PruneContext(pruner, request, data=data))
+    if data is not None and not method_.finetunes:
+        from ..train.batchnorm import recalibrate_batchnorm
+
+        recalibrate_batchnorm(net, data.train, batches=bn_batches, batch_size=_batch_size(train_loader), seed=seed)
     return PruneResult(net, (macs, float(pruner.analysis.macs)), (params_before, float(pruner.analysis.params)),
                        tuple((int(d), int(w)) for d, w in zip(dense, pruner.widths())))
+
+
+def _batch_size(loader: Any) -> int:
+    """The batch size the caller's loader uses (128 when it does not say)."""
+    size = getattr(loader, "batch_size", None)
+    return size if isinstance(size, int) and size > 1 else 128

@@ -108,3 +108,29 @@ def test_prune_alone_in_memory():
     importlib.import_module("deploypipe.prune.budget")  # the subpackage, once imported, is still callable
 
     assert callable(deploypipe.prune)
+
+
+def test_prune_with_data_re_estimates_batchnorm_statistics():
+    """With a train_loader the pruned copy gets BatchNorm statistics of its own (bn_batches=0:
+    the dense model's); the weights are the same either way."""
+    torch.manual_seed(0)
+    train, test = _loaders()
+    net = TinyNet()
+    opt = torch.optim.SGD(net.parameters(), lr=0.1, momentum=0.9)
+    for _ in range(3):
+        for xb, yb in train:
+            opt.zero_grad()
+            nn.functional.cross_entropy(net(xb), yb).backward()
+            opt.step()
+    net.eval()
+
+    def accuracy(model) -> float:
+        with torch.no_grad():
+            return sum(int((model(xb).argmax(1) == yb).sum()) for xb, yb in test) / len(test.dataset)
+
+    kept, fresh = (deploypipe.prune(net, torch.randn(1, 1, 8, 8), budget="macs:4x", train_loader=train, bn_batches=n)
+                   for n in (0, 20))
+    stale_state, fresh_state = kept.model.state_dict(), fresh.model.state_dict()
+    assert all(torch.equal(v, fresh_state[k]) for k, v in stale_state.items() if "running" not in k and "tracked" not in k)
+    assert not torch.equal(stale_state["body.4.running_mean"], fresh_state["body.4.running_mean"])
+    assert accuracy(fresh.model) > accuracy(kept.model) + 0.05, (accuracy(fresh.model), accuracy(kept.model))
