@@ -35,9 +35,9 @@ def _loaders():
     return DataLoader(train, batch_size=64, shuffle=True), DataLoader(test, batch_size=256)
 
 
-def test_python_api_builds_a_custom_model(tmp_path):
+def _trained(train) -> TinyNet:
+    """TinyNet after 3 epochs of SGD on ``train`` (seeded), in eval mode."""
     torch.manual_seed(0)
-    train, test = _loaders()
     net = TinyNet()
     opt = torch.optim.SGD(net.parameters(), lr=0.1, momentum=0.9)
     for _ in range(3):
@@ -45,7 +45,12 @@ def test_python_api_builds_a_custom_model(tmp_path):
             opt.zero_grad()
             nn.functional.cross_entropy(net(xb), yb).backward()
             opt.step()
-    net.eval()
+    return net.eval()
+
+
+def test_python_api_builds_a_custom_model(tmp_path):
+    train, test = _loaders()
+    net = _trained(train)
     before = {k: v.clone() for k, v in net.state_dict().items()}
     calls = []
 
@@ -113,16 +118,8 @@ def test_prune_alone_in_memory():
 def test_prune_with_data_re_estimates_batchnorm_statistics():
     """With a train_loader the pruned copy gets BatchNorm statistics of its own (bn_batches=0:
     the dense model's); the weights are the same either way."""
-    torch.manual_seed(0)
     train, test = _loaders()
-    net = TinyNet()
-    opt = torch.optim.SGD(net.parameters(), lr=0.1, momentum=0.9)
-    for _ in range(3):
-        for xb, yb in train:
-            opt.zero_grad()
-            nn.functional.cross_entropy(net(xb), yb).backward()
-            opt.step()
-    net.eval()
+    net = _trained(train)
 
     def accuracy(model) -> float:
         with torch.no_grad():
