@@ -72,6 +72,9 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--finetune-epochs", type=int, default=2)
     p.add_argument("--finetune-images", type=int, default=20000, help="training images fine-tuning sees")
     p.add_argument("--finetune-lr", type=float, default=0.05)
+    p.add_argument("--finetune-distill", action="store_true",
+                   help="fine-tune every tool's model with knowledge distillation from the dense model (what "
+                        "`deploypipe build --distill` does; tau 4, alpha 0.9)")
     p.add_argument("--repeats", type=int, default=5, help="interleaved latency repeats")
     p.add_argument("--threads", type=int, default=1, help="torch threads (the machine has 2 cores)")
     p.add_argument("--device", default="cpu", help="where dense training and fine-tuning run (cuda: the data "
@@ -198,7 +201,9 @@ def dp_build(args, dense_path: Path, flags: list[str], out: Path) -> torch.nn.Mo
 
 
 # -- fine-tuning, accuracy, latency ---------------------------------------------------------
-def finetune(model, data, args, seed: int) -> float:
+def finetune(model, data, args, seed: int, teacher=None) -> float:
+    """The same fine-tuning for every tool's model; with ``--finetune-distill`` the dense
+    ``teacher`` distils into it (deploypipe's default KD: tau 4, alpha 0.9)."""
     from deploypipe.train import TrainConfig, fit
 
     images = 500 if args.smoke else args.finetune_images
@@ -209,7 +214,7 @@ def finetune(model, data, args, seed: int) -> float:
     where = device_options(args.device, True) if args.device != "cpu" else {}
     fit(model, ft, TrainConfig(epochs=1 if args.smoke else args.finetune_epochs, batch_size=128,
                                lr=args.finetune_lr, schedule="cosine", augment="crop-flip", seed=seed,
-                               progress=False, **where))
+                               progress=False, **where), teacher=teacher if args.finetune_distill else None)
     return time.perf_counter() - start
 
 
@@ -221,7 +226,8 @@ def dense_tag(args) -> str:
 def finetune_tag(args) -> str:
     """The fine-tuning a cell was made with. ``r``: the images drawn at random; cells before it
     (``ft2x20000@0.05``) took the first 20,000 of a class-ordered split, five classes only."""
-    return f"ft{args.finetune_epochs}x{args.finetune_images}r@{args.finetune_lr:g}"
+    kd = "kd" if getattr(args, "finetune_distill", False) else ""
+    return f"ft{args.finetune_epochs}x{args.finetune_images}r@{args.finetune_lr:g}{kd}"
 
 
 def error_of(model, data) -> dict:
@@ -323,7 +329,7 @@ def run_budget(args, cells: Cells, arch: str, seed: int, bx: float, data, dense_
             if cached is None:
                 prune_s = time.perf_counter() - start
                 before = error_of(model, data)["error"]
-                ft_s = finetune(model, data, args, seed)
+                ft_s = finetune(model, data, args, seed, teacher=dense)
                 cached = {**error_of(model, data), "error_before_finetune": before, "macs": macs_of(model, shape),
                           "params": sum(p.numel() for p in model.parameters()), "prune_seconds": round(prune_s, 1),
                           "finetune_seconds": round(ft_s, 1)}
@@ -370,7 +376,9 @@ def write(args, results: list, started: float) -> None:
                                                  if args.device != "cpu" else ""),
                         "finetune": {"epochs": args.finetune_epochs, "images": args.finetune_images,
                                      "lr": args.finetune_lr, "schedule": "cosine", "augment": "crop-flip",
-                                     "batch_size": 128},
+                                     "batch_size": 128, "rows": "each row's `finetune` tag: ft{epochs}x{images}"
+                                     "r@{lr}, with `kd` where the dense model distilled into the pruned one "
+                                     "(tau 4, alpha 0.9: `deploypipe build --distill`)"},
                         "test": "the full CIFAR-10 test set (10,000 images); error_se binomial",
                         "budget": "MACs counted on the exported ONNX graph by one counter for both tools; "
                                   "torch-pruning's ratio bisected to meet it",
@@ -392,15 +400,16 @@ def write(args, results: list, started: float) -> None:
 
 
 def merged(out: Path, results: list, tag: str) -> list:
-    """This run's rows over the rows already in ``out`` made with the same fine-tuning (other
-    seeds, or other variants of the same (arch and dense recipe, seed, budget), which keep their
-    own latency measurements); sorted by arch, budget, seed."""
-    key = lambda r: (model_label(r), r["budget_x"], r["seed"])  # noqa: E731
+    """This run's rows over the rows already in ``out`` (other seeds, other fine-tuning, or
+    other variants of the same (arch and dense recipe, seed, budget, fine-tuning), which keep
+    their own latency measurements); sorted by arch, budget, seed, fine-tuning."""
+    key = lambda r: (model_label(r), r["budget_x"], r["seed"], r.get("finetune", ""))  # noqa: E731
     try:
         old = json.loads(out.read_text()).get("results", [])
     except (OSError, ValueError):
         old = []
-    rows = {key(r): r for r in old if r.get("finetune") == tag}
+    rows = {key(r): r for r in old}
+    results = [{**r, "finetune": tag} for r in results]
     for r in results:
         before = rows.get(key(r), {})
         rows[key(r)] = {**r, "finetune": tag, "variants": {**before.get("variants", {}), **r["variants"]}}
@@ -427,30 +436,35 @@ def model_label(row: dict) -> str:
 
 def table(path: Path) -> str:
     """The README's table: per model, budget and variant, the error of each seed, their mean
-    with its standard error (test-set sampling), MACs reduction and speedup (means over seeds)."""
+    with its standard error (test-set sampling), MACs reduction and speedup (means over seeds).
+    Rows fine-tuned with distillation say so; the dense row lists every seed's dense model."""
     doc = json.loads(path.read_text())
     rows: dict = {}
+    dense: dict = {}
     for r in doc["results"]:
+        dense.setdefault(model_label(r), {})[r["seed"]] = r["dense"]
+        kd = str(r.get("finetune", "")).endswith("kd")
         for name, v in r["variants"].items():
-            rows.setdefault((model_label(r), r["budget_x"], name), []).append((r["seed"], v, r["dense"]))
+            rows.setdefault((model_label(r), r["budget_x"], kd, name), []).append((r["seed"], v))
     out = ["| model | budget | tool / settings | error per seed | mean error | MACs fewer | speed vs dense |",
            "|---|---|---|---|---|---|---|"]
+    order = lambda k: (k[0], k[1], k[2], list(LABELS).index(k[3]) if k[3] in LABELS else 99)  # noqa: E731
     dense_done = set()
-    for (arch, bx, name) in sorted(rows, key=lambda k: (k[0], k[1], list(LABELS).index(k[2]) if k[2] in LABELS else 99)):
-        cells = sorted((s, v, d) for s, v, d in rows[(arch, bx, name)] if "error" in v)
+    for (arch, bx, kd, name) in sorted(rows, key=order):
+        cells = sorted((s, v) for s, v in rows[(arch, bx, kd, name)] if "error" in v)
         if arch not in dense_done:
-            dense = [d for _, _, d in sorted(rows[(arch, bx, name)], key=lambda t: t[0])]
-            errs = " / ".join(f"{100 * d['error']:.2f}" for d in dense)
+            errs = " / ".join(f"{100 * d['error']:.2f}" for _, d in sorted(dense[arch].items()))
             out.append(f"| {arch} | dense | trained by `deploypipe train` | {errs}% | | 1x | 1x |")
             dense_done.add(arch)
         if not cells:
             continue
-        errs = [v["error"] for _, v, _ in cells]
-        se = math.sqrt(sum(v["error_se"] ** 2 for _, v, _ in cells)) / len(cells)
-        speed = np.mean([v["speedup"] for _, v, _ in cells if "speedup" in v] or [float("nan")])
-        macs = np.mean([v["macs_reduction"] for _, v, _ in cells if "macs_reduction" in v] or [float("nan")])
+        errs = [v["error"] for _, v in cells]
+        se = math.sqrt(sum(v["error_se"] ** 2 for _, v in cells)) / len(cells)
+        speed = np.mean([v["speedup"] for _, v in cells if "speedup" in v] or [float("nan")])
+        macs = np.mean([v["macs_reduction"] for _, v in cells if "macs_reduction" in v] or [float("nan")])
         budget = f"{bx:g}x MACs" if name != "dp_latency" else f"TP's {bx:g}x latency"
-        out.append(f"| {arch} | {budget} | {LABELS.get(name, name)} | "
+        label = LABELS.get(name, name) + (", **KD fine-tuning**" if kd else "")
+        out.append(f"| {arch} | {budget} | {label} | "
                    f"{' / '.join(f'{100 * e:.2f}' for e in errs)}% | {100 * np.mean(errs):.2f} ± {100 * se:.2f}% | "
                    f"{macs:.2f}x | {speed:.2f}x |")
     return "\n".join(out)

@@ -56,3 +56,31 @@ def test_rows_trained_at_another_lr_are_not_merged(tmp_path):
     out.write_text(json.dumps({"results": [row(8, "tp_l2_global", 0.25)]}))
     rows = tool.merged(out, [row(8, "dp_cpli", 0.24, lr=0.05)], "ft2x20000r@0.05")
     assert sorted(tool.model_label(r) for r in rows) == ["resnet56 (8 ep)", "resnet56 (8 ep, lr 0.05)"]
+
+
+def test_rows_fine_tuned_otherwise_are_kept_apart_and_labelled(tmp_path):
+    tool = bench_cifar()
+    out = tmp_path / "cifar10.json"
+    out.write_text(json.dumps({"results": [row(8, "tp_l2_global", 0.25)]}))
+    rows = tool.merged(out, [row(8, "tp_l2_global", 0.23)], "ft2x20000r@0.05kd")
+    assert sorted((r["finetune"], r["variants"]["tp_l2_global"]["error"]) for r in rows) == \
+        [("ft2x20000r@0.05", 0.25), ("ft2x20000r@0.05kd", 0.23)]
+    out.write_text(json.dumps({"results": rows}))
+    text = tool.table(out)
+    assert "| Torch-Pruning L2 global | 25.00% |" in text
+    assert "| Torch-Pruning L2 global, **KD fine-tuning** | 23.00% |" in text
+
+
+def test_dense_row_lists_every_seed(tmp_path):
+    tool = bench_cifar()
+    out = tmp_path / "cifar10.json"
+    first, second = row(8, "tp_l2_global", 0.25), {**row(8, "dp_cpli", 0.24), "seed": 1}
+    second["dense"] = {"error": 0.2}
+    out.write_text(json.dumps({"results": [first, second]}))
+    assert "| resnet56 (8 ep) | dense | trained by `deploypipe train` | 23.00 / 20.00% |" in tool.table(out)
+
+
+def test_distillation_is_part_of_the_fine_tuning_tag():
+    tool = bench_cifar()
+    assert tool.finetune_tag(tool.parse([])) == "ft2x20000r@0.05"
+    assert tool.finetune_tag(tool.parse(["--finetune-distill"])) == "ft2x20000r@0.05kd"
