@@ -412,7 +412,7 @@ def merged(out: Path, results: list, tag: str) -> list:
     results = [{**r, "finetune": tag} for r in results]
     for r in results:
         before = rows.get(key(r), {})
-        rows[key(r)] = {**r, "finetune": tag, "variants": {**before.get("variants", {}), **r["variants"]}}
+        rows[key(r)] = {**r, "variants": {**before.get("variants", {}), **r["variants"]}}
     return [v for _, v in sorted(rows.items())]
 
 
