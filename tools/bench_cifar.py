@@ -59,6 +59,7 @@ ARCHIVE = ROOT.parent / "shared" / "data" / "cifar10-jpeg.tar.gz"
 CACHE = ROOT / "bench_cache" / "cifar"
 VARIANTS = ("tp_l2_uniform", "tp_l2_global", "tp_taylor_global", "tp_hessian_global", "dp_default", "dp_l2_global",
             "dp_taylor_global", "dp_l2_global_r1", "dp_cpli", "dp_cpli_r1", "dp_latency")
+KD_TAG = "kd"  # ends the fine-tuning tag of rows fine-tuned with distillation from the dense model
 
 
 def parse(argv: list[str] | None = None) -> argparse.Namespace:
@@ -202,8 +203,8 @@ def dp_build(args, dense_path: Path, flags: list[str], out: Path) -> torch.nn.Mo
 
 # -- fine-tuning, accuracy, latency ---------------------------------------------------------
 def finetune(model, data, args, seed: int, teacher=None) -> float:
-    """The same fine-tuning for every tool's model; with ``--finetune-distill`` the dense
-    ``teacher`` distils into it (deploypipe's default KD: tau 4, alpha 0.9)."""
+    """The same fine-tuning for every tool's model; a ``teacher`` (the dense model, with
+    ``--finetune-distill``) distils into it (deploypipe's default KD: tau 4, alpha 0.9)."""
     from deploypipe.train import TrainConfig, fit
 
     images = 500 if args.smoke else args.finetune_images
@@ -214,7 +215,7 @@ def finetune(model, data, args, seed: int, teacher=None) -> float:
     where = device_options(args.device, True) if args.device != "cpu" else {}
     fit(model, ft, TrainConfig(epochs=1 if args.smoke else args.finetune_epochs, batch_size=128,
                                lr=args.finetune_lr, schedule="cosine", augment="crop-flip", seed=seed,
-                               progress=False, **where), teacher=teacher if args.finetune_distill else None)
+                               progress=False, **where), teacher=teacher)
     return time.perf_counter() - start
 
 
@@ -226,7 +227,7 @@ def dense_tag(args) -> str:
 def finetune_tag(args) -> str:
     """The fine-tuning a cell was made with. ``r``: the images drawn at random; cells before it
     (``ft2x20000@0.05``) took the first 20,000 of a class-ordered split, five classes only."""
-    kd = "kd" if getattr(args, "finetune_distill", False) else ""
+    kd = KD_TAG if args.finetune_distill else ""
     return f"ft{args.finetune_epochs}x{args.finetune_images}r@{args.finetune_lr:g}{kd}"
 
 
@@ -329,7 +330,7 @@ def run_budget(args, cells: Cells, arch: str, seed: int, bx: float, data, dense_
             if cached is None:
                 prune_s = time.perf_counter() - start
                 before = error_of(model, data)["error"]
-                ft_s = finetune(model, data, args, seed, teacher=dense)
+                ft_s = finetune(model, data, args, seed, teacher=dense if args.finetune_distill else None)
                 cached = {**error_of(model, data), "error_before_finetune": before, "macs": macs_of(model, shape),
                           "params": sum(p.numel() for p in model.parameters()), "prune_seconds": round(prune_s, 1),
                           "finetune_seconds": round(ft_s, 1)}
@@ -443,7 +444,7 @@ def table(path: Path) -> str:
     dense: dict = {}
     for r in doc["results"]:
         dense.setdefault(model_label(r), {})[r["seed"]] = r["dense"]
-        kd = str(r.get("finetune", "")).endswith("kd")
+        kd = str(r.get("finetune", "")).endswith(KD_TAG)
         for name, v in r["variants"].items():
             rows.setdefault((model_label(r), r["budget_x"], kd, name), []).append((r["seed"], v))
     out = ["| model | budget | tool / settings | error per seed | mean error | MACs fewer | speed vs dense |",

@@ -22,6 +22,12 @@ def row(epochs: int, variant: str, error: float, lr: float = 0.1) -> dict:
             "dense_recipe": {"epochs": epochs, "lr": lr, "checkpoint": f"resnet56_s0_e{epochs}lr{lr:g}.pt"}}
 
 
+def table_of(tmp_path, rows: list) -> str:
+    out = tmp_path / "table.json"
+    out.write_text(json.dumps({"results": rows}))
+    return bench_cifar().table(out)
+
+
 def test_rows_from_other_dense_recipes_are_not_merged(tmp_path):
     tool = bench_cifar()
     out = tmp_path / "cifar10.json"
@@ -42,10 +48,7 @@ def test_rows_of_one_recipe_merge_their_variants(tmp_path):
 
 
 def test_table_names_the_dense_training_length(tmp_path):
-    tool = bench_cifar()
-    out = tmp_path / "cifar10.json"
-    out.write_text(json.dumps({"results": [row(8, "tp_l2_global", 0.25), row(20, "tp_l2_global", 0.11)]}))
-    text = tool.table(out)
+    text = table_of(tmp_path, [row(8, "tp_l2_global", 0.25), row(20, "tp_l2_global", 0.11)])
     assert "| resnet56 (8 ep) | 2x MACs | Torch-Pruning L2 global | 25.00% |" in text
     assert "| resnet56 (20 ep) | 2x MACs | Torch-Pruning L2 global | 11.00% |" in text
 
@@ -65,19 +68,16 @@ def test_rows_fine_tuned_otherwise_are_kept_apart_and_labelled(tmp_path):
     rows = tool.merged(out, [row(8, "tp_l2_global", 0.23)], "ft2x20000r@0.05kd")
     assert sorted((r["finetune"], r["variants"]["tp_l2_global"]["error"]) for r in rows) == \
         [("ft2x20000r@0.05", 0.25), ("ft2x20000r@0.05kd", 0.23)]
-    out.write_text(json.dumps({"results": rows}))
-    text = tool.table(out)
+    text = table_of(tmp_path, rows)
     assert "| Torch-Pruning L2 global | 25.00% |" in text
     assert "| Torch-Pruning L2 global, **KD fine-tuning** | 23.00% |" in text
 
 
 def test_dense_row_lists_every_seed(tmp_path):
-    tool = bench_cifar()
-    out = tmp_path / "cifar10.json"
     first, second = row(8, "tp_l2_global", 0.25), {**row(8, "dp_cpli", 0.24), "seed": 1}
     second["dense"] = {"error": 0.2}
-    out.write_text(json.dumps({"results": [first, second]}))
-    assert "| resnet56 (8 ep) | dense | trained by `deploypipe train` | 23.00 / 20.00% |" in tool.table(out)
+    assert "| resnet56 (8 ep) | dense | trained by `deploypipe train` | 23.00 / 20.00% |" in \
+        table_of(tmp_path, [first, second])
 
 
 def test_distillation_is_part_of_the_fine_tuning_tag():
