@@ -129,6 +129,13 @@ def load(path: Path) -> torch.nn.Module:
     return load_model(path).model
 
 
+def training_seconds(path: Path) -> dict:
+    """How long the dense model's training took, from the history its checkpoint keeps."""
+    meta = torch.load(path, map_location="cpu", weights_only=True).get("metadata") or {}
+    epochs = [round(h["seconds"], 1) for h in meta.get("history", []) if "seconds" in h]
+    return {"train_seconds": round(meta["train_seconds"], 1), "epoch_seconds": epochs} if "train_seconds" in meta else {}
+
+
 # -- the two tools --------------------------------------------------------------------------
 def macs_of(model: torch.nn.Module, shape) -> float:
     from deploypipe.graph import analyse
@@ -353,7 +360,7 @@ def run_budget(args, cells: Cells, arch: str, seed: int, bx: float, data, dense_
         rows[name]["dense_latency_ms"] = lat["dense"]  # its own run's reference (runs merge per variant)
         rows[name]["macs_reduction"] = dense_macs / rows[name]["macs"]
     dense_row = {**error_of(dense, data), "macs": dense_macs, "params": sum(p.numel() for p in dense.parameters()),
-                 "latency_ms": lat["dense"]}
+                 "latency_ms": lat["dense"], **training_seconds(dense_path)}
     return {"arch": arch, "seed": seed, "budget_x": bx, "dense": dense_row, "variants": rows,
             "target_latency_ratio": latency_ratio, "load_average": list(os.getloadavg())}
 
