@@ -360,7 +360,13 @@ class _TorchBuild:
         hook = None
         if ctx.data is not None and ctx.on_round is None:
             ctx.on_round = hook = RoundAccuracy(ctx.pruner.analysis.macs)
-        method.run(ctx)
+        import torch
+
+        # a method's random draws (FBS's gate initialisation, a random criterion) follow --seed: the
+        # global RNG is seeded afresh at every process start, and a caller's state is left untouched
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(cfg.seed)
+            method.run(ctx)
         if hook is not None:
             hook.finish(ctx)
         if not method.finetunes:  # a method that trains while it pruned left statistics of its own

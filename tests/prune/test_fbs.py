@@ -294,3 +294,27 @@ def test_saliency_l1_term_enters_the_training_loss_with_its_lambda():
         assert len(probe.rows) == 4
         for extra, l1 in probe.rows:
             assert l1 > 0 and extra == pytest.approx(lam * l1, rel=1e-4, abs=1e-6)
+
+
+def test_fbs_build_is_the_same_whatever_the_callers_random_state(tmp_path):
+    """The gates' random initialisation is seeded by the build's --seed, not drawn from the global RNG
+    (random at each process start, or whatever a caller left): the same build of the same checkpoint
+    twice gives the same pruned weights. Before, two identical CLI runs differed by 0.7 pt."""
+    from deploypipe.checkpoint.save import save_checkpoint
+    from deploypipe.models import create_model
+
+    torch.manual_seed(0)
+    ckpt = save_checkpoint(tmp_path / "dense.pt", create_model("test_resnet_cifar", num_classes=10, in_channels=1,
+                                                               input_size=8))
+    params = {"density": "0.3", "warmup_epochs": "1", "joint_epochs": "1"}
+    weights = []
+    for caller_seed in (1, 2):
+        torch.manual_seed(caller_seed)
+        cfg = BuildConfig(str(ckpt), data=DataOptions("digits", limit=200),
+                          train=TrainOptions(epochs=0, batch_size=32),
+                          prune=PruneOptions("fbs", method_params=params, round_to=2),
+                          output=OutputOptions(tmp_path / f"run{caller_seed}", progress=False), profile_iterations=3)
+        build(cfg)
+        weights.append(torch.load(tmp_path / f"run{caller_seed}" / "pruned.pt", weights_only=True)["state_dict"])
+    assert weights[0].keys() == weights[1].keys()
+    assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
