@@ -71,7 +71,14 @@ class TargetTimer:
             out += [ms * out[0] / reference for ms in rest]
         return out
 
-    def _time_chunk(self, models: Sequence[onnx.ModelProto]) -> list[float]:
+    def bursts_of(self, models: Sequence[onnx.ModelProto]) -> list[list[float]]:
+        """Each model's statistic in every burst (at most ``CHUNK`` models): burst ``i`` of every
+        model was timed in the same moment, so ratios of one burst are paired."""
+        if len(models) > CHUNK:
+            raise ValueError(f"bursts_of times at most {CHUNK} models at once")
+        return self._time_chunk(models, raw=True)
+
+    def _time_chunk(self, models: Sequence[onnx.ModelProto], raw: bool = False):
         from ..backends import backend_for_target
 
         backend = backend_for_target(self.target)
@@ -82,12 +89,13 @@ class TargetTimer:
                     path = Path(tmp) / f"m{i}.onnx"
                     onnx.save(model, str(path))
                     engines.append(backend.build(path, self.target))
-                return self._interleave(engines)
+                values = self._interleave(engines)
+                return values if raw else [statistics.median(v) for v in values]
             finally:
                 for e in engines:
                     e.close()
 
-    def _interleave(self, engines) -> list[float]:
+    def _interleave(self, engines) -> list[list[float]]:
         t = self.target
         per_burst = max(1, self.iterations // self.bursts)
         values: list[list[float]] = [[] for _ in engines]
@@ -99,7 +107,7 @@ class TargetTimer:
                                     min_seconds=self.min_burst_seconds, sample_shape=_sample_shape(engine, t))
                 values[i].append(stats.statistic(t.statistic))
         self.calls += len(engines)
-        return [statistics.median(v) for v in values]
+        return values
 
 
 class PreparedTimer:

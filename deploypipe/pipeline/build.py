@@ -111,8 +111,8 @@ class _TorchBuild:
         finetuned = self._finetune_stage(subject, ctx, method, teacher)
         pruned = self._export_stage(subject, "pruned", checkpoint=not finetuned)  # else fine-tuning wrote it
         quant = self._quantize(subject.data) if self.precision else None
-        profiles, quantized = self._profile_stage(quant)
-        return once(self._write_report, ctx, method, (dense, pruned), profiles, quantized)
+        profiles, quantized, speed = self._profile_stage(quant)
+        return once(self._write_report, ctx, method, (dense, pruned), profiles, quantized, speed)
 
     def _load_stage(self) -> _Subject:
         """The model and its data (a zoo model's architecture follows its dataset's images)."""
@@ -213,13 +213,19 @@ class _TorchBuild:
 
     def _profile_stage(self, quant: dict[str, Any] | None):
         """(dense profile, pruned profile) on the fp32 target; with a quantized model, also
-        (its result, its profile, the three models timed interleaved)."""
+        (its result, its profile, the three models timed interleaved); for a plain build, dense
+        and pruned timed interleaved (a latency build's final check does that already)."""
         from ..train import on_rank_zero as once
+        from .speed import interleaved_speed
 
         with self.run_dir.stage("profile", f"profiling dense and pruned models on {self.target.name}"):
             profiles = once(self._profile)
             quantized = (quant, *once(self._profile_quantized)) if quant else None
-        return profiles, quantized
+            speed = None
+            if quant is None and self.latency is None:
+                speed = once(interleaved_speed, self.run_dir.out_dir, self.fp32_target,
+                             self.config.profile_iterations)
+        return profiles, quantized, speed
 
     # -- the steps the stages take ---------------------------------------------------
     def _zoo_input(self):
@@ -429,7 +435,8 @@ class _TorchBuild:
         profile = profile_onnx(path, self.quant_target, iterations=self.config.profile_iterations)
         return profile, side_by_side(self.run_dir.out_dir, self.quant_target, self.precision)
 
-    def _write_report(self, ctx, method, exported: tuple[dict, dict], profiles, quantized=None) -> BuildReport:
+    def _write_report(self, ctx, method, exported: tuple[dict, dict], profiles, quantized=None,
+                      speed=None) -> BuildReport:
         """The report from the exported models, their profiles and the pruning context;
         written as ``report.json`` and ``report.html``."""
         from ..graph import analyse, load_onnx
@@ -448,7 +455,7 @@ class _TorchBuild:
             latency=self._latency_outcome(ctx, quantized, profiles[1]))
         if quantized is not None:  # (result, profile, interleaved timing)
             report = with_quantized(report, self.run_dir.out_dir, *quantized)
-        report = dataclasses.replace(report, preprocessing=self._preprocessing(ctx.data))
+        report = dataclasses.replace(report, preprocessing=self._preprocessing(ctx.data), speed=speed)
         write_build_report(self.run_dir.out_dir, report)
         return report
 

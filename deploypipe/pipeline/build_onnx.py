@@ -19,6 +19,7 @@ from .quantize_stage import (build_precision, quantize_pruned, quantized_name, r
                              targets_for, with_quantized)
 from .reconstruct_stage import load_images, reconstruct
 from .run import Run
+from .speed import interleaved_speed
 
 
 def build_onnx(config: BuildConfig, target) -> BuildReport:
@@ -64,8 +65,10 @@ def build_onnx(config: BuildConfig, target) -> BuildReport:
             profile = profile_onnx(run.path(quantized_name(precision)), quant_target,
                                    iterations=config.profile_iterations)
             quantized = (quant, profile, side_by_side(run.out_dir, quant_target, precision))
+        # a plain build: is the pruned model faster? (a latency build's final check says so for its own)
+        speed = None if quant or latency else interleaved_speed(run.out_dir, fp32_target, config.profile_iterations)
     return _write_report(run, config, target, (analysis, small, drop), oracle, profiles, round_to, latency,
-                         rebuilt, quantized)
+                         rebuilt, quantized, speed)
 
 
 def _check_request(config: BuildConfig, target) -> str | None:
@@ -87,7 +90,7 @@ def _check_request(config: BuildConfig, target) -> str | None:
 
 
 def _write_report(run: Run, config: BuildConfig, target, pruning, oracle, profiles, round_to: int,
-                  latency=None, rebuilt=None, quantized=None) -> BuildReport:
+                  latency=None, rebuilt=None, quantized=None, speed=None) -> BuildReport:
     """The report of the surgery ``pruning`` = (analysis, shrunk model, channels dropped per
     group); written as ``report.json`` and ``report.html``."""
     from ..report import write_build_report
@@ -111,6 +114,8 @@ def _write_report(run: Run, config: BuildConfig, target, pruning, oracle, profil
         report = dataclasses.replace(report, reconstruction=rebuilt.summary)
     if quantized is not None:  # (result, profile, interleaved timing)
         report = with_quantized(report, run.out_dir, *quantized)
+    if speed is not None:
+        report = dataclasses.replace(report, speed=speed)
     write_build_report(run.out_dir, report)
     return report
 

@@ -8,7 +8,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from .. import __version__
-from ..measure.stats import speed_phrase
+from ..measure.stats import speed_phrase, speedup_sentence
 from ..report.schema import (BuildReport, GroupRow, LatencyOutcome, LatencyStats, LayerTimes, MethodSummary,
                              ModelColumn, QuantizedColumn, StageTime, TargetSummary, Verification)
 from .config import BuildConfig
@@ -133,9 +133,15 @@ def _table(report: BuildReport) -> list[str]:
                         f"{d.size_bytes / last.size_bytes:.2f}x smaller"))
     if all(c.latency_ms for _, c in cols):
         lat = [c.latency_ms for _, c in cols]
+        in_turn = "verdict" in (report.speed or {})  # then the interleaved timing below makes the claim
         rows.append(row("latency p50", [f"{x.median:.3f}ms" for x in lat],
+                        f"batch {lat[0].batch}, profiled in turn" if in_turn else
                         f"{speed_phrase(lat[0].median, lat[-1].median)}, batch {lat[0].batch}"))
         rows.append(row("latency p90", [f"{x.p90:.3f}ms" for x in lat]))
+    speed = report.speed or {}
+    if "verdict" in speed:  # the profiles ran one after the other; this pair shared each moment's load
+        rows.append(f"timed interleaved ({speed['bursts']} alternating bursts): dense {speed['dense_ms']:.3f} ms, "
+                    f"pruned {speed['pruned_ms']:.3f} ms: {speedup_sentence(speed)}")
     return rows
 
 

@@ -153,6 +153,10 @@ class BuildReport:
     preprocessing: Mapping[str, Any] | None = field(default=None, metadata=OMIT_NONE)
     # an ONNX build with data: the least-squares refit and the accuracies it was judged by
     reconstruction: Mapping[str, Any] | None = field(default=None, metadata=OMIT_NONE)
+    # dense and pruned timed in alternating bursts: medians, the speed-up with its interval and verdict
+    # (a plain build on a CPU target; a latency build's final check and a quantized build's
+    # side-by-side timing do the same for theirs)
+    speed: Mapping[str, Any] | None = field(default=None, metadata=OMIT_NONE)
 
     @property
     def passed(self) -> bool:

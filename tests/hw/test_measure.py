@@ -197,3 +197,38 @@ def test_the_loops_pair_timer_takes_more_bursts_than_a_tables(monkeypatch):
     monkeypatch.setattr(timer_module.time, "sleep", lambda s: None)
     timer_module.TargetTimer.for_pairs(cpu)._interleave([Engine(), Engine()])
     assert len(runs) == 2 * timer_module.PAIR_BURSTS and sum(runs) <= 2 * cpu.iterations
+
+
+def test_bursts_of_returns_every_burst_in_model_order(monkeypatch):
+    """Burst i of each model was timed in the same round of the alternation: the raw values come
+    back per model, in order, for a paired comparison; more models than CHUNK are refused."""
+    import onnx
+
+    from deploypipe.hw import timer as timer_module
+
+    clock = iter(range(1, 100))
+
+    class Engine:
+        inputs = ()
+
+        def __init__(self, scale):
+            self.scale = scale
+
+        def time(self, batch, warmup, iterations, **kw):
+            value = self.scale * next(clock)
+            return type("Stats", (), {"statistic": lambda self, name: value})()
+
+        def close(self):
+            pass
+
+    class Backend:
+        def build(self, path, target):
+            return Engine(10.0 if path.name == "m0.onnx" else 1.0)
+
+    monkeypatch.setattr("deploypipe.backends.backend_for_target", lambda target: Backend())
+    monkeypatch.setattr(timer_module.time, "sleep", lambda s: None)
+    model = onnx.helper.make_model(onnx.helper.make_graph([], "g", [], []))
+    timer = timer_module.TargetTimer(load_target("cpu-batch32"), iterations=3, bursts=3)
+    assert timer.bursts_of([model, model]) == [[10.0, 30.0, 50.0], [2.0, 4.0, 6.0]]
+    with pytest.raises(ValueError):
+        timer.bursts_of([model] * (timer_module.CHUNK + 1))

@@ -68,3 +68,36 @@ def test_a_slowdown_is_said_as_one():
     assert speed_phrase(1.61, 1.0) == "1.61x faster"
     assert speed_phrase(1.0, 1.22) == "1.22x slower"
     assert speed_phrase(1.0, 1.002) == "as fast" and speed_phrase(0.0, 1.0) == "—"
+
+
+def test_paired_bursts_cancel_the_machines_drift():
+    """The load doubles and halves between bursts, the pruned model always 1.25x faster in the
+    same moment: the paired estimate is exact and its interval tight, where the medians of the two
+    models' bursts taken apart would be at the mercy of which bursts were slow."""
+    from deploypipe.measure.stats import paired_speedup, speedup_sentence
+
+    load = [1.0, 2.0, 0.7, 1.6, 1.1, 2.4, 0.9]
+    s = paired_speedup([1.25 * x for x in load], load)
+    assert s["speedup"] == pytest.approx(1.25) and s["low"] == pytest.approx(1.25) == s["high"]
+    assert s["verdict"] == "faster" and s["bursts"] == 7
+    assert speedup_sentence(s) == "1.250x faster (95% interval 1.250-1.250x)"
+
+
+def test_a_speedup_is_claimed_only_where_its_interval_is_on_one_side_of_one():
+    from deploypipe.measure.stats import paired_speedup, speedup_sentence
+
+    noisy = paired_speedup([1.0, 1.1, 1.2, 1.0, 1.05], [1.2, 0.85, 1.3, 0.82, 0.9])
+    assert noisy["verdict"] == "no measurable difference" and noisy["low"] < 1 < noisy["high"]
+    assert speedup_sentence(noisy).startswith("no measurable difference (speed ratio 1.17x")
+    # a tight interval within the margin of 1 is no claim either: runs of one build disagree by that much
+    close = paired_speedup([1.02, 1.021, 1.019, 1.02], [1.0, 1.0, 1.0, 1.0])
+    assert close["low"] > 1.0 and close["verdict"] == "no measurable difference"
+    assert speedup_sentence(close).endswith("within 3%)")
+    assert paired_speedup([1.02, 1.021, 1.019, 1.02], [1.0] * 4, margin=0.0)["verdict"] == "faster"
+    slower = paired_speedup([1.0, 1.0, 1.0], [2.0, 2.1, 1.9])
+    assert slower["verdict"] == "slower" and speedup_sentence(slower) == "2.00x slower (95% interval 1.90-2.10x)"
+    assert paired_speedup([1.0, 1.1, 1.2, 1.0, 1.05], [1.2, 0.85, 1.3, 0.82, 0.9]) == noisy  # seeded
+    with pytest.raises(InputError):
+        paired_speedup([1.0, 2.0], [1.0])
+    with pytest.raises(InputError):
+        paired_speedup([1.0], [0.0])

@@ -56,6 +56,12 @@ def test_build_checkpoint_writes_the_run_directory(trained, tmp_path, capsys):
     state = torch.load(out / "pruned.pt", weights_only=True)
     assert state["format"].startswith("deploypipe.checkpoint")
     assert "accuracy" in stdout and "x fewer" in stdout
+    # the speed claim comes from dense and pruned timed in alternating bursts, with its interval
+    speed = report["speed"]
+    assert speed["bursts"] >= 1 and speed["low"] <= speed["speedup"] <= speed["high"]
+    assert speed["verdict"] in ("faster", "slower", "no measurable difference")
+    assert "timed interleaved" in stdout and "profiled in turn" in stdout
+    assert "timed interleaved" in (out / "report.html").read_text()
 
 
 def test_build_from_zoo_global_taylor_iterative(tmp_path, capsys):
@@ -80,6 +86,7 @@ def test_build_onnx_input_prunes_by_weights_and_verifies(tmp_path, capsys):
     assert code == 0 and "oracle" in stdout
     report = json.loads((tmp_path / "run" / "report.json").read_text())
     assert report["pruned"]["macs"] < report["dense"]["macs"] and report["dense"]["accuracy"] is None
+    assert report["speed"]["verdict"] in ("faster", "slower", "no measurable difference")
 
 
 @pytest.mark.parametrize("args,needle", [
