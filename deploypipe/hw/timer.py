@@ -99,8 +99,12 @@ class TargetTimer:
         t = self.target
         per_burst = max(1, self.iterations // self.bursts)
         values: list[list[float]] = [[] for _ in engines]
+        order = list(range(len(engines)))
         for burst in range(self.bursts):
-            for i, engine in enumerate(engines):
+            # odd bursts run the models in reverse (ABBA): a cost of going first or last (a pool
+            # waking up, the clock ramping) falls on every model alike instead of on the first one
+            for i in (order if burst % 2 == 0 else order[::-1]):
+                engine = engines[i]
                 if self.settle and len(engines) > 1:
                     time.sleep(self.settle)
                 stats = engine.time(t.batch, self.warmup if burst == 0 else 1, per_burst,

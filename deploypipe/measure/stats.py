@@ -8,6 +8,7 @@ standard deviation is the population one, as trtexec's "coefficient of variance"
 from __future__ import annotations
 
 import math
+import statistics
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -98,44 +99,67 @@ def speed_phrase(before_ms: float, after_ms: float) -> str:
     return f"{ratio:.2f}x faster" if ratio > 1 else f"{1 / ratio:.2f}x slower"
 
 
-#: Speed ratios within this of 1 are not called faster or slower: the bootstrap interval covers the
-#: noise within one run, and identical builds of a 0.1-ms model on our 2-core machine, each timed
-#: interleaved, disagreed by about this much (``default_cpu`` in benchmarks/results/readme_examples.json).
+#: Speed ratios within this of 1 count as the same speed: the interval covers the noise within one
+#: run, and identical builds of a 0.1-ms model on our 2-core machine, each timed interleaved,
+#: disagreed by about this much (``default_cpu`` in benchmarks/results/readme_examples.json).
 SAME_SPEED_MARGIN = 0.03
+VERDICTS = ("faster", "slower", "same speed", "inconclusive", "too few bursts")
+
+
+def median_interval(values: Sequence[float], confidence: float = 0.95) -> tuple[float, float, float] | None:
+    """A distribution-free interval for the median of ``values``: the k-th smallest and k-th largest,
+    k the largest with P(Binomial(n, 1/2) < k) <= (1 - confidence) / 2 (the sign test's interval);
+    returns (low, high, its exact coverage), or None when n is too small for that confidence
+    (n < 6 at 95%)."""
+    n, tail = len(values), (1.0 - confidence) / 2.0
+    below, k = 0.0, 0  # below: P(X < k+1) as k grows
+    while k < n // 2:
+        below += math.comb(n, k) / 2.0 ** n
+        if below > tail:
+            break
+        k += 1
+    if k == 0:
+        return None
+    xs = sorted(values)
+    miss = sum(math.comb(n, i) for i in range(k)) / 2.0 ** n
+    return xs[k - 1], xs[n - k], 1.0 - 2.0 * miss
 
 
 def paired_speedup(before: Sequence[float], after: Sequence[float], *, confidence: float = 0.95,
-                   resamples: int = 2000, seed: int = 0,
-                   margin: float = SAME_SPEED_MARGIN) -> dict[str, float | int | str]:
+                   margin: float = SAME_SPEED_MARGIN) -> dict[str, float | int | str | None]:
     """How much faster ``after`` ran than ``before`` from bursts timed in alternation: the median
     of the per-burst ratios before/after (each burst's pair shared the machine's load of that
-    moment), with a seeded percentile-bootstrap interval over the bursts. ``verdict`` is
-    "faster" or "slower" only when the whole interval lies beyond ``margin`` of 1, else "no
-    measurable difference"."""
-    import numpy as np
-
-    b, a = np.asarray(before, dtype=float), np.asarray(after, dtype=float)
-    if b.size != a.size or b.size == 0 or (b <= 0).any() or (a <= 0).any():
-        raise InputError("paired_speedup needs as many positive burst times after as before")
-    ratios = b / a
-    boot = np.median(ratios[np.random.default_rng(seed).integers(0, ratios.size, (resamples, ratios.size))], axis=1)
-    tail = (1.0 - confidence) / 2.0
-    low, high = (float(x) for x in np.quantile(boot, [tail, 1.0 - tail]))
-    verdict = ("faster" if low > 1.0 + margin else "slower" if high < 1.0 / (1.0 + margin)
-               else "no measurable difference")
-    return {"speedup": float(np.median(ratios)), "low": low, "high": high, "confidence": confidence,
-            "margin": margin, "bursts": int(ratios.size), "verdict": verdict}
+    moment) with :func:`median_interval`. ``verdict``: "faster" or "slower" where the whole interval
+    lies beyond ``margin`` of 1, "same speed" where it lies within it, else "inconclusive"; "too few
+    bursts" (no interval) below six."""
+    b, a = [float(x) for x in before], [float(x) for x in after]
+    if len(b) != len(a) or not b or not all(math.isfinite(x) and x > 0 for x in (*b, *a)):
+        raise InputError("paired_speedup needs as many positive, finite burst times after as before")
+    ratios = [x / y for x, y in zip(b, a)]
+    out = {"speedup": float(statistics.median(ratios)), "low": None, "high": None, "confidence": None,
+           "margin": margin, "bursts": len(ratios), "verdict": "too few bursts"}
+    interval = median_interval(ratios, confidence)
+    if interval is not None:
+        low, high, coverage = interval
+        verdict = ("faster" if low > 1.0 + margin else "slower" if high < 1.0 / (1.0 + margin)
+                   else "same speed" if low >= 1.0 / (1.0 + margin) and high <= 1.0 + margin else "inconclusive")
+        out.update(low=low, high=high, confidence=coverage, verdict=verdict)
+    return out
 
 
 def speedup_sentence(s: dict) -> str:
-    """``1.24x faster (95% interval 1.10-1.35x)``, ``1.30x slower (95% interval 1.21-1.38x)``, or
-    ``no measurable difference (speed ratio 1.02x, 95% interval 1.012-1.031x, within 3%)``: a speed-up
-    is claimed only where its interval lies beyond the margin (three decimals where it is narrow)."""
+    """``1.24x faster (98.8% interval 1.10-1.35x)``, ``1.30x slower (...)``, ``same speed within 3%
+    (speed ratio 1.01x, ...)``, ``inconclusive: ...``: a speed-up is claimed only where its interval
+    lies beyond the margin (three decimals where the interval is narrow)."""
+    if s["verdict"] == "too few bursts":
+        return f"too few bursts ({s['bursts']}) to tell: speed ratio {s['speedup']:.2f}x"
     low, high, est = s["low"], s["high"], s["speedup"]
     if s["verdict"] == "slower":
         low, high, est = 1 / high, 1 / low, 1 / est
     d = 3 if high - low < 0.05 else 2
-    interval = f"{s['confidence']:.0%} interval {low:.{d}f}-{high:.{d}f}x"
-    if s["verdict"] == "no measurable difference":
-        return f"no measurable difference (speed ratio {est:.{d}f}x, {interval}, within {s['margin']:.0%})"
+    interval = f"{s['confidence']:.1%} interval {low:.{d}f}-{high:.{d}f}x"
+    if s["verdict"] == "same speed":
+        return f"same speed within {s['margin']:.0%} (speed ratio {est:.{d}f}x, {interval})"
+    if s["verdict"] == "inconclusive":
+        return f"inconclusive: speed ratio {est:.{d}f}x, {interval}"
     return f"{est:.{d}f}x {s['verdict']} ({interval})"

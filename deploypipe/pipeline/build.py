@@ -368,9 +368,10 @@ class _TorchBuild:
             ctx.on_round = hook = RoundAccuracy(ctx.pruner.analysis.macs)
         import torch
 
-        # a method's random draws (FBS's gate initialisation, a random criterion) follow --seed: the
-        # global RNG is seeded afresh at every process start, and a caller's state is left untouched
-        with torch.random.fork_rng(devices=[]):
+        # a method's random draws (FBS's gate initialisation) follow --seed: this torch seeds its
+        # global RNG at random in every process, and a caller's state (CPU and CUDA) is left as it was
+        cuda = list(range(torch.cuda.device_count())) if torch.cuda.is_initialized() else []
+        with torch.random.fork_rng(devices=cuda):
             torch.manual_seed(cfg.seed)
             method.run(ctx)
         if hook is not None:

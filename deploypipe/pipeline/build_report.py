@@ -140,8 +140,11 @@ def _table(report: BuildReport) -> list[str]:
         rows.append(row("latency p90", [f"{x.p90:.3f}ms" for x in lat]))
     speed = report.speed or {}
     if "verdict" in speed:  # the profiles ran one after the other; this pair shared each moment's load
+        stat = "" if speed.get("statistic", "median") == "median" else f" (burst {speed['statistic']}s)"
         rows.append(f"timed interleaved ({speed['bursts']} alternating bursts): dense {speed['dense_ms']:.3f} ms, "
-                    f"pruned {speed['pruned_ms']:.3f} ms: {speedup_sentence(speed)}")
+                    f"pruned {speed['pruned_ms']:.3f} ms{stat}: {speedup_sentence(speed)}")
+    elif "failed" in speed.get("note", ""):
+        rows.append(speed["note"])
     return rows
 
 

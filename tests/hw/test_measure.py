@@ -200,8 +200,9 @@ def test_the_loops_pair_timer_takes_more_bursts_than_a_tables(monkeypatch):
 
 
 def test_bursts_of_returns_every_burst_in_model_order(monkeypatch):
-    """Burst i of each model was timed in the same round of the alternation: the raw values come
-    back per model, in order, for a paired comparison; more models than CHUNK are refused."""
+    """Burst i of each model was timed in the same round of the alternation, every other round in
+    reverse order: the raw values come back per model, in order, for a paired comparison; more
+    models than CHUNK are refused."""
     import onnx
 
     from deploypipe.hw import timer as timer_module
@@ -229,6 +230,7 @@ def test_bursts_of_returns_every_burst_in_model_order(monkeypatch):
     monkeypatch.setattr(timer_module.time, "sleep", lambda s: None)
     model = onnx.helper.make_model(onnx.helper.make_graph([], "g", [], []))
     timer = timer_module.TargetTimer(load_target("cpu-batch32"), iterations=3, bursts=3)
-    assert timer.bursts_of([model, model]) == [[10.0, 30.0, 50.0], [2.0, 4.0, 6.0]]
+    # burst 0 runs m0 then m1, burst 1 m1 then m0 (ABBA), burst 2 m0 then m1; values stay per model
+    assert timer.bursts_of([model, model]) == [[10.0, 40.0, 50.0], [2.0, 3.0, 6.0]]
     with pytest.raises(ValueError):
         timer.bursts_of([model] * (timer_module.CHUNK + 1))

@@ -80,24 +80,37 @@ def test_paired_bursts_cancel_the_machines_drift():
     s = paired_speedup([1.25 * x for x in load], load)
     assert s["speedup"] == pytest.approx(1.25) and s["low"] == pytest.approx(1.25) == s["high"]
     assert s["verdict"] == "faster" and s["bursts"] == 7
-    assert speedup_sentence(s) == "1.250x faster (95% interval 1.250-1.250x)"
+    assert speedup_sentence(s) == "1.250x faster (98.4% interval 1.250-1.250x)"
 
 
-def test_a_speedup_is_claimed_only_where_its_interval_is_on_one_side_of_one():
+def test_the_median_interval_is_the_sign_tests():
+    """k-th smallest to k-th largest with the binomial's exact coverage: the 2nd and 10th of 11
+    (98.8%), the 6th and 15th of 20 (95.9%); under six values there is no 95% interval."""
+    from deploypipe.measure.stats import median_interval
+
+    assert median_interval(range(11)) == (1, 9, pytest.approx(1 - 2 * 12 / 2 ** 11))
+    assert median_interval(list(range(20))[::-1])[:2] == (5, 14)
+    assert median_interval(range(6)) == (0, 5, pytest.approx(1 - 2 / 64))
+    assert median_interval(range(5)) is None
+
+
+def test_a_speedup_is_claimed_only_where_its_interval_is_beyond_the_margin():
     from deploypipe.measure.stats import paired_speedup, speedup_sentence
 
-    noisy = paired_speedup([1.0, 1.1, 1.2, 1.0, 1.05], [1.2, 0.85, 1.3, 0.82, 0.9])
-    assert noisy["verdict"] == "no measurable difference" and noisy["low"] < 1 < noisy["high"]
-    assert speedup_sentence(noisy).startswith("no measurable difference (speed ratio 1.17x")
-    # a tight interval within the margin of 1 is no claim either: runs of one build disagree by that much
-    close = paired_speedup([1.02, 1.021, 1.019, 1.02], [1.0, 1.0, 1.0, 1.0])
-    assert close["low"] > 1.0 and close["verdict"] == "no measurable difference"
-    assert speedup_sentence(close).endswith("within 3%)")
-    assert paired_speedup([1.02, 1.021, 1.019, 1.02], [1.0] * 4, margin=0.0)["verdict"] == "faster"
-    slower = paired_speedup([1.0, 1.0, 1.0], [2.0, 2.1, 1.9])
-    assert slower["verdict"] == "slower" and speedup_sentence(slower) == "2.00x slower (95% interval 1.90-2.10x)"
-    assert paired_speedup([1.0, 1.1, 1.2, 1.0, 1.05], [1.2, 0.85, 1.3, 0.82, 0.9]) == noisy  # seeded
-    with pytest.raises(InputError):
-        paired_speedup([1.0, 2.0], [1.0])
-    with pytest.raises(InputError):
-        paired_speedup([1.0], [0.0])
+    noisy = paired_speedup([1.0, 1.1, 1.2, 1.0, 1.05, 1.0, 1.1], [1.2, 0.85, 1.3, 0.82, 0.9, 1.0, 1.0])
+    assert noisy["verdict"] == "inconclusive" and noisy["low"] < 1 < noisy["high"]
+    assert speedup_sentence(noisy).startswith("inconclusive: speed ratio 1.10x")
+    # a tight interval inside the margin is a claim too: the same speed, within what runs disagree by
+    same = paired_speedup([1.02, 1.021, 1.019, 1.02, 1.02, 1.018], [1.0] * 6)
+    assert same["low"] > 1.0 and same["verdict"] == "same speed"
+    assert speedup_sentence(same).startswith("same speed within 3% (speed ratio 1.020x")
+    assert paired_speedup([1.02, 1.021, 1.019, 1.02, 1.02, 1.018], [1.0] * 6, margin=0.0)["verdict"] == "faster"
+    # an interval reaching beyond the margin on one side only proves nothing
+    assert paired_speedup([1.0, 1.02, 1.05, 1.03, 1.06, 1.04], [1.0] * 6)["verdict"] == "inconclusive"
+    slower = paired_speedup([1.0] * 6, [2.0, 2.1, 1.9, 2.0, 2.0, 2.0])
+    assert slower["verdict"] == "slower" and speedup_sentence(slower) == "2.00x slower (96.9% interval 1.90-2.10x)"
+    few = paired_speedup([1.3, 1.3], [1.0, 1.0])
+    assert few["verdict"] == "too few bursts" and few["low"] is None and "too few bursts (2)" in speedup_sentence(few)
+    for bad in (([1.0, 2.0], [1.0]), ([1.0], [0.0]), ([float("nan")], [1.0])):
+        with pytest.raises(InputError):
+            paired_speedup(*bad)
