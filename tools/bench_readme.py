@@ -28,12 +28,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from deploypipe.measure.fingerprint import hardware_fingerprint
+from deploypipe.utils.files import write_json
 
 ROOT = Path(__file__).resolve().parents[1]
 CIFAR = ROOT.parent / "shared" / "data" / "cifar10-jpeg.tar.gz"
@@ -191,13 +193,9 @@ def write(args, results: dict) -> None:
     for value in results.values():
         value["run"] = stamp
     doc = {"benchmark": "the README's examples, run as written (tools/bench_readme.py)",
-           "machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
-                       "platform": platform.platform()}, "python": platform.python_version(),
-           "results": {**old, **results}}
+           "machine": hardware_fingerprint().to_dict(), "results": {**old, **results}}
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = args.out.with_suffix(".tmp")
-    tmp.write_text(json.dumps(doc, indent=1) + "\n")
-    tmp.replace(args.out)
+    write_json(args.out, doc)  # atomic
     print(f"wrote {args.out}")
 
 

@@ -103,7 +103,6 @@ def speed_phrase(before_ms: float, after_ms: float) -> str:
 #: run, and identical builds of a 0.1-ms model on our 2-core machine, each timed interleaved,
 #: disagreed by about this much (``default_cpu`` in benchmarks/results/readme_examples.json).
 SAME_SPEED_MARGIN = 0.03
-VERDICTS = ("faster", "slower", "same speed", "inconclusive", "too few bursts")
 
 
 def median_interval(values: Sequence[float], confidence: float = 0.95) -> tuple[float, float, float] | None:
@@ -163,3 +162,13 @@ def speedup_sentence(s: dict) -> str:
     if s["verdict"] == "inconclusive":
         return f"inconclusive: speed ratio {est:.{d}f}x, {interval}"
     return f"{est:.{d}f}x {s['verdict']} ({interval})"
+
+
+def interleaved_line(speed: dict) -> str | None:
+    """The line a build's summary (text and report.html) gives its interleaved timing: the medians
+    and :func:`speedup_sentence`; the note where the timing failed; None where there was none."""
+    if "verdict" in speed:
+        stat = "" if speed.get("statistic", "median") == "median" else f" (burst {speed['statistic']}s)"
+        return (f"timed interleaved ({speed['bursts']} alternating bursts): dense {speed['dense_ms']:.3f} ms, "
+                f"pruned {speed['pruned_ms']:.3f} ms{stat}: {speedup_sentence(speed)}")
+    return speed["note"] if "failed" in speed.get("note", "") else None

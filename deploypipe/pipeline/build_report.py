@@ -8,7 +8,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from .. import __version__
-from ..measure.stats import speed_phrase, speedup_sentence
+from ..measure.stats import interleaved_line, speed_phrase
 from ..report.schema import (BuildReport, GroupRow, LatencyOutcome, LatencyStats, LayerTimes, MethodSummary,
                              ModelColumn, QuantizedColumn, StageTime, TargetSummary, Verification)
 from .config import BuildConfig
@@ -138,13 +138,9 @@ def _table(report: BuildReport) -> list[str]:
                         f"batch {lat[0].batch}, profiled in turn" if in_turn else
                         f"{speed_phrase(lat[0].median, lat[-1].median)}, batch {lat[0].batch}"))
         rows.append(row("latency p90", [f"{x.p90:.3f}ms" for x in lat]))
-    speed = report.speed or {}
-    if "verdict" in speed:  # the profiles ran one after the other; this pair shared each moment's load
-        stat = "" if speed.get("statistic", "median") == "median" else f" (burst {speed['statistic']}s)"
-        rows.append(f"timed interleaved ({speed['bursts']} alternating bursts): dense {speed['dense_ms']:.3f} ms, "
-                    f"pruned {speed['pruned_ms']:.3f} ms{stat}: {speedup_sentence(speed)}")
-    elif "failed" in speed.get("note", ""):
-        rows.append(speed["note"])
+    line = interleaved_line(report.speed or {})  # the profiles ran in turn; this pair shared each moment's load
+    if line:
+        rows.append(line)
     return rows
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from ..measure.stats import speed_phrase, speedup_sentence
+from ..measure.stats import interleaved_line, speed_phrase
 from .html import Section, esc, note, table, verdict
 
 Report = dict[str, Any]
@@ -38,9 +38,9 @@ def summary_section(report: Report) -> Section:
                          else _faster))
     passed = (report.get("verification") or {}).get("passed")
     body = table(["", "dense", "pruned", "change"], rows)
-    if in_turn:
-        body += (f"<p>timed interleaved ({speed['bursts']} alternating bursts): dense {speed['dense_ms']:.3f} ms, "
-                 f"pruned {speed['pruned_ms']:.3f} ms: <b>{esc(speedup_sentence(speed))}</b></p>")
+    line = interleaved_line(speed)
+    if line:
+        body += f"<p>{esc(line)}</p>"
     body += f"<p>verification: {verdict(passed)}</p>"
     result = report.get("latency_result") or {}
     for key in ("sentence", "final_sentence"):
