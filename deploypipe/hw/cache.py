@@ -18,7 +18,7 @@ from onnx import numpy_helper
 from ..targets import TargetProfile
 
 # Profile fields that do not change what a measurement means.
-_NOT_TIMING = ("name", "description", "source", "tolerances", "round_to")
+_NOT_TIMING = ("name", "description", "source", "tolerances", "round_to", "same_speed_margin")
 
 
 def cache_root() -> Path:

@@ -102,6 +102,7 @@ def speed_phrase(before_ms: float, after_ms: float) -> str:
 #: Speed ratios within this of 1 count as the same speed: the interval covers the noise within one
 #: run, and identical builds of a 0.1-ms model on our 2-core machine, each timed interleaved,
 #: disagreed by about this much (``default_cpu`` in benchmarks/results/readme_examples.json).
+#: A target profile's ``same_speed_margin`` sets it for builds on that target.
 SAME_SPEED_MARGIN = 0.03
 
 

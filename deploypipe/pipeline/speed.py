@@ -5,7 +5,8 @@ of their own), and on a shared machine the load can change between them by more 
 changes the latency: a 0.08-ms model measured 0.56x, 1.09x and 1.27x of dense speed in three
 identical builds. Interleaved bursts share each moment's load; the per-burst ratios give the
 speed-up a distribution-free interval, and the summary claims "faster" or "slower" only where
-the interval lies beyond 3% of 1 ("same speed" where it lies within, else "inconclusive").
+the interval lies beyond the target's ``same_speed_margin`` of 1 (3% unless its profile says
+otherwise; "same speed" where it lies within, else "inconclusive").
 """
 from __future__ import annotations
 
@@ -35,7 +36,7 @@ def interleaved_speed(run_dir: Path, target: TargetProfile, iterations: int | No
     try:
         dense, pruned = timer.bursts_of([with_batch(onnx.load(str(run_dir / f"{stem}.onnx")), target.batch,
                                                     target.input_shape) for stem in ("dense", "pruned")])
-        speed = paired_speedup(dense, pruned)
+        speed = paired_speedup(dense, pruned, margin=target.same_speed_margin)
     except Exception as exc:  # noqa: BLE001  (the build stands without it; the report says why)
         return {"note": f"interleaved timing failed: {str(exc)[:300]}"}
     return {"dense_ms": statistics.median(dense), "pruned_ms": statistics.median(pruned), **speed,

@@ -10,6 +10,7 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Mapping
 
 from ..errors import InputError
+from ..measure.stats import SAME_SPEED_MARGIN
 from ._fields import Reader
 
 BACKENDS = ("onnxruntime", "tensorrt", "torch")
@@ -55,6 +56,8 @@ class TargetProfile:
     requires_gpu: bool = False
     auto: bool = False
     timing_cache: str | None = None  # TensorRT timing cache file (default: the cache folder's)
+    # speed ratios within this of 1 count as the same speed in a build's interleaved verdict
+    same_speed_margin: float = SAME_SPEED_MARGIN
     source: str | None = field(default=None, compare=False)  # the file it came from
 
     @classmethod
@@ -126,6 +129,7 @@ def _build(r: Reader, default_name: str) -> TargetProfile:
         tolerances=_tolerances(r),
         requires_gpu=requires_gpu, auto=auto, source=r.source,
         timing_cache=r.string("timing_cache", "") or None,
+        same_speed_margin=_margin(r),
     )
     r.reject_unknown(TargetProfile.__dataclass_fields__.keys() - {"source"})
     return profile
@@ -164,6 +168,14 @@ def _precision(r: Reader, backend: str | None, device: str) -> str:
         r.fail("precision", "must be 'fp32' or 'int8' for onnxruntime on cpu (ONNX Runtime's x86 "
                "CPU kernels gain nothing from fp16)")
     return precision
+
+
+def _margin(r: Reader) -> float:
+    margin = r.number("same_speed_margin", TargetProfile.same_speed_margin, minimum=0.0)
+    if margin >= 0.5:
+        r.fail("same_speed_margin", "must be below 0.5 (a fraction: 0.03 calls speed ratios within 3% of 1 "
+               "the same speed)", margin)
+    return margin
 
 
 def _tolerances(r: Reader) -> Tolerances:

@@ -89,3 +89,15 @@ def test_width_probe_finds_the_multiple_on_a_saw_tooth_and_none_on_a_smooth_kern
     assert smooth.multiple == 1
     steps = analyse_widths(widths, [float(-(-w // 16)) + w / 1000 for w in widths])
     assert steps.multiple == 16
+
+
+def test_the_table_cache_key_is_the_timing_settings_only():
+    import dataclasses
+
+    from deploypipe.hw.cache import target_key
+    from deploypipe.targets import load_target
+
+    cpu = load_target("cpu")
+    same = dataclasses.replace(cpu, description="mine", same_speed_margin=0.1, round_to=16)
+    assert target_key(same) == target_key(cpu)  # none of these changes what a timing measures
+    assert target_key(dataclasses.replace(cpu, threads=3)) != target_key(cpu)

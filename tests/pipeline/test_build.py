@@ -106,6 +106,22 @@ def test_a_failed_interleaved_timing_leaves_a_note_not_a_failed_build(tmp_path, 
     assert "CPU targets only" in interleaved_speed(tmp_path, load_target("torch-cuda"))["note"]
 
 
+def test_the_same_speed_margin_is_the_target_profiles(tmp_path, monkeypatch):
+    from deploypipe.hw.timer import TargetTimer
+    from deploypipe.pipeline.speed import interleaved_speed
+    from deploypipe.targets import load_target
+    from deploypipe.testing.graphs import build_cnn, random_spec
+
+    for stem in ("dense", "pruned"):
+        onnx.save(build_cnn(random_spec(7)), str(tmp_path / f"{stem}.onnx"))
+    load = [1.0, 1.1, 0.9, 1.05, 0.95, 1.0, 1.02, 0.98, 1.0, 1.01, 0.99]  # pruned 5% faster in every burst
+    monkeypatch.setattr(TargetTimer, "bursts_of", lambda self, models: ([1.05 * x for x in load], load))
+    cpu = load_target("cpu")
+    assert interleaved_speed(tmp_path, cpu)["verdict"] == "faster"  # 5% is beyond the default 3%
+    wide = interleaved_speed(tmp_path, dataclasses.replace(cpu, same_speed_margin=0.1))
+    assert wide["verdict"] == "same speed" and wide["margin"] == 0.1
+
+
 @pytest.mark.parametrize("args,needle", [
     (["--ratio", "1.5"], "between 0 and 1"),
     (["--macs-budget", "1000x"], "budget"),

@@ -64,12 +64,14 @@ def test_user_file_by_path(tmp_path):
         threads = 4
         batch = 8
         input_shape = [3, 64, 64]
+        same_speed_margin = 0.08
         [tolerances]
         atol = 1e-3
         """, name="server.toml")
     t = load_target(str(path))
     assert t.name == "server"  # from the file name
     assert (t.threads, t.batch, t.input_shape, t.tolerances.atol) == (4, 8, (3, 64, 64), 1e-3)
+    assert t.same_speed_margin == 0.08 and load_target("cpu").same_speed_margin == 0.03
     assert t.tolerances.rtol == 1e-3 and t.providers == ("CPUExecutionProvider",)
     assert not t.requires_gpu
 
@@ -105,6 +107,8 @@ def test_derived_gpu_need(tmp_path):
     ("[tolerances]\natol = -1", "tolerances.atol"),
     ("[tolerances]\nmargin = 1", "tolerances.margin"),
     ("tolerances = 3", "tolerances"),
+    ("same_speed_margin = 0.5", "same_speed_margin"),
+    ("same_speed_margin = -0.01", "same_speed_margin"),
 ])
 def test_validation_error_is_one_sentence_naming_the_field(tmp_path, text, field):
     path = _write(tmp_path, text + "\n")
