@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from ..errors import BudgetError, InputError
 from ..targets import TargetProfile
 from ..utils.log import get_logger
+from .speed import on_cpu, run_models
 
 if TYPE_CHECKING:
     from ..report.schema import BuildReport
@@ -55,11 +56,6 @@ def targets_for(target: TargetProfile, precision: str | None) -> tuple[TargetPro
     if precision == "int8" and on_cpu(target):
         quantized = dataclasses.replace(quantized, round_to=max(target.round_to, CPU_INT8_MULTIPLE))
     return dataclasses.replace(target, precision="fp32"), quantized
-
-
-def on_cpu(target: TargetProfile) -> bool:
-    """ONNX Runtime on the CPU: one session type runs fp32 and Q/DQ graphs alike."""
-    return target.backend == "onnxruntime" and target.device == "cpu"
 
 
 def quantized_name(precision: str) -> str:
@@ -153,15 +149,13 @@ def side_by_side(run_dir: Path, target: TargetProfile, precision: str) -> dict[s
     """Dense fp32, pruned fp32 and pruned quantized timed interleaved in one call (on the
     CPU, where one session type runs all three; a GPU target builds fp32 and int8 engines
     differently, so there the profiles stand alone)."""
-    import onnx
-
-    from ..hw import TargetTimer, with_batch
+    from ..hw import TargetTimer
 
     files = ("dense.onnx", "pruned.onnx", quantized_name(precision))
     if not on_cpu(target):
         return {"files": list(files), "ms": None, "note": "timed interleaved on CPU targets only"}
     timer = TargetTimer.for_pairs(target)
-    ms = timer.time([with_batch(onnx.load(str(run_dir / f)), target.batch, target.input_shape) for f in files])
+    ms = timer.time(run_models(run_dir, files, target))
     return {"files": list(files), "ms": ms, "bursts": timer.bursts, "iterations": timer.iterations,
             "note": "the three models timed in alternating bursts, one call: they share the machine's load"}
 

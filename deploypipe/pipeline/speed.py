@@ -14,7 +14,22 @@ from pathlib import Path
 from typing import Any
 
 from ..targets import TargetProfile
-from .quantize_stage import on_cpu
+
+
+def on_cpu(target: TargetProfile) -> bool:
+    """ONNX Runtime on the CPU: one session type runs fp32 and Q/DQ graphs alike, so the run's
+    models can be timed in alternation."""
+    return target.backend == "onnxruntime" and target.device == "cpu"
+
+
+def run_models(run_dir: Path, files: tuple[str, ...], target: TargetProfile) -> list:
+    """The ONNX ``files`` of ``run_dir`` at the target's batch and input shape, ready for
+    :class:`~deploypipe.hw.TargetTimer`."""
+    import onnx
+
+    from ..hw import with_batch
+
+    return [with_batch(onnx.load(str(run_dir / f)), target.batch, target.input_shape) for f in files]
 
 
 def interleaved_speed(run_dir: Path, target: TargetProfile, iterations: int | None = None) -> dict[str, Any]:
@@ -24,9 +39,7 @@ def interleaved_speed(run_dir: Path, target: TargetProfile, iterations: int | No
     profiled alone: there, and where the timing fails, this returns a note and makes no claim."""
     import statistics
 
-    import onnx
-
-    from ..hw import TargetTimer, with_batch
+    from ..hw import TargetTimer
     from ..hw.timer import PAIR_BURSTS
     from ..measure.stats import paired_speedup
 
@@ -34,8 +47,7 @@ def interleaved_speed(run_dir: Path, target: TargetProfile, iterations: int | No
         return {"note": "timed interleaved on CPU targets only"}
     timer = TargetTimer.for_pairs(target, iterations=max(iterations or target.iterations, PAIR_BURSTS))
     try:
-        dense, pruned = timer.bursts_of([with_batch(onnx.load(str(run_dir / f"{stem}.onnx")), target.batch,
-                                                    target.input_shape) for stem in ("dense", "pruned")])
+        dense, pruned = timer.bursts_of(run_models(run_dir, ("dense.onnx", "pruned.onnx"), target))
         speed = paired_speedup(dense, pruned, margin=target.same_speed_margin)
     except Exception as exc:  # noqa: BLE001  (the build stands without it; the report says why)
         return {"note": f"interleaved timing failed: {str(exc)[:300]}"}
