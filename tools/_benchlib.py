@@ -4,8 +4,23 @@ from __future__ import annotations
 
 import dataclasses
 import fcntl
+import subprocess
+from pathlib import Path
 
 LOCK = "/tmp/deploypipe-measure.lock"  # the shared measurement lock (flock) of this machine
+
+
+def git_commit() -> str:
+    """The short commit of this checkout, with ``+changes`` when tracked files differ from it
+    (a benchmark's numbers belong to the code that ran); "unknown" outside git."""
+    root = Path(__file__).resolve().parents[1]
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True,
+                              text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "diff", "--quiet", "HEAD", "--"], cwd=root).returncode != 0
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return head + ("+changes" if dirty else "")
 
 
 def lock_held(path: str = LOCK) -> bool:

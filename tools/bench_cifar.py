@@ -352,6 +352,8 @@ def run_budget(args, cells: Cells, arch: str, seed: int, bx: float, data, dense_
             print(f"  {arch} s{seed} {bx:g}x {name:18s} error {rows[name]['error']:.4f} "
                   f"macs {dense_macs / rows[name]['macs']:.2f}x fewer", flush=True)
     lat = latency({"dense": dense, **models}, shape, args.repeats)
+    from _benchlib import git_commit
+
     commit = git_commit()
     for name in models:
         rows[name]["git"] = commit  # rows of one (arch, seed, budget) merge across runs: each keeps its own
@@ -365,15 +367,9 @@ def run_budget(args, cells: Cells, arch: str, seed: int, bx: float, data, dense_
             "target_latency_ratio": latency_ratio, "load_average": list(os.getloadavg())}
 
 
-def git_commit() -> str:
-    try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
-                              text=True).stdout.strip()
-    except OSError:
-        return "unknown"
-
-
 def write(args, results: list, started: float) -> None:
+    from _benchlib import git_commit
+
     from deploypipe.measure.fingerprint import hardware_fingerprint
 
     doc = {"benchmark": "deploypipe vs torch-pruning 1.6.1 on CIFAR-10 (same dense checkpoint, same fine-tuning)",

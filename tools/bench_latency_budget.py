@@ -37,6 +37,7 @@ import numpy as np
 warnings.filterwarnings("ignore")
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from _benchlib import git_commit  # noqa: E402
 from deploypipe.pipeline.latency import LatencyOptions  # noqa: E402
 SHARED = ("the machine (2 cores) was shared with other engineers running tests, training and benchmarks; "
           "timed phases ran under flock /tmp/deploypipe-measure.lock, which they also take for timing, "
@@ -460,7 +461,8 @@ def main() -> int:
             prepared(spec)
         if args.phase in ("measure", "all"):
             print(f"measuring {key}", flush=True)
-            results["runs"][key] = measure_run(spec, profile, budgets, not args.no_additive, exponent)
+            results["runs"][key] = {**measure_run(spec, profile, budgets, not args.no_additive, exponent),
+                                    "git": git_commit()}
             save(out, results)
         if args.phase in ("accuracy", "all") and key in results["runs"]:
             print(f"fine-tuning {key}", flush=True)

@@ -187,8 +187,9 @@ def main() -> None:
 
 def write(args, results: dict) -> None:
     """Merge these examples into the results file: each keeps the commit, load and time it was run at."""
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout
-    stamp = {"git": commit.strip(), "load_average": list(os.getloadavg()), "command": " ".join(sys.argv)}
+    from _benchlib import git_commit
+
+    stamp = {"git": git_commit(), "load_average": list(os.getloadavg()), "command": " ".join(sys.argv)}
     old = json.loads(args.out.read_text())["results"] if args.out.exists() else {}
     for value in results.values():
         value["run"] = stamp
