@@ -16,6 +16,9 @@ that checkpoint, for each MACs budget (2x, 3x fewer):
   * ``dp_l2_global`` / ``dp_taylor_global``: ``--importance l2|taylor --allocation global``;
   * ``dp_l2_global_r1`` / ``dp_cpli_r1``: the same without rounding widths (``--round-to 1``),
     which separates what rounding costs in accuracy (and buys in speed) from the rest;
+  * ``dp_cpli_global_r1``: CPLI's selection and refit on the widths of ``dp_l2_global_r1``
+    (``--method cpli --importance l2 --allocation global --round-to 1``): the allocation that
+    put Torch-Pruning's global rows ahead of its uniform ones, with CPLI choosing the channels;
   * ``dp_cpli``: ``--method cpli`` (loss-guided channel selection with a least-squares refit
     of the consumers, from METHODS.md), deploypipe's best method when fine-tuning is short;
   * ``dp_latency``: ``--method cpli --latency-ratio R`` on cpu-batch32 with R the latency
@@ -58,7 +61,8 @@ ROOT = Path(__file__).resolve().parents[1]
 ARCHIVE = ROOT.parent / "shared" / "data" / "cifar10-jpeg.tar.gz"
 CACHE = ROOT / "bench_cache" / "cifar"
 VARIANTS = ("tp_l2_uniform", "tp_l2_global", "tp_taylor_global", "tp_hessian_global", "dp_default", "dp_l2_global",
-            "dp_taylor_global", "dp_l2_global_r1", "dp_cpli", "dp_cpli_r1", "dp_latency")
+            "dp_taylor_global", "dp_l2_global_r1", "dp_cpli", "dp_cpli_r1", "dp_cpli_global_r1",
+            "dp_latency")
 KD_TAG = "kd"  # ends the fine-tuning tag of rows fine-tuned with distillation from the dense model
 
 
@@ -295,6 +299,8 @@ def prune_variant(name: str, args, dense, dense_path: Path, shape, target_macs: 
              "dp_l2_global_r1": macs + ["--importance", "l2", "--allocation", "global", "--round-to", "1"],
              "dp_cpli": macs + ["--method", "cpli"],
              "dp_cpli_r1": macs + ["--method", "cpli", "--round-to", "1"],
+             "dp_cpli_global_r1": macs + ["--method", "cpli", "--importance", "l2", "--allocation", "global",
+                                          "--round-to", "1"],
              "dp_latency": [f"--latency-ratio={latency_ratio or 0:.4f}", "--method", "cpli"]}[name]
     return dp_build(args, dense_path, flags, workdir / name)
 
@@ -425,6 +431,7 @@ LABELS = {"tp_l2_uniform": "Torch-Pruning L2 uniform", "tp_l2_global": "Torch-Pr
           "dp_default": "deploypipe default (L1 uniform, x8)", "dp_l2_global": "deploypipe L2 global, x8",
           "dp_taylor_global": "deploypipe Taylor global, x8", "dp_l2_global_r1": "deploypipe L2 global, unrounded",
           "dp_cpli": "deploypipe CPLI, x8", "dp_cpli_r1": "deploypipe CPLI, unrounded",
+          "dp_cpli_global_r1": "deploypipe CPLI, L2 global, unrounded",
           "dp_latency": "deploypipe CPLI `--latency-ratio` = Torch-Pruning L2 global's measured ratio"}
 
 
