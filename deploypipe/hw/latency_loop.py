@@ -140,9 +140,18 @@ class LoopResult:
                     "during the loop (a busy machine), so the verdict is only that good"
                     if self.dense_spread > UNSTEADY else "")
         slow = [r.relative for r in self.rounds if r.relative > 1]
-        short = (f"; no model measured between {c.relative:.2f} and {min(slow):.2f} of its budget: a step in "
-                 "the target's latency that the rounds did not split (more --latency-rounds, or a looser "
-                 "--latency-tolerance)" if self.met and not self.within and slow else "")
+        short = ""
+        if self.met and not self.within and slow:
+            short = f"; no model measured between {c.relative:.2f} and {min(slow):.2f} of its budget"
+            if self.dense_spread - 1 > self.tolerance:  # the noise alone is wider than the window
+                short += (f", and the dense model's own measurements lay {self.dense_spread:.2f}x apart during the "
+                          f"loop, wider than the {self.tolerance:.0%} window: the machine's timing noise, not the "
+                          "allocation, kept the rounds out of it (time on a quieter machine or a one-thread "
+                          "target such as cpu-batch32, or loosen --latency-tolerance)")
+                unsteady = ""
+            else:
+                short += (": a step in the target's latency that the rounds did not split (more --latency-rounds, "
+                          "or a looser --latency-tolerance)")
         return (f"latency budget {verdict} in round {c.round} of {len(self.rounds)}: measured "
                 f"{c.measured_ms:.4g} ms for a budget of {self.budget_ms:.4g} ms ({gap:+.1%}, dense "
                 f"{self.dense_ms:.4g} ms, {speed_phrase(self.dense_ms, c.measured_ms)}){short}{unsteady}")

@@ -6,6 +6,7 @@ import pytest
 
 from deploypipe.errors import BudgetError
 from deploypipe.hw import Coupling, LatencyAllocator, TableSpec, latency_loop, measure_table
+from deploypipe.hw.latency_loop import LoopResult, LoopRound
 from deploypipe.prune.budget import Budget
 from deploypipe.prune.state import GroupState
 from deploypipe.targets import load_target
@@ -410,3 +411,22 @@ def test_a_walk_between_models_the_table_predicts_alike_goes_by_step_count(setup
     index = next(i for i, k in enumerate(path) if np.array_equal(k, keep))
     assert "50% of the way" in note
     assert 0.3 <= index / (len(path) - 1) <= 0.7, (index, len(path))
+
+
+def _result(measured: list[float], dense: list[float]) -> LoopResult:
+    rounds = tuple(LoopRound(i + 1, 1.0, 1.0, m, m, 2.0, (8,), 1.0) for i, m in enumerate(measured))
+    return LoopResult(rounds, best=0, tolerance=0.05, dense_ms=2.0, budget_ms=1.0, dense_measured=tuple(dense))
+
+
+def test_a_loop_that_misses_the_window_names_the_step_or_the_noise():
+    """Models either side of the window, nothing in it: on a steady machine that is a step in
+    the latency (more rounds may split it); where the dense model alone varied more than the
+    window, the noise is the cause and more rounds will not help."""
+    step = _result([0.92, 1.10], dense=[2.0, 2.04, 1.98])
+    assert step.met and not step.within
+    assert "a step in the target's latency" in step.sentence() and "noise" not in step.sentence()
+    noisy = _result([0.92, 1.10], dense=[2.0, 3.8, 2.1])
+    assert "1.90x apart" in noisy.sentence() and "timing noise" in noisy.sentence()
+    assert "a step in" not in noisy.sentence() and "busy machine" not in noisy.sentence()
+    landed = _result([0.97, 1.10], dense=[2.0, 3.8, 2.1])
+    assert landed.within and "busy machine" in landed.sentence() and "no model measured" not in landed.sentence()
