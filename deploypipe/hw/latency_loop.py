@@ -286,7 +286,7 @@ class _Loop:
                      last.round, last.predicted_ms, last.measured_ms, last.budget_ms)
             if fastest and last.measured_ms > last.budget_ms:
                 if not search.any_met():
-                    raise _out_of_reach(last, self.run.target)
+                    raise _out_of_reach(last, self.run.target, self.run.dense_ms)
                 break  # the fastest widths missed where an earlier round met: noise, keep that round
 
     def propose(self) -> tuple[np.ndarray, str, bool, bool]:
@@ -309,7 +309,7 @@ class _Loop:
         r = self.run.round(1, fastest, self.alloc, self.cal, self.budget, note="fastest allowed widths (the "
                            "table predicted the budget out of reach)", confirm=True)
         if r.measured_ms > r.budget_ms:
-            raise _out_of_reach(r, self.run.target)
+            raise _out_of_reach(r, self.run.target, self.run.dense_ms)
         self.search.record(r, bracket=False)
 
     def unmeasured(self, keep: np.ndarray) -> np.ndarray:
@@ -430,12 +430,16 @@ def walk(alloc: LatencyAllocator, fast: Sequence[int], slow: Sequence[int], stat
     return path
 
 
-def _out_of_reach(r: LoopRound, target: TargetProfile) -> BudgetError:
-    """The measured fastest model is slower than the budget: one sentence with the number."""
+def _out_of_reach(r: LoopRound, target: TargetProfile, dense_measured: Sequence[float] = ()) -> BudgetError:
+    """The measured fastest model is slower than the budget: one sentence with the number, and
+    the dense model's spread where the machine was too busy for the number to hold."""
     ratio = math.ceil(100 * r.measured_ms / r.dense_ms) / 100
+    spread = max(dense_measured) / min(dense_measured) if dense_measured else 1.0
+    busy = (f"; the dense model's own measurements lay {spread:.2f}x apart meanwhile (a busy machine), so a "
+            "quieter one may reach it" if spread > UNSTEADY else "")
     error = BudgetError(f"the latency budget of {r.budget_ms:.4g} ms is below the fastest achievable "
                         f"{r.measured_ms:.4g} ms (measured on {target.name}, the median of three pairs, "
-                        "every prunable group at its smallest allowed width)",
+                        f"every prunable group at its smallest allowed width){busy}",
                         hint=f"ask for at least {r.measured_ms:.4g} ms (--latency-ratio {ratio:.2f}), "
                         "or allow more pruning per group with --max-ratio")
     error.fastest = (r.measured_ms, r.dense_ms)  # type: ignore[attr-defined]  # for callers that convert

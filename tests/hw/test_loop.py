@@ -62,6 +62,16 @@ def test_budget_below_the_measured_fastest_is_one_sentence(setup):
         latency_loop(a, scores, prunable, alloc, Budget.parse("latency", "0.01"), TARGET, MacsTimer())
     msg = exc.value.sentence()
     assert "fastest achievable" in msg and "measured" in msg and "--latency-ratio" in msg and "\n" not in msg
+    assert "busy machine" not in msg  # a steady timer: the refusal stands
+
+
+def test_a_refusal_on_a_busy_machine_says_the_number_may_not_hold(setup):
+    a, table, scores, prunable = setup
+    alloc = LatencyAllocator(table, round_to=8, coupling=Coupling.of(a))
+    with pytest.raises(BudgetError) as exc:
+        latency_loop(a, scores, prunable, alloc, Budget.parse("latency", "0.01"), TARGET, _SlowerFrom(1.5, 1))
+    msg = exc.value.sentence()
+    assert "fastest achievable" in msg and "1.50x apart meanwhile (a busy machine)" in msg and "\n" not in msg
 
 
 def test_a_budget_the_table_thinks_out_of_reach_is_measured_before_refusing(setup):
