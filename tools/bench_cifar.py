@@ -448,7 +448,9 @@ def model_label(row: dict) -> str:
 def table(path: Path) -> str:
     """The README's table: per model, budget and variant, the error of each seed, their mean
     with its standard error (test-set sampling), MACs reduction and speedup (means over seeds).
-    Rows fine-tuned with distillation say so; the dense row lists every seed's dense model."""
+    Rows fine-tuned with distillation say so; the dense row lists every seed's dense model, and
+    every row's errors stand in the dense row's seed order, "—" where that seed was not run (a
+    mean over other seeds than its neighbour's is not comparable with it)."""
     doc = json.loads(path.read_text())
     rows: dict = {}
     dense: dict = {}
@@ -457,7 +459,8 @@ def table(path: Path) -> str:
         kd = str(r.get("finetune", "")).endswith(KD_TAG)
         for name, v in r["variants"].items():
             rows.setdefault((model_label(r), r["budget_x"], kd, name), []).append((r["seed"], v))
-    out = ["| model | budget | tool / settings | error per seed | mean error | MACs fewer | speed vs dense |",
+    out = ["| model | budget | tool / settings | error % per seed (— not run) | mean error | MACs fewer | "
+           "speed vs dense |",
            "|---|---|---|---|---|---|---|"]
     order = lambda k: (k[0], k[1], k[2], list(LABELS).index(k[3]) if k[3] in LABELS else 99)  # noqa: E731
     dense_done = set()
@@ -465,7 +468,7 @@ def table(path: Path) -> str:
         cells = sorted((s, v) for s, v in rows[(arch, bx, kd, name)] if "error" in v)
         if arch not in dense_done:
             errs = " / ".join(f"{100 * d['error']:.2f}" for _, d in sorted(dense[arch].items()))
-            out.append(f"| {arch} | dense | trained by `deploypipe train` | {errs}% | | 1x | 1x |")
+            out.append(f"| {arch} | dense | trained by `deploypipe train` | {errs} | | 1x | 1x |")
             dense_done.add(arch)
         if not cells:
             continue
@@ -475,8 +478,9 @@ def table(path: Path) -> str:
         macs = np.mean([v["macs_reduction"] for _, v in cells if "macs_reduction" in v] or [float("nan")])
         budget = f"{bx:g}x MACs" if name != "dp_latency" else f"TP's {bx:g}x latency"
         label = LABELS.get(name, name) + (", **KD fine-tuning**" if kd else "")
-        out.append(f"| {arch} | {budget} | {label} | "
-                   f"{' / '.join(f'{100 * e:.2f}' for e in errs)}% | {100 * np.mean(errs):.2f} ± {100 * se:.2f}% | "
+        by_seed = dict(cells)
+        per_seed = " / ".join(f"{100 * by_seed[s]['error']:.2f}" if s in by_seed else "—" for s in sorted(dense[arch]))
+        out.append(f"| {arch} | {budget} | {label} | {per_seed} | {100 * np.mean(errs):.2f} ± {100 * se:.2f}% | "
                    f"{macs:.2f}x | {speed:.2f}x |")
     return "\n".join(out)
 

@@ -49,8 +49,8 @@ def test_rows_of_one_recipe_merge_their_variants(tmp_path):
 
 def test_table_names_the_dense_training_length(tmp_path):
     text = table_of(tmp_path, [row(8, "tp_l2_global", 0.25), row(20, "tp_l2_global", 0.11)])
-    assert "| resnet56 (8 ep) | 2x MACs | Torch-Pruning L2 global | 25.00% |" in text
-    assert "| resnet56 (20 ep) | 2x MACs | Torch-Pruning L2 global | 11.00% |" in text
+    assert "| resnet56 (8 ep) | 2x MACs | Torch-Pruning L2 global | 25.00 | 25.00 ± 0.40% |" in text
+    assert "| resnet56 (20 ep) | 2x MACs | Torch-Pruning L2 global | 11.00 | 11.00 ± 0.40% |" in text
 
 
 def test_rows_trained_at_another_lr_are_not_merged(tmp_path):
@@ -69,15 +69,18 @@ def test_rows_fine_tuned_otherwise_are_kept_apart_and_labelled(tmp_path):
     assert sorted((r["finetune"], r["variants"]["tp_l2_global"]["error"]) for r in rows) == \
         [("ft2x20000r@0.05", 0.25), ("ft2x20000r@0.05kd", 0.23)]
     text = table_of(tmp_path, rows)
-    assert "| Torch-Pruning L2 global | 25.00% |" in text
-    assert "| Torch-Pruning L2 global, **KD fine-tuning** | 23.00% |" in text
+    assert "| Torch-Pruning L2 global | 25.00 |" in text
+    assert "| Torch-Pruning L2 global, **KD fine-tuning** | 23.00 |" in text
 
 
 def test_dense_row_lists_every_seed(tmp_path):
     first, second = row(8, "tp_l2_global", 0.25), {**row(8, "dp_cpli", 0.24), "seed": 1}
     second["dense"] = {"error": 0.2}
-    assert "| resnet56 (8 ep) | dense | trained by `deploypipe train` | 23.00 / 20.00% |" in \
-        table_of(tmp_path, [first, second])
+    text = table_of(tmp_path, [first, second])
+    assert "| resnet56 (8 ep) | dense | trained by `deploypipe train` | 23.00 / 20.00 |" in text
+    # each variant ran one seed: its error stands under that seed, the other marked not run
+    assert "| Torch-Pruning L2 global | 25.00 / — | 25.00 ± 0.40% |" in text
+    assert "| deploypipe CPLI, x8 | — / 24.00 | 24.00 ± 0.40% |" in text
 
 
 def test_distillation_is_part_of_the_fine_tuning_tag():
