@@ -10,14 +10,18 @@ from pathlib import Path
 LOCK = "/tmp/deploypipe-measure.lock"  # the shared measurement lock (flock) of this machine
 
 
+CODE = ("deploypipe", "tools", "profiles", "pyproject.toml")  # what a benchmark's numbers depend on
+
+
 def git_commit() -> str:
-    """The short commit of this checkout, with ``+changes`` when tracked files differ from it
-    (a benchmark's numbers belong to the code that ran); "unknown" outside git."""
+    """The short commit of this checkout, with ``+changes`` when its code (:data:`CODE`, not the
+    results and READMEs that benchmarks rewrite as they go) differs from it; "unknown" outside
+    git. Take it when a benchmark starts: others may commit while it runs."""
     root = Path(__file__).resolve().parents[1]
     try:
         head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True,
                               text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "diff", "--quiet", "HEAD", "--"], cwd=root).returncode != 0
+        dirty = subprocess.run(["git", "diff", "--quiet", "HEAD", "--", *CODE], cwd=root).returncode != 0
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
     return head + ("+changes" if dirty else "")

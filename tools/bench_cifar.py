@@ -358,9 +358,7 @@ def run_budget(args, cells: Cells, arch: str, seed: int, bx: float, data, dense_
             print(f"  {arch} s{seed} {bx:g}x {name:18s} error {rows[name]['error']:.4f} "
                   f"macs {dense_macs / rows[name]['macs']:.2f}x fewer", flush=True)
     lat = latency({"dense": dense, **models}, shape, args.repeats)
-    from _benchlib import git_commit
-
-    commit = git_commit()
+    commit = args.git
     for name in models:
         rows[name]["git"] = commit  # rows of one (arch, seed, budget) merge across runs: each keeps its own
         rows[name]["latency_ms"] = lat[name]
@@ -374,12 +372,10 @@ def run_budget(args, cells: Cells, arch: str, seed: int, bx: float, data, dense_
 
 
 def write(args, results: list, started: float) -> None:
-    from _benchlib import git_commit
-
     from deploypipe.measure.fingerprint import hardware_fingerprint
 
     doc = {"benchmark": "deploypipe vs torch-pruning 1.6.1 on CIFAR-10 (same dense checkpoint, same fine-tuning)",
-           "command": " ".join(["python", "tools/" + Path(sys.argv[0]).name, *sys.argv[1:]]), "git": git_commit(),
+           "command": " ".join(["python", "tools/" + Path(sys.argv[0]).name, *sys.argv[1:]]), "git": args.git,
            "settings": {"dense": "deploypipe train, the epochs and lr of each row's dense_recipe, on 40,000 training "
                                  "images (10,000 held out for validation), batch 128, cosine, wd 5e-4, crop-flip",
                         "device": args.device + (" (bfloat16 autocast, channels-last, data held on the GPU)"
@@ -449,8 +445,9 @@ def table(path: Path) -> str:
     """The README's table: per model, budget and variant, the error of each seed, their mean
     with its standard error (test-set sampling), MACs reduction and speedup (means over seeds).
     Rows fine-tuned with distillation say so; the dense row lists every seed's dense model, and
-    every row's errors stand in the dense row's seed order, "—" where that seed was not run (a
-    mean over other seeds than its neighbour's is not comparable with it)."""
+    every row's errors stand in the dense row's seed order, "—" where that seed was not run and
+    "failed" where its cell ended in an error (a mean over other seeds than its neighbour's is
+    not comparable with it)."""
     doc = json.loads(path.read_text())
     rows: dict = {}
     dense: dict = {}
@@ -478,18 +475,22 @@ def table(path: Path) -> str:
         macs = np.mean([v["macs_reduction"] for _, v in cells if "macs_reduction" in v] or [float("nan")])
         budget = f"{bx:g}x MACs" if name != "dp_latency" else f"TP's {bx:g}x latency"
         label = LABELS.get(name, name) + (", **KD fine-tuning**" if kd else "")
-        by_seed = dict(cells)
-        per_seed = " / ".join(f"{100 * by_seed[s]['error']:.2f}" if s in by_seed else "—" for s in sorted(dense[arch]))
+        by_seed, tried = dict(cells), {s for s, _ in rows[(arch, bx, kd, name)]}
+        per_seed = " / ".join(f"{100 * by_seed[s]['error']:.2f}" if s in by_seed else "failed" if s in tried else "—"
+                              for s in sorted(dense[arch]))
         out.append(f"| {arch} | {budget} | {label} | {per_seed} | {100 * np.mean(errs):.2f} ± {100 * se:.2f}% | "
                    f"{macs:.2f}x | {speed:.2f}x |")
     return "\n".join(out)
 
 
 def main() -> int:
+    from _benchlib import git_commit
+
     args = parse()
     if args.table:
         print(table(Path(args.out)))
         return 0
+    args.git = git_commit()  # the code that runs: taken before others can commit
     if args.deadline:
         args.deadline = time.time() + 60 * args.deadline
     torch.set_num_threads(args.threads)

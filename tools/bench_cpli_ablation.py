@@ -29,6 +29,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tools"))
 import bench_cifar as cifar  # noqa: E402  (the benchmark's data, dense checkpoint, build and fine-tuning)
+from _benchlib import git_commit  # noqa: E402
 
 SETTINGS = {
     "taylor_lam1": ["--method-arg", "lam=1", "--method-arg", "loss=taylor"],
@@ -53,6 +54,7 @@ def main() -> int:
     from deploypipe.measure.fingerprint import hardware_fingerprint
 
     args = parse()
+    commit = git_commit()  # the code that runs: taken before others can commit
     bench = cifar.parse([])  # bench_cifar's defaults: its fine-tuning, its dense recipe
     torch.set_num_threads(bench.threads)
     out = Path(args.out)
@@ -74,7 +76,7 @@ def main() -> int:
                    **cifar.error_of(model, data), "finetune_seconds": round(ft_s, 1),
                    "seconds": round(time.perf_counter() - start, 1)}
             doc["rows"] = [r for r in doc["rows"] if (r["budget_x"], r["setting"]) != (bx, name)] + [row]
-            doc.update(what=__doc__.strip().splitlines()[0], commit=cifar.git_commit(), seed=args.seed,
+            doc.update(what=__doc__.strip().splitlines()[0], commit=commit, seed=args.seed,
                        dense=str(dense_path.name), finetune=cifar.finetune_tag(bench),
                        machine=hardware_fingerprint().to_dict(), torch_threads=torch.get_num_threads())
             tmp_out = out.with_suffix(".tmp")

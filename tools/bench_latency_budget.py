@@ -453,6 +453,7 @@ def main() -> int:
         print("\n".join(summary(load(out))))
         return 0
     budgets = [0.7] if args.smoke else [float(b) for b in args.budgets.split(",")]
+    commit = git_commit()  # the code that runs: taken before others can commit
     results = load(out)
     header(results, args)
     for spec, profile in selected(args):
@@ -462,7 +463,7 @@ def main() -> int:
         if args.phase in ("measure", "all"):
             print(f"measuring {key}", flush=True)
             results["runs"][key] = {**measure_run(spec, profile, budgets, not args.no_additive, exponent),
-                                    "git": git_commit()}
+                                    "git": commit}
             save(out, results)
         if args.phase in ("accuracy", "all") and key in results["runs"]:
             print(f"fine-tuning {key}", flush=True)

@@ -149,7 +149,10 @@ def install() -> dict:
 
 
 def main() -> None:
+    from _benchlib import git_commit
+
     args = parse()
+    args.git = git_commit()  # the code that runs: taken before others can commit
     only = args.only.split(",")
     results = {}
     with tempfile.TemporaryDirectory() as t:
@@ -187,9 +190,7 @@ def main() -> None:
 
 def write(args, results: dict) -> None:
     """Merge these examples into the results file: each keeps the commit, load and time it was run at."""
-    from _benchlib import git_commit
-
-    stamp = {"git": git_commit(), "load_average": list(os.getloadavg()), "command": " ".join(sys.argv)}
+    stamp = {"git": args.git, "load_average": list(os.getloadavg()), "command": " ".join(sys.argv)}
     old = json.loads(args.out.read_text())["results"] if args.out.exists() else {}
     for value in results.values():
         value["run"] = stamp

@@ -159,7 +159,7 @@ def speedup_sentence(s: dict) -> str:
     d = 3 if high - low < 0.05 else 2
     interval = f"{s['confidence']:.1%} interval {low:.{d}f}-{high:.{d}f}x"
     if s["verdict"] == "same speed":
-        return f"same speed within {s['margin']:.0%} (speed ratio {est:.{d}f}x, {interval})"
+        return f"same speed within {100 * s['margin']:g}% (speed ratio {est:.{d}f}x, {interval})"
     if s["verdict"] == "inconclusive":
         return f"inconclusive: speed ratio {est:.{d}f}x, {interval}"
     return f"{est:.{d}f}x {s['verdict']} ({interval})"

@@ -52,7 +52,7 @@ class Reader:
 
     def number(self, key: str, default: float, *, minimum: float) -> float:
         value = self._get(key, default)
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < minimum:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= minimum:  # NaN too
             self.fail(key, f"must be a number >= {minimum:g}", value)
         return float(value)
 

@@ -82,6 +82,11 @@ def test_dense_row_lists_every_seed(tmp_path):
     assert "| Torch-Pruning L2 global | 25.00 / — | 25.00 ± 0.40% |" in text
     assert "| deploypipe CPLI, x8 | — / 24.00 | 24.00 ± 0.40% |" in text
 
+    broken = {**row(8, "dp_cpli", 0.24), "seed": 1}
+    broken["variants"]["dp_cpli"] = {"error_message": "the budget could not be met"}
+    text = table_of(tmp_path, [row(8, "dp_cpli", 0.25), broken])
+    assert "| deploypipe CPLI, x8 | 25.00 / failed | 25.00 ± 0.40% |" in text  # ran and failed: not "not run"
+
 
 def test_distillation_is_part_of_the_fine_tuning_tag():
     tool = bench_cifar()

@@ -105,6 +105,7 @@ def test_a_speedup_is_claimed_only_where_its_interval_is_beyond_the_margin():
     assert same["low"] > 1.0 and same["verdict"] == "same speed"
     assert speedup_sentence(same).startswith("same speed within 3% (speed ratio 1.020x")
     assert paired_speedup([1.02, 1.021, 1.019, 1.02, 1.02, 1.018], [1.0] * 6, margin=0.0)["verdict"] == "faster"
+    assert "same speed within 2.5% " in speedup_sentence(paired_speedup([1.02] * 6, [1.0] * 6, margin=0.025))
     # an interval reaching beyond the margin on one side only proves nothing
     assert paired_speedup([1.0, 1.02, 1.05, 1.03, 1.06, 1.04], [1.0] * 6)["verdict"] == "inconclusive"
     slower = paired_speedup([1.0] * 6, [2.0, 2.1, 1.9, 2.0, 2.0, 2.0])

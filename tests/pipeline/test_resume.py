@@ -96,3 +96,19 @@ def test_a_damaged_artifact_is_rebuilt_not_trusted(reference, tmp_path):
     again = build(out)
     assert again.returncode == 0 and "lost pruned_raw.pt" in again.stderr
     assert outcome(out) == outcome(reference)
+
+
+def test_the_speed_margin_re_runs_no_stage(tmp_path):
+    """same_speed_margin only words the final speed verdict: changing it keeps every stage's key."""
+    import dataclasses
+
+    from deploypipe.pipeline.build import stage_keys
+    from deploypipe.pipeline.config import BuildConfig, DataOptions, OutputOptions
+    from deploypipe.targets import load_target
+
+    cpu = load_target("cpu")
+    config = BuildConfig("zoo:test_resnet_cifar", target=cpu, data=DataOptions("digits"),
+                         output=OutputOptions(tmp_path / "run", progress=False))
+    keys, _ = stage_keys(config, cpu)
+    assert stage_keys(config, dataclasses.replace(cpu, same_speed_margin=0.1))[0] == keys
+    assert stage_keys(config, dataclasses.replace(cpu, threads=3))[0]["prune"] != keys["prune"]

@@ -109,6 +109,8 @@ def test_derived_gpu_need(tmp_path):
     ("tolerances = 3", "tolerances"),
     ("same_speed_margin = 0.5", "same_speed_margin"),
     ("same_speed_margin = -0.01", "same_speed_margin"),
+    ("same_speed_margin = nan", "same_speed_margin"),
+    ("[tolerances]\natol = nan", "tolerances.atol"),
 ])
 def test_validation_error_is_one_sentence_naming_the_field(tmp_path, text, field):
     path = _write(tmp_path, text + "\n")
