@@ -18,7 +18,7 @@ from onnx import numpy_helper
 from ..targets import TargetProfile
 
 # Profile fields that do not change what a measurement means.
-_NOT_TIMING = ("name", "description", "source", "tolerances", "round_to", "same_speed_margin")
+_NOT_TIMING = ("name", "description", "source", "tolerances", "round_to")
 
 
 def cache_root() -> Path:
@@ -49,7 +49,7 @@ def architecture_hash(model: onnx.ModelProto) -> str:
 
 def target_key(target: TargetProfile) -> str:
     """12 hex digits over the profile fields that change a measurement."""
-    d = {k: v for k, v in target.to_dict().items() if k not in _NOT_TIMING}
+    d = {k: v for k, v in target.to_dict(verdicts=False).items() if k not in _NOT_TIMING}
     return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:12]
 
 

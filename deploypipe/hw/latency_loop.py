@@ -94,6 +94,11 @@ class LoopRound:
 UNSTEADY = 1.1
 
 
+def spread(values: Sequence[float]) -> float:
+    """Slowest over fastest of ``values`` (1.0 for none): how steady the machine was."""
+    return max(values) / min(values) if values else 1.0
+
+
 @dataclass(frozen=True)
 class LoopResult:
     """The loop's plan: the chosen round's widths (what the build prunes to), its measured
@@ -118,7 +123,7 @@ class LoopResult:
     @property
     def dense_spread(self) -> float:
         """Slowest over fastest dense measurement: how steady the machine was (1.0: steady)."""
-        return max(self.dense_measured) / min(self.dense_measured) if self.dense_measured else 1.0
+        return spread(self.dense_measured)
 
     @property
     def chosen(self) -> LoopRound:
@@ -434,9 +439,9 @@ def _out_of_reach(r: LoopRound, target: TargetProfile, dense_measured: Sequence[
     """The measured fastest model is slower than the budget: one sentence with the number, and
     the dense model's spread where the machine was too busy for the number to hold."""
     ratio = math.ceil(100 * r.measured_ms / r.dense_ms) / 100
-    spread = max(dense_measured) / min(dense_measured) if dense_measured else 1.0
-    busy = (f"; the dense model's own measurements lay {spread:.2f}x apart meanwhile (a busy machine), so a "
-            "quieter one may reach it" if spread > UNSTEADY else "")
+    apart = spread(dense_measured)
+    busy = (f"; the dense model's own measurements lay {apart:.2f}x apart meanwhile (a busy machine), so a "
+            "quieter one may reach it" if apart > UNSTEADY else "")
     error = BudgetError(f"the latency budget of {r.budget_ms:.4g} ms is below the fastest achievable "
                         f"{r.measured_ms:.4g} ms (measured on {target.name}, the median of three pairs, "
                         f"every prunable group at its smallest allowed width){busy}",

@@ -527,8 +527,7 @@ def stage_keys(config: BuildConfig, target) -> tuple[dict[str, str], dict[str, A
                    **({"quantize": precision, "keep_fp32": config.quantize.keep_fp32}
                       if config.budget.needs_latency_table else {}),
                    "rounded_to": config.prune.round_to or targets_for(target, precision)[1].round_to,
-                   # the speed verdict's margin decides no widths: changing it re-runs no stage
-                   "target": {k: v for k, v in target.to_dict().items() if k != "same_speed_margin"}}),
+                   "target": target.to_dict(verdicts=False)}),
         ("finetune", {**finetune, "distill": train.distill}),
         ("export_pruned", {}),
         ("quantize", {"precision": precision, "keep_fp32": config.quantize.keep_fp32,

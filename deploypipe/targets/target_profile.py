@@ -22,6 +22,8 @@ OPTIMIZATION_LEVELS = ("disable", "basic", "extended", "all")
 GPU_PROVIDERS = ("CUDAExecutionProvider", "TensorrtExecutionProvider",
                  "NvTensorRTRTXExecutionProvider")
 _DEFAULT_PROVIDERS = {"cpu": ("CPUExecutionProvider",), "cuda": ("CUDAExecutionProvider",)}
+# Fields that only word the report's verdicts: no stage's work and no measurement depends on them.
+VERDICT_ONLY = ("same_speed_margin",)
 
 
 @dataclass(frozen=True)
@@ -65,8 +67,13 @@ class TargetProfile:
         """Validate a parsed TOML table; ``source`` names the file in error messages."""
         return _build(Reader(data, source), default_name)
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self, *, verdicts: bool = True) -> dict[str, Any]:
+        """Every field; without the :data:`VERDICT_ONLY` ones when ``verdicts`` is false (keys of
+        cached work)."""
         d = asdict(self)
+        if not verdicts:
+            for key in VERDICT_ONLY:
+                d.pop(key)
         d["providers"] = list(self.providers)
         d["input_shape"] = list(self.input_shape) if self.input_shape else None
         return d
