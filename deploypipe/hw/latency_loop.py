@@ -109,7 +109,8 @@ class LoopResult:
     tolerance: float
     dense_ms: float  # the chosen round's dense latency (median of the last three measured)
     budget_ms: float  # the chosen round's budget: what the verdict is on
-    dense_measured: tuple[float, ...] = ()  # every dense measurement of the loop, in order
+    dense_measured: tuple[float, ...] = ()  # the loop's dense measurements, in order, less those set aside
+    dense_set_aside: tuple[float, ...] = ()  # dense measurements of pairs timed again in a busy moment
 
     @property
     def widths(self) -> tuple[int, ...]:
@@ -122,7 +123,9 @@ class LoopResult:
 
     @property
     def dense_spread(self) -> float:
-        """Slowest over fastest dense measurement: how steady the machine was (1.0: steady)."""
+        """Slowest over fastest dense measurement: how steady the machine was (1.0: steady).
+        A pair the loop timed again and set aside (a busy moment it caught) does not count: the
+        retiming dealt with it, and its one outlier would make the verdict blame noise for a step."""
         return spread(self.dense_measured)
 
     @property
@@ -165,7 +168,8 @@ class LoopResult:
         return {"met": self.met, "within_tolerance": self.within, "tolerance": self.tolerance,
                 "chosen_round": self.chosen.round, "budget_ms": self.budget_ms,
                 "measured_ms": self.chosen.measured_ms, "dense_ms": self.dense_ms,
-                "scale": self.chosen.scale, "dense_spread": self.dense_spread, "sentence": self.sentence()}
+                "scale": self.chosen.scale, "dense_spread": self.dense_spread,
+                "dense_set_aside": len(self.dense_set_aside), "sentence": self.sentence()}
 
 
 @dataclass
@@ -243,11 +247,17 @@ def latency_loop(analysis: Analysis, scores: Sequence[np.ndarray], prunable: Seq
         dense = with_batch(analysis.model, target.batch, target.input_shape)
         run = Runner(analysis, state.scores, target, timer, dense)
         run.dense_ms.extend(timer.time([dense, dense]))
+        if spread(run.dense_ms) - 1 > tolerance:  # say so now, not after the rounds
+            steadier = (" or a one-thread target such as cpu-batch32" if target.device == "cpu"
+                        and target.threads != 1 else "")
+            log.warning("the dense model timed %.2fx apart in its first two measurements on %s, wider than the "
+                        "%.0f%% window: this machine's timing noise may keep the loop out of it (a quieter "
+                        "machine%s repeats better)", spread(run.dense_ms), target.name, 100 * tolerance, steadier)
         loop = _Loop(allocator, state, budget, run, _Search(tolerance), Calibration(run.reference()))
         loop.measure(rounds)
     rounds_run, best = tuple(loop.search.rounds), loop.search.best()
     return LoopResult(rounds_run, best, tolerance, rounds_run[best].dense_ms, rounds_run[best].budget_ms,
-                      tuple(run.dense_ms))
+                      run.steady(), run.set_aside_ms())
 
 
 SEARCH_TRIES = 12  # allocations tried (no measuring) for widths that no round has measured
@@ -291,7 +301,7 @@ class _Loop:
                      last.round, last.predicted_ms, last.measured_ms, last.budget_ms)
             if fastest and last.measured_ms > last.budget_ms:
                 if not search.any_met():
-                    raise _out_of_reach(last, self.run.target, self.run.dense_ms)
+                    raise _out_of_reach(last, self.run.target, self.run.steady())
                 break  # the fastest widths missed where an earlier round met: noise, keep that round
 
     def propose(self) -> tuple[np.ndarray, str, bool, bool]:
@@ -314,7 +324,7 @@ class _Loop:
         r = self.run.round(1, fastest, self.alloc, self.cal, self.budget, note="fastest allowed widths (the "
                            "table predicted the budget out of reach)", confirm=True)
         if r.measured_ms > r.budget_ms:
-            raise _out_of_reach(r, self.run.target, self.run.dense_ms)
+            raise _out_of_reach(r, self.run.target, self.run.steady())
         self.search.record(r, bracket=False)
 
     def unmeasured(self, keep: np.ndarray) -> np.ndarray:
@@ -458,7 +468,8 @@ def _key(widths: Sequence[int]) -> tuple[int, ...]:
 
 RECENT = 3  # dense measurements a budget is taken against: one outlier cannot move it, drift can
 # A pair whose dense measurement is this far off the reference is timed again and the pair whose
-# dense is nearer the reference is kept (both dense measurements count): it was timed in a busy moment.
+# dense is nearer the reference is kept: it was timed in a busy moment. Both dense measurements count
+# toward the reference; the pair not kept is set aside from the loop's spread (Runner.steady).
 RETIME = 0.1
 
 
@@ -477,12 +488,20 @@ class Runner:
     # their own time, not of the later round's (the machine drifts)
     seen: dict = dataclasses.field(default_factory=dict)
     dense_ms: list = dataclasses.field(default_factory=list)  # every dense measurement
+    set_aside: set = dataclasses.field(default_factory=set)  # indices into dense_ms of pairs not kept
     confirmed: set = dataclasses.field(default_factory=set)  # widths timed in three pairs (see again)
 
     def relative(self, keep: Sequence[int], budget: Budget) -> float | None:
         """Measured latency of ``keep`` over the budget of its time, None if never measured."""
         known = self.seen.get(_key(keep))
         return None if known is None else known[0] / budget.target(known[1])
+
+    def steady(self) -> tuple[float, ...]:
+        """The dense measurements less those of pairs set aside as timed in a busy moment."""
+        return tuple(ms for i, ms in enumerate(self.dense_ms) if i not in self.set_aside)
+
+    def set_aside_ms(self) -> tuple[float, ...]:
+        return tuple(self.dense_ms[i] for i in sorted(self.set_aside))
 
     def reference(self) -> float:
         """The dense latency now: the median of its last :data:`RECENT` measurements."""
@@ -504,9 +523,10 @@ class Runner:
         if self.dense_ms and abs(pair[0] / self.reference() - 1) > RETIME:  # timed in a busy moment?
             reference = self.reference()
             again = tuple(self.timer.time([self.dense, model]))
-            self.dense_ms.append(pair[0])
-            pair = min(pair, again, key=lambda p: abs(p[0] / reference - 1))
-            self.dense_ms.append(again[0])
+            self.dense_ms.extend((pair[0], again[0]))
+            kept = min((pair, again), key=lambda p: abs(p[0] / reference - 1))
+            self.set_aside.add(len(self.dense_ms) - (1 if kept is pair else 2))
+            pair = kept
         else:
             self.dense_ms.append(pair[0])
         dense_round, measured = pair
