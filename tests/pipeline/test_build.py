@@ -103,7 +103,6 @@ def test_a_failed_interleaved_timing_leaves_a_note_not_a_failed_build(tmp_path, 
 
     monkeypatch.setattr(TargetTimer, "bursts_of", broken)
     assert interleaved_speed(tmp_path, load_target("cpu")) == {"note": "interleaved timing failed: session lost"}
-    assert "CPU targets only" in interleaved_speed(tmp_path, load_target("torch-cuda"))["note"]
 
 
 def test_the_same_speed_margin_is_the_target_profiles(tmp_path, monkeypatch):
@@ -120,6 +119,30 @@ def test_the_same_speed_margin_is_the_target_profiles(tmp_path, monkeypatch):
     assert interleaved_speed(tmp_path, cpu)["verdict"] == "faster"  # 5% is beyond the default 3%
     wide = interleaved_speed(tmp_path, dataclasses.replace(cpu, same_speed_margin=0.1))
     assert wide["verdict"] == "same speed" and wide["margin"] == 0.1
+
+
+def test_a_gpu_target_gets_the_interleaved_verdict_too(tmp_path, monkeypatch):
+    """dense and pruned run at one precision on a GPU target as on the CPU: the build's verdict
+    is theirs timed in alternating bursts (TargetTimer builds an engine for each), not 'no claim'."""
+    from deploypipe.hw.timer import PAIR_BURSTS, TargetTimer
+    from deploypipe.pipeline.speed import interleaved_speed
+    from deploypipe.targets import load_target
+    from deploypipe.testing.graphs import build_cnn, random_spec
+
+    for stem in ("dense", "pruned"):
+        onnx.save(build_cnn(random_spec(7)), str(tmp_path / f"{stem}.onnx"))
+    seen = []
+
+    def bursts(self, models):
+        seen.append((self.target.name, self.bursts, [m.graph.input[0].type.tensor_type.shape.dim[0].dim_value
+                                                     for m in models]))
+        return [2.0] * PAIR_BURSTS, [1.0] * PAIR_BURSTS
+
+    monkeypatch.setattr(TargetTimer, "bursts_of", bursts)
+    target = load_target("torch-cuda")
+    speed = interleaved_speed(tmp_path, target)
+    assert speed["verdict"] == "faster" and speed["dense_ms"] == 2.0 and speed["pruned_ms"] == 1.0
+    assert seen == [("torch-cuda", PAIR_BURSTS, [target.batch, target.batch])]
 
 
 @pytest.mark.parametrize("args,needle", [
