@@ -11,6 +11,7 @@ import shlex
 import sys
 
 from ..errors import InputError
+from ..prune.budget import ALLOCATIONS
 from .args import (add_dataset, add_model_loading, add_target, add_training, fraction, non_negative_int, positive_int,
                    statistics_of, target_from_args)
 
@@ -48,8 +49,9 @@ def _add_pruning(p: argparse.ArgumentParser) -> None:
     g.add_argument("--density", type=fraction, metavar="D",
                    help="fbs: share of channels each input keeps (shorthand for --method-arg density=D)")
     g.add_argument("--importance", default="l1", help="channel criterion (see `deploypipe list importance`)")
-    g.add_argument("--allocation", default="uniform", choices=("uniform", "global"),
-                   help="uniform: every group loses the same share; global: least important channels anywhere")
+    g.add_argument("--allocation", default="uniform", choices=ALLOCATIONS,
+                   help="uniform: every group loses the same share; global: least important channels anywhere; "
+                        "per-cost: global, by importance per MAC (parameter) the channel's removal saves")
     budget = g.add_mutually_exclusive_group()
     budget.add_argument("--ratio", type=fraction, help="fraction of channels to remove")
     budget.add_argument("--macs-budget", metavar="X", help="0.5 = keep half the MACs, 2x = 2x fewer, 20M = absolute "

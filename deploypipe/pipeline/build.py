@@ -95,6 +95,9 @@ class _TorchBuild:
         self._stored_normalisation = None  # (mean, std) a loaded checkpoint says its model was trained with
         self.model = None  # the module being built, once loaded
         require_data(self.precision, config)
+        from ..prune.importance import check_allocation
+
+        check_allocation(config.prune.allocation, config.prune.importance)  # before any training
 
     # -- stages ----------------------------------------------------------------------
     def run(self) -> BuildReport:

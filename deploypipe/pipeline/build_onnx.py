@@ -74,6 +74,10 @@ def build_onnx(config: BuildConfig, target) -> BuildReport:
 def _check_request(config: BuildConfig, target) -> str | None:
     """What an ONNX file cannot do (train, score by data, quantize without data or under a
     latency budget), refused before any work; the precision the build quantizes to."""
+    if config.prune.allocation == "per-cost":
+        raise InputError("the per-cost allocation needs a criterion that estimates the loss (taylor, fisher), "
+                         "which needs a PyTorch model and data",
+                         hint="an ONNX model is pruned by weights alone: use --allocation global or uniform")
     if config.prune.importance not in WEIGHT_ONLY:
         raise InputError(f"importance {config.prune.importance!r} needs a PyTorch model and data",
                          hint=f"an ONNX model is pruned by weights alone: use one of {', '.join(WEIGHT_ONLY)}")

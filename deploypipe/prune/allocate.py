@@ -61,11 +61,18 @@ def select_drop(scores: Sequence[np.ndarray], keep: Sequence[int]) -> dict[int, 
 
 
 def global_ranking(widths: Sequence[int], scores: Sequence[np.ndarray], *, prunable: Sequence[bool],
-                   cost: Callable[[np.ndarray], float], target: float, unit_cost: np.ndarray | None = None,
-                   max_ratio: float = 0.9, round_to: int = 1) -> np.ndarray:
+                   cost: Callable[[np.ndarray], float], target: float,
+                   unit_cost: Callable[[np.ndarray], np.ndarray] | None = None,
+                   max_ratio: float = 0.9, round_to: int = 1, normalize: bool = True) -> np.ndarray:
     """Remove the globally least important channels (scores normalised per group by their
     mean, so criteria of different scale compare) until ``cost(keep) <= target``; no group
-    loses more than ``max_ratio`` of its channels. Removal goes one round_to block at a time."""
+    loses more than ``max_ratio`` of its channels. Removal goes one round_to block at a time.
+    ``unit_cost(keep)``: what removing one channel of each group saves at widths ``keep``;
+    given, a block's importance is divided by it (importance lost per unit of cost saved, the
+    greedy answer to the knapsack, as Group Fisher normalises its scores). ``normalize=False``
+    ranks the scores as they are: only for criteria that estimate the loss change of a removal,
+    which compare across groups (with per-group normalisation every group's mean channel is
+    worth the same, and a cost divisor then strips the costliest groups to their floors)."""
     widths = np.asarray(widths, dtype=np.int64)
     keep = widths.copy()
     if cost(keep) <= target:
@@ -73,16 +80,17 @@ def global_ranking(widths: Sequence[int], scores: Sequence[np.ndarray], *, pruna
     step = max(1, round_to)
     floor = floors(widths, prunable, max_ratio, step)
     order = {g: np.sort(np.asarray(s, dtype=np.float64)) for g, s in enumerate(scores)}
-    norm = {g: (s / (np.mean(s) + 1e-12)) for g, s in order.items()}
+    norm = {g: (s / (np.mean(s) + 1e-12)) for g, s in order.items()} if normalize else order
     while cost(keep) > target:
         best, best_value = -1, math.inf
+        unit = None if unit_cost is None else np.asarray(unit_cost(keep), dtype=np.float64)
         for g in range(len(widths)):
             if not prunable[g] or keep[g] - step < floor[g]:
                 continue
             removed = widths[g] - keep[g]
             value = float(np.sum(norm[g][removed:removed + step]))
-            if unit_cost is not None:
-                value /= max(float(unit_cost[g]), 1e-12)
+            if unit is not None:
+                value /= max(float(unit[g]), 1e-12)
             if value < best_value:
                 best, best_value = g, value
         if best < 0:

@@ -29,7 +29,10 @@ from .fill import fill, score_value, uniform_value
 from .state import GroupState
 
 KINDS = ("ratio", "macs", "params", "latency")
-ALLOCATIONS = ("uniform", "global")
+ALLOCATIONS = ("uniform", "global", "per-cost")
+# uniform: every prunable group loses the same share; global: the least important channels anywhere
+# (scores normalised per group); per-cost: the least loss per unit of the budget's cost saved
+# (MACs or parameters), the scores as they are: a loss-estimating criterion's (taylor, fisher)
 _SUFFIX = {"": 1.0, "k": 1e3, "m": 1e6, "g": 1e9, "t": 1e12}
 Measure = Callable[[np.ndarray], float]
 
@@ -99,10 +102,15 @@ class Budget:
         """Kept widths meeting the budget: global ranking by score, or ``uniform``."""
         measure = self.measure(state)
         target = self.target(float(measure(state.dense)))
-        if allocation == "global":
+        if allocation != "uniform":
             return global_ranking(state.widths, state.scores, prunable=state.prunable, cost=measure, target=target,
-                                  max_ratio=max_ratio, round_to=round_to)
+                                  unit_cost=self.unit_cost(state) if allocation == "per-cost" else None,
+                                  normalize=allocation != "per-cost", max_ratio=max_ratio, round_to=round_to)
         return self.uniform_widths(state, measure, target, round_to, max_ratio)
+
+    def unit_cost(self, state: GroupState) -> Callable[[np.ndarray], np.ndarray] | None:
+        """What removing one channel of each group saves, by widths (None: one channel, one unit)."""
+        return None
 
     def uniform_widths(self, state: GroupState, measure: Measure, target: float, round_to: int,
                        max_ratio: float) -> np.ndarray:
@@ -175,9 +183,15 @@ class CostBudget(Budget):
         self._check_reachable(state, max_ratio, round_to)
         keep = super().allocate(state, allocation=allocation, round_to=round_to, max_ratio=max_ratio)
         measure = self.measure(state)
-        value = score_value(state.scores) if allocation == "global" else uniform_value(state.dense)
+        unit = self.unit_cost(state) if allocation == "per-cost" else None
+        value = uniform_value(state.dense) if allocation == "uniform" else \
+            score_value(state.scores, None if unit is None else unit(keep), normalize=unit is None)
         return fill(state.widths, keep, state.prunable, cost=measure, target=self.target(float(measure(state.dense))),
                     round_to=round_to, value=value)
+
+    def unit_cost(self, state: GroupState) -> Callable[[np.ndarray], np.ndarray]:
+        """MACs (parameters) saved by one channel of each group at the widths given."""
+        return getattr(state.cost, f"marginal_{self.kind}")
 
     def _check_reachable(self, state: GroupState, max_ratio: float, round_to: int) -> None:
         measure = self.measure(state)
@@ -305,7 +319,7 @@ def allocate(state: GroupState, budget: Budget, *, allocation: str = "uniform", 
     """Kept channels per group meeting ``budget``. Ratios count against ``state.dense`` (the
     model before any round of pruning), MACs and parameters are measured by ``state.cost``."""
     if allocation not in ALLOCATIONS:
-        raise InputError(f"unknown allocation {allocation!r}", hint="use uniform or global")
+        raise InputError(f"unknown allocation {allocation!r}", hint=f"use one of {', '.join(ALLOCATIONS)}")
     return budget.allocate(state, allocation=allocation, round_to=round_to, max_ratio=max_ratio)
 
 

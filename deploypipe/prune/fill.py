@@ -53,8 +53,13 @@ def uniform_value(widths: Sequence[int]) -> Callable[[int, int, int], float]:
     return lambda g, now, to: -now / widths[g]
 
 
-def score_value(scores: Sequence[np.ndarray]) -> Callable[[int, int, int], float]:
+def score_value(scores: Sequence[np.ndarray], unit: np.ndarray | None = None, *,
+                normalize: bool = True) -> Callable[[int, int, int], float]:
     """Global ranking: the block whose channels carry the most importance (scores normalised
-    by their group's mean, as the ranking compares them) widens first, per channel added."""
-    ranked = [np.sort(np.asarray(s, dtype=np.float64))[::-1] / (np.mean(s) + 1e-12) for s in scores]
-    return lambda g, now, to: float(np.mean(ranked[g][now:to])) if to > now else -np.inf
+    by their group's mean unless ``normalize`` is false, as the ranking compares them) widens
+    first, per channel added; with ``unit`` (each group's cost per channel at the allocation's
+    widths), per unit of cost."""
+    ranked = [np.sort(np.asarray(s, dtype=np.float64))[::-1] / ((np.mean(s) + 1e-12) if normalize else 1.0)
+              for s in scores]
+    per = np.ones(len(ranked)) if unit is None else np.maximum(np.asarray(unit, dtype=np.float64), 1e-12)
+    return lambda g, now, to: float(np.mean(ranked[g][now:to]) / per[g]) if to > now else -np.inf

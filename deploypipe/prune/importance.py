@@ -26,6 +26,7 @@ import torch
 from torch import nn
 
 from .._registry import Registry
+from ..errors import InputError
 from ..graph.scores import channel_norms
 from .torch_groups import ConsumerMasks, TorchPruner
 
@@ -47,6 +48,9 @@ class Importance:
     name = ""
     needs_data = False
     description = ""
+    # the scores estimate the loss change of removing a channel, so they compare across groups
+    # as they are (what the per-cost allocation divides by the cost a removal saves)
+    estimates_loss = False
 
     def scores(self, pruner: TorchPruner, ctx: ImportanceContext) -> dict[int, np.ndarray]:
         raise NotImplementedError
@@ -54,6 +58,14 @@ class Importance:
 
 def create_importance(name: str) -> Importance:
     return IMPORTANCE.get(name)()
+
+
+def check_allocation(allocation: str, importance: str) -> None:
+    """Refuse the per-cost allocation with a criterion whose scores do not compare across groups."""
+    if allocation == "per-cost" and not IMPORTANCE.get(importance).estimates_loss:
+        raise InputError(f"the per-cost allocation ranks channels by loss per MAC saved, across groups, and "
+                         f"importance {importance!r} scores weights, which do not compare across layers",
+                         hint="use --importance taylor or fisher with it, or --allocation global")
 
 
 def _tensors(pruner: TorchPruner) -> dict[str, np.ndarray]:
@@ -143,6 +155,7 @@ class _MaskGradient(Importance):
     """A score of :func:`mask_gradients`: ``sum_n |dL_n/dm|`` (``moment`` 1) or ``second`` (2)."""
 
     needs_data = True
+    estimates_loss = True
     moment = 1
 
     def scores(self, pruner, ctx):

@@ -131,3 +131,20 @@ def test_prune_with_data_re_estimates_batchnorm_statistics():
     assert all(torch.equal(v, fresh_state[k]) for k, v in stale_state.items() if "running" not in k and "tracked" not in k)
     assert not torch.equal(stale_state["body.4.running_mean"], fresh_state["body.4.running_mean"])
     assert accuracy(fresh.model) > accuracy(kept.model) + 0.05, (accuracy(fresh.model), accuracy(kept.model))
+
+
+def test_per_cost_allocation_with_a_loss_criterion_meets_the_budget():
+    """Taylor scores per MAC saved, on a trained model with data: the MACs budget is met (within
+    the tiny model's channel steps), the widths are not the global ranking's, and a weight
+    criterion is refused in one sentence."""
+    train, _ = _loaders()
+    net = _trained(train)
+    x = torch.randn(1, 1, 8, 8)
+    per_cost = deploypipe.prune(net, x, budget="macs:2x", importance="taylor", allocation="per-cost",
+                                train_loader=train, bn_batches=0)
+    ranked = deploypipe.prune(net, x, budget="macs:2x", importance="taylor", allocation="global",
+                              train_loader=train, bn_batches=0)
+    assert 2.0 <= per_cost.macs_reduction <= 2.15
+    assert per_cost.widths != ranked.widths
+    with pytest.raises(InputError, match="do not compare across layers"):
+        deploypipe.prune(net, x, budget="macs:2x", importance="l2", allocation="per-cost")

@@ -89,6 +89,16 @@ def test_build_onnx_input_prunes_by_weights_and_verifies(tmp_path, capsys):
     assert report["speed"]["verdict"] in ("faster", "slower", "same speed", "inconclusive")
 
 
+def test_an_onnx_build_refuses_the_per_cost_allocation_before_any_work(tmp_path, capsys):
+    from deploypipe.testing.graphs import build_cnn, random_spec
+
+    model = tmp_path / "m.onnx"
+    onnx.save(build_cnn(random_spec(7)), str(model))
+    code, _, err = run(capsys, "build", model, "-o", tmp_path / "run", "--allocation", "per-cost")
+    assert code == 2 and "per-cost allocation needs a criterion that estimates the loss" in err
+    assert "Traceback" not in err and not (tmp_path / "run" / "dense.onnx").exists()
+
+
 def test_a_failed_interleaved_timing_leaves_a_note_not_a_failed_build(tmp_path, monkeypatch):
     from deploypipe.hw.timer import TargetTimer
     from deploypipe.pipeline.speed import interleaved_speed
@@ -150,6 +160,7 @@ def test_a_gpu_target_gets_the_interleaved_verdict_too(tmp_path, monkeypatch):
     (["--macs-budget", "1000x"], "budget"),
     (["--importance", "astrology"], "unknown importance criterion"),
     (["--method", "magic"], "unknown pruning method"),
+    (["--allocation", "per-cost"], "importance 'l1' scores weights, which do not compare across layers"),
     (["--target", "warp-drive"], "target"),
     (["--dataset", "folder:/nonexistent/data"], "does not exist"),
 ])

@@ -81,6 +81,32 @@ def test_macs_budget_uniform_and_global_meet_the_target():
         assert cost.macs(keep) > dense / 4, "no more than needed"
 
 
+def test_per_cost_allocation_ranks_importance_per_mac_saved():
+    """Group 0's channels cost 100 MACs each, group 1's one MAC. Global ranking takes group 1's
+    weakest channels first (half as important as any of group 0's) and saves almost nothing by
+    it; per-cost pays for the budget with group 0, whose channels save 100x the MACs for at most
+    twice the importance. Both meet the budget; a channel ratio has no cost, so per-cost is global."""
+    class Cost:
+        def macs(self, w):
+            return 100.0 * w[0] + 1.0 * w[1]
+
+        def marginal_macs(self, w):
+            return np.array([100.0, 1.0])
+
+    scores = [np.ones(16), np.linspace(0.5, 1.5, 16)]
+    state = GroupState([16, 16], scores, [True, True], cost=Cost())
+    budget = Budget.parse("macs", "2x")
+    per_cost = allocate(state, budget, allocation="per-cost")
+    plain = allocate(state, budget, allocation="global")
+    for keep in (per_cost, plain):
+        assert Cost().macs(keep) <= 808
+    assert per_cost[1] == 16 and plain[1] < 16, (per_cost, plain)
+    ratio = Budget.parse("ratio", "0.3")
+    assert allocate(state, ratio, allocation="per-cost").tolist() == allocate(state, ratio, allocation="global").tolist()
+    with pytest.raises(InputError, match="per-cost"):
+        allocate(state, budget, allocation="knapsack")
+
+
 def test_impossible_macs_budget_says_how_far_it_can_go():
     cost = _toy_cost()
     with pytest.raises(BudgetError) as e:

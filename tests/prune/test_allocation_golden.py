@@ -203,7 +203,7 @@ def test_allocations_match_the_golden_widths(golden, name):
 @pytest.mark.parametrize("name", list(MODELS))
 def test_cost_budgets_are_met_closely(name):
     """Every MACs and parameter budget of the golden set is met, and not overshot by more than
-    2% of the dense cost (rounded to 8 or not, uniform or global)."""
+    2% of the dense cost (rounded to 8 or not, uniform, global or per-cost)."""
     a = _analysis(name)
     scores = _scores(a)
     for kind, text in COST_BUDGETS:
@@ -215,7 +215,7 @@ def test_cost_budgets_are_met_closely(name):
         measure = getattr(a.cost, kind)
         dense = measure(a.widths())
         target = budget.target(dense)
-        for allocation in ("uniform", "global"):
+        for allocation in ("uniform", "global", "per-cost"):
             for round_to in (1, 8):
                 cost = measure(np.array(_cost_allocation(a, scores, kind, text, allocation, round_to)))
                 assert cost <= target * (1 + 1e-9), (kind, text, allocation, round_to)

@@ -21,7 +21,7 @@ from ...utils.log import get_logger
 from ..allocate import floors, select_drop
 from ..budget import ALL_BUDGETS, Budget, allocate
 from ..state import GroupState
-from ..importance import ImportanceContext, create_importance
+from ..importance import ImportanceContext, check_allocation, create_importance
 from ..torch_groups import TorchPruner
 
 log = get_logger("prune")
@@ -44,6 +44,9 @@ class PruneRequest:
     calibration_batches: int = 8
     seed: int = 0
     params: dict[str, Any] = field(default_factory=dict)  # method hyperparameters (--method-arg k=v)
+
+    def __post_init__(self) -> None:
+        check_allocation(self.allocation, self.importance)
 
 
 @dataclass
