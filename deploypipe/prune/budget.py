@@ -32,7 +32,8 @@ KINDS = ("ratio", "macs", "params", "latency")
 ALLOCATIONS = ("uniform", "global", "per-cost")
 # uniform: every prunable group loses the same share; global: the least important channels anywhere
 # (scores normalised per group); per-cost: the least loss per unit of the budget's cost saved
-# (MACs or parameters), the scores as they are: a loss-estimating criterion's (taylor, fisher)
+# (MACs or parameters; one per channel under a ratio), the scores as they are: a loss-estimating
+# criterion's (taylor, fisher)
 _SUFFIX = {"": 1.0, "k": 1e3, "m": 1e6, "g": 1e9, "t": 1e12}
 Measure = Callable[[np.ndarray], float]
 

@@ -85,7 +85,9 @@ def test_per_cost_allocation_ranks_importance_per_mac_saved():
     """Group 0's channels cost 100 MACs each, group 1's one MAC. Global ranking takes group 1's
     weakest channels first (half as important as any of group 0's) and saves almost nothing by
     it; per-cost pays for the budget with group 0, whose channels save 100x the MACs for at most
-    twice the importance. Both meet the budget; a channel ratio has no cost, so per-cost is global."""
+    twice the importance. Both meet the budget. Under a channel ratio every channel costs one:
+    per-cost is then the ranking of the raw scores (group 1's mean is 10x group 0's, and it
+    keeps more channels than the normalised global ranking lets it)."""
     class Cost:
         def macs(self, w):
             return 100.0 * w[0] + 1.0 * w[1]
@@ -102,7 +104,12 @@ def test_per_cost_allocation_ranks_importance_per_mac_saved():
         assert Cost().macs(keep) <= 808
     assert per_cost[1] == 16 and plain[1] < 16, (per_cost, plain)
     ratio = Budget.parse("ratio", "0.3")
-    assert allocate(state, ratio, allocation="per-cost").tolist() == allocate(state, ratio, allocation="global").tolist()
+    loud = GroupState([16, 16], [np.linspace(0.5, 1.5, 16), 10 * np.linspace(0.5, 1.5, 16)], [True, True],
+                      cost=Cost())
+    raw = allocate(loud, ratio, allocation="per-cost")
+    assert raw.tolist() == global_ranking([16, 16], loud.scores, prunable=[True, True], target=0.7 * 32,
+                                          cost=lambda w: float(np.sum(w)), normalize=False).tolist()
+    assert raw[1] > allocate(loud, ratio, allocation="global")[1]
     with pytest.raises(InputError, match="per-cost"):
         allocate(state, budget, allocation="knapsack")
 
