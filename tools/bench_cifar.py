@@ -62,7 +62,7 @@ ARCHIVE = ROOT.parent / "shared" / "data" / "cifar10-jpeg.tar.gz"
 CACHE = ROOT / "bench_cache" / "cifar"
 VARIANTS = ("tp_l2_uniform", "tp_l2_global", "tp_taylor_global", "tp_hessian_global", "dp_default", "dp_l2_global",
             "dp_taylor_global", "dp_l2_global_r1", "dp_cpli", "dp_cpli_r1", "dp_cpli_global_r1",
-            "dp_taylor_percost_r1", "dp_fisher_percost_r1", "dp_latency")
+            "dp_taylor_percost_r1", "dp_fisher_percost_r1", "dp_fisher_percost", "dp_latency")
 KD_TAG = "kd"  # ends the fine-tuning tag of rows fine-tuned with distillation from the dense model
 
 
@@ -303,6 +303,7 @@ def prune_variant(name: str, args, dense, dense_path: Path, shape, target_macs: 
                                           "--round-to", "1"],
              "dp_taylor_percost_r1": macs + ["--importance", "taylor", "--allocation", "per-cost", "--round-to", "1"],
              "dp_fisher_percost_r1": macs + ["--importance", "fisher", "--allocation", "per-cost", "--round-to", "1"],
+             "dp_fisher_percost": macs + ["--importance", "fisher", "--allocation", "per-cost"],
              "dp_latency": [f"--latency-ratio={latency_ratio or 0:.4f}", "--method", "cpli"]}[name]
     return dp_build(args, dense_path, flags, workdir / name)
 
@@ -432,6 +433,7 @@ LABELS = {"tp_l2_uniform": "Torch-Pruning L2 uniform", "tp_l2_global": "Torch-Pr
           "dp_cpli_global_r1": "deploypipe CPLI, L2 global, unrounded",
           "dp_taylor_percost_r1": "deploypipe Taylor per MAC, unrounded",
           "dp_fisher_percost_r1": "deploypipe Fisher per MAC, unrounded",
+          "dp_fisher_percost": "deploypipe Fisher per MAC, x8",
           "dp_latency": "deploypipe CPLI `--latency-ratio` = Torch-Pruning L2 global's measured ratio"}
 
 
