@@ -230,6 +230,15 @@ def finetune(model, data, args, seed: int, teacher=None) -> float:
     return time.perf_counter() - start
 
 
+def checkpoint_sha(path: Path) -> str:
+    """The dense checkpoint's content (12 hex digits of SHA-256): rows and cells of one seed
+    retrained later are another model, never merged with the first (training on the CPU did
+    not repeat bit for bit across sessions: resnet20 seed 0 reached 18.64% and later 18.46%)."""
+    import hashlib
+
+    return hashlib.sha256(path.read_bytes()).hexdigest()[:12]
+
+
 def dense_tag(args) -> str:
     """The dense recipe in cache names, when it is not the default (10 epochs at lr 0.1)."""
     return "" if (args.dense_epochs, args.dense_lr) == (10, 0.1) else f"_e{args.dense_epochs}lr{args.dense_lr:g}"
@@ -318,9 +327,11 @@ def run_budget(args, cells: Cells, arch: str, seed: int, bx: float, data, dense_
     calib = (data.train.tensors[0][idx], data.train.tensors[1][idx])
     models, rows = {}, {}
     latency_ratio = None
+    sha = checkpoint_sha(dense_path)
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.variants.split(","):
-            key = (f"{arch}{dense_tag(args)}/s{seed}/{bx:g}x/{name}/{finetune_tag(args)}{'/smoke' if args.smoke else ''}")
+            key = (f"{arch}{dense_tag(args)}/s{seed}/{bx:g}x/{name}/{finetune_tag(args)}{'/smoke' if args.smoke else ''}"
+                   f"/{sha}")
             if name == "dp_latency":
                 tp_row = rows.get("tp_l2_global") or {}
                 latency_ratio = tp_row.get("latency_ratio")
@@ -369,7 +380,7 @@ def run_budget(args, cells: Cells, arch: str, seed: int, bx: float, data, dense_
         rows[name]["dense_latency_ms"] = lat["dense"]  # its own run's reference (runs merge per variant)
         rows[name]["macs_reduction"] = dense_macs / rows[name]["macs"]
     dense_row = {**error_of(dense, data), "macs": dense_macs, "params": sum(p.numel() for p in dense.parameters()),
-                 "latency_ms": lat["dense"], **training_seconds(dense_path)}
+                 "latency_ms": lat["dense"], "checkpoint_sha": sha, **training_seconds(dense_path)}
     return {"arch": arch, "seed": seed, "budget_x": bx, "dense": dense_row, "variants": rows,
             "target_latency_ratio": latency_ratio, "load_average": list(os.getloadavg())}
 
@@ -412,7 +423,7 @@ def merged(out: Path, results: list, tag: str) -> list:
     """This run's rows over the rows already in ``out`` (other seeds, other fine-tuning, or
     other variants of the same (arch and dense recipe, seed, budget, fine-tuning), which keep
     their own latency measurements); sorted by arch, budget, seed, fine-tuning."""
-    key = lambda r: (model_label(r), r["budget_x"], r["seed"], r.get("finetune", ""))  # noqa: E731
+    key = lambda r: (model_label(r), r["budget_x"], r["seed"], dense_id(r), r.get("finetune", ""))  # noqa: E731
     try:
         old = json.loads(out.read_text()).get("results", [])
     except (OSError, ValueError):
@@ -437,6 +448,12 @@ LABELS = {"tp_l2_uniform": "Torch-Pruning L2 uniform", "tp_l2_global": "Torch-Pr
           "dp_latency": "deploypipe CPLI `--latency-ratio` = Torch-Pruning L2 global's measured ratio"}
 
 
+def dense_id(row: dict) -> str:
+    """Which dense model of its seed a row pruned ("" for rows measured before checkpoints were
+    hashed, whose checkpoint is no longer at hand)."""
+    return row["dense"].get("checkpoint_sha", "")
+
+
 def model_label(row: dict) -> str:
     """The arch and its dense recipe (epochs; lr when not 0.1, as ``dense_tag``): rows of one
     arch trained differently are different models, never merged."""
@@ -445,6 +462,12 @@ def model_label(row: dict) -> str:
         return row["arch"]
     lr = f", lr {recipe['lr']:g}" if recipe.get("lr", 0.1) != 0.1 else ""
     return f"{row['arch']} ({recipe['epochs']} ep{lr})"
+
+
+def seed_mark(arch: str, seed: tuple, dense: dict) -> str:
+    """" (s0′)" after a dense error whose seed has an earlier dense model in the table (retrained)."""
+    n, sha = seed
+    return f" (s{n}′)" if sha and any(s == n and not h for s, h in dense[arch]) else ""
 
 
 def table(path: Path) -> str:
@@ -458,10 +481,11 @@ def table(path: Path) -> str:
     rows: dict = {}
     dense: dict = {}
     for r in doc["results"]:
-        dense.setdefault(model_label(r), {})[r["seed"]] = r["dense"]
+        seed = (r["seed"], dense_id(r))  # a seed retrained later is another dense model: its own column
+        dense.setdefault(model_label(r), {})[seed] = r["dense"]
         kd = str(r.get("finetune", "")).endswith(KD_TAG)
         for name, v in r["variants"].items():
-            rows.setdefault((model_label(r), r["budget_x"], kd, name), []).append((r["seed"], v))
+            rows.setdefault((model_label(r), r["budget_x"], kd, name), []).append((seed, v))
     out = ["| model | budget | tool / settings | error % per seed (— not run) | mean error | MACs fewer | "
            "speed vs dense |",
            "|---|---|---|---|---|---|---|"]
@@ -470,7 +494,8 @@ def table(path: Path) -> str:
     for (arch, bx, kd, name) in sorted(rows, key=order):
         cells = sorted((s, v) for s, v in rows[(arch, bx, kd, name)] if "error" in v)
         if arch not in dense_done:
-            errs = " / ".join(f"{100 * d['error']:.2f}" for _, d in sorted(dense[arch].items()))
+            errs = " / ".join(f"{100 * d['error']:.2f}{seed_mark(arch, seed, dense)}"
+                              for seed, d in sorted(dense[arch].items()))
             out.append(f"| {arch} | dense | trained by `deploypipe train` | {errs} | | 1x | 1x |")
             dense_done.add(arch)
         if not cells:

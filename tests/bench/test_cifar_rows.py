@@ -92,3 +92,26 @@ def test_distillation_is_part_of_the_fine_tuning_tag():
     tool = bench_cifar()
     assert tool.finetune_tag(tool.parse([])) == "ft2x20000r@0.05"
     assert tool.finetune_tag(tool.parse(["--finetune-distill"])) == "ft2x20000r@0.05kd"
+
+
+def test_a_seed_retrained_later_is_another_dense_model(tmp_path):
+    """Training on the CPU did not repeat bit for bit across sessions: a seed's dense model
+    retrained later (another checkpoint digest) gets rows of its own, never merged with the
+    cells pruned from the first, and the table gives it its own column, marked s0′."""
+    tool = bench_cifar()
+    out = tmp_path / "cifar10.json"
+    first = row(8, "tp_l2_global", 0.25)  # measured before checkpoints were hashed
+    out.write_text(json.dumps({"results": [first]}))
+    again = row(8, "dp_cpli", 0.24)
+    again["dense"] = {"error": 0.21, "checkpoint_sha": "abc123"}
+    rows = tool.merged(out, [again], "ft2x20000r@0.05")
+    assert len(rows) == 2 and sorted(set(r["variants"]) == {"tp_l2_global"} for r in rows) == [False, True]
+    same = row(8, "tp_l2_global", 0.22)
+    same["dense"] = {"error": 0.21, "checkpoint_sha": "abc123"}
+    out.write_text(json.dumps({"results": rows}))
+    rows = tool.merged(out, [same], "ft2x20000r@0.05")
+    assert len(rows) == 2
+    assert {tuple(sorted(r["variants"])) for r in rows} == {("tp_l2_global",), ("dp_cpli", "tp_l2_global")}
+    text = table_of(tmp_path, rows)
+    assert "| trained by `deploypipe train` | 23.00 / 21.00 (s0′) |" in text
+    assert "| Torch-Pruning L2 global | 25.00 / 22.00 |" in text and "| deploypipe CPLI, x8 | — / 24.00 |" in text
