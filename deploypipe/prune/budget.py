@@ -19,7 +19,7 @@ import dataclasses
 import math
 import re
 from dataclasses import dataclass
-from typing import Callable, ClassVar
+from typing import Any, Callable, ClassVar
 
 import numpy as np
 
@@ -105,9 +105,14 @@ class Budget:
         target = self.target(float(measure(state.dense)))
         if allocation != "uniform":
             return global_ranking(state.widths, state.scores, prunable=state.prunable, cost=measure, target=target,
-                                  unit_cost=self.unit_cost(state) if allocation == "per-cost" else None,
-                                  normalize=allocation != "per-cost", max_ratio=max_ratio, round_to=round_to)
+                                  **self.ranking(state, allocation), max_ratio=max_ratio, round_to=round_to)
         return self.uniform_widths(state, measure, target, round_to, max_ratio)
+
+    def ranking(self, state: GroupState, allocation: str) -> dict[str, Any]:
+        """How a global ``allocation`` ranks channels: per-cost divides raw scores by what one
+        channel saves (:meth:`unit_cost`), global compares scores normalised per group."""
+        per_cost = allocation == "per-cost"
+        return {"unit_cost": self.unit_cost(state) if per_cost else None, "normalize": not per_cost}
 
     def unit_cost(self, state: GroupState) -> Callable[[np.ndarray], np.ndarray] | None:
         """What removing one channel of each group saves, by widths (None: one channel, one unit)."""
@@ -184,9 +189,12 @@ class CostBudget(Budget):
         self._check_reachable(state, max_ratio, round_to)
         keep = super().allocate(state, allocation=allocation, round_to=round_to, max_ratio=max_ratio)
         measure = self.measure(state)
-        unit = self.unit_cost(state) if allocation == "per-cost" else None
-        value = uniform_value(state.dense) if allocation == "uniform" else \
-            score_value(state.scores, None if unit is None else unit(keep), normalize=unit is None)
+        if allocation == "uniform":
+            value = uniform_value(state.dense)
+        else:
+            how = self.ranking(state, allocation)
+            unit = how["unit_cost"]
+            value = score_value(state.scores, None if unit is None else unit(keep), normalize=how["normalize"])
         return fill(state.widths, keep, state.prunable, cost=measure, target=self.target(float(measure(state.dense))),
                     round_to=round_to, value=value)
 
