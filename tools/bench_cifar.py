@@ -21,6 +21,11 @@ that checkpoint, for each MACs budget (2x, 3x fewer):
     put Torch-Pruning's global rows ahead of its uniform ones, with CPLI choosing the channels;
   * ``dp_cpli``: ``--method cpli`` (loss-guided channel selection with a least-squares refit
     of the consumers, from METHODS.md), deploypipe's best method when fine-tuning is short;
+  * ``dp_taylor_percost_r1`` / ``dp_fisher_percost_r1`` / ``dp_fisher_percost``: ``--importance
+    taylor|fisher --allocation per-cost`` (channels ranked by estimated loss per MAC their removal
+    saves), unrounded or rounded to the target's 8;
+  * ``dp_cpli_percost`` / ``dp_cpli_percost_r1``: CPLI's selection and refit on the widths of
+    Fisher per MAC (``--method cpli --importance fisher --allocation per-cost``), x8 or unrounded;
   * ``dp_latency``: ``--method cpli --latency-ratio R`` on cpu-batch32 with R the latency
     Torch-Pruning's L2 global model measured against dense (deploypipe at equal measured latency).
 
@@ -62,7 +67,8 @@ ARCHIVE = ROOT.parent / "shared" / "data" / "cifar10-jpeg.tar.gz"
 CACHE = ROOT / "bench_cache" / "cifar"
 VARIANTS = ("tp_l2_uniform", "tp_l2_global", "tp_taylor_global", "tp_hessian_global", "dp_default", "dp_l2_global",
             "dp_taylor_global", "dp_l2_global_r1", "dp_cpli", "dp_cpli_r1", "dp_cpli_global_r1",
-            "dp_taylor_percost_r1", "dp_fisher_percost_r1", "dp_fisher_percost", "dp_latency")
+            "dp_taylor_percost_r1", "dp_fisher_percost_r1", "dp_fisher_percost", "dp_cpli_percost", "dp_cpli_percost_r1",
+            "dp_latency")
 KD_TAG = "kd"  # ends the fine-tuning tag of rows fine-tuned with distillation from the dense model
 
 
@@ -313,6 +319,9 @@ def prune_variant(name: str, args, dense, dense_path: Path, shape, target_macs: 
              "dp_taylor_percost_r1": macs + ["--importance", "taylor", "--allocation", "per-cost", "--round-to", "1"],
              "dp_fisher_percost_r1": macs + ["--importance", "fisher", "--allocation", "per-cost", "--round-to", "1"],
              "dp_fisher_percost": macs + ["--importance", "fisher", "--allocation", "per-cost"],
+             "dp_cpli_percost": macs + ["--method", "cpli", "--importance", "fisher", "--allocation", "per-cost"],
+             "dp_cpli_percost_r1": macs + ["--method", "cpli", "--importance", "fisher", "--allocation", "per-cost",
+                                           "--round-to", "1"],
              "dp_latency": [f"--latency-ratio={latency_ratio or 0:.4f}", "--method", "cpli"]}[name]
     return dp_build(args, dense_path, flags, workdir / name)
 
@@ -445,6 +454,8 @@ LABELS = {"tp_l2_uniform": "Torch-Pruning L2 uniform", "tp_l2_global": "Torch-Pr
           "dp_taylor_percost_r1": "deploypipe Taylor per MAC, unrounded",
           "dp_fisher_percost_r1": "deploypipe Fisher per MAC, unrounded",
           "dp_fisher_percost": "deploypipe Fisher per MAC, x8",
+          "dp_cpli_percost": "deploypipe CPLI, Fisher per MAC, x8",
+          "dp_cpli_percost_r1": "deploypipe CPLI, Fisher per MAC, unrounded",
           "dp_latency": "deploypipe CPLI `--latency-ratio` = Torch-Pruning L2 global's measured ratio"}
 
 
