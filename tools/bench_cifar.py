@@ -308,22 +308,26 @@ def prune_variant(name: str, args, dense, dense_path: Path, shape, target_macs: 
         return tp_prune(dense, shape, target_macs, True, "taylor", calib)
     if name == "tp_hessian_global":
         return tp_prune(dense, shape, target_macs, True, "hessian", calib)
+    return dp_build(args, dense_path, dp_flags(name, bx, latency_ratio), workdir / name)
+
+
+def dp_flags(name: str, bx: float, latency_ratio: float | None = None) -> list[str]:
+    """The ``deploypipe build`` options of deploypipe variant ``name`` at ``bx``x fewer MACs."""
     macs = [f"--macs-budget={bx:g}x"]
-    flags = {"dp_default": macs, "dp_l2_global": macs + ["--importance", "l2", "--allocation", "global"],
-             "dp_taylor_global": macs + ["--importance", "taylor", "--allocation", "global"],
-             "dp_l2_global_r1": macs + ["--importance", "l2", "--allocation", "global", "--round-to", "1"],
-             "dp_cpli": macs + ["--method", "cpli"],
-             "dp_cpli_r1": macs + ["--method", "cpli", "--round-to", "1"],
-             "dp_cpli_global_r1": macs + ["--method", "cpli", "--importance", "l2", "--allocation", "global",
+    return {"dp_default": macs, "dp_l2_global": macs + ["--importance", "l2", "--allocation", "global"],
+            "dp_taylor_global": macs + ["--importance", "taylor", "--allocation", "global"],
+            "dp_l2_global_r1": macs + ["--importance", "l2", "--allocation", "global", "--round-to", "1"],
+            "dp_cpli": macs + ["--method", "cpli"],
+            "dp_cpli_r1": macs + ["--method", "cpli", "--round-to", "1"],
+            "dp_cpli_global_r1": macs + ["--method", "cpli", "--importance", "l2", "--allocation", "global",
+                                         "--round-to", "1"],
+            "dp_taylor_percost_r1": macs + ["--importance", "taylor", "--allocation", "per-cost", "--round-to", "1"],
+            "dp_fisher_percost_r1": macs + ["--importance", "fisher", "--allocation", "per-cost", "--round-to", "1"],
+            "dp_fisher_percost": macs + ["--importance", "fisher", "--allocation", "per-cost"],
+            "dp_cpli_percost": macs + ["--method", "cpli", "--importance", "fisher", "--allocation", "per-cost"],
+            "dp_cpli_percost_r1": macs + ["--method", "cpli", "--importance", "fisher", "--allocation", "per-cost",
                                           "--round-to", "1"],
-             "dp_taylor_percost_r1": macs + ["--importance", "taylor", "--allocation", "per-cost", "--round-to", "1"],
-             "dp_fisher_percost_r1": macs + ["--importance", "fisher", "--allocation", "per-cost", "--round-to", "1"],
-             "dp_fisher_percost": macs + ["--importance", "fisher", "--allocation", "per-cost"],
-             "dp_cpli_percost": macs + ["--method", "cpli", "--importance", "fisher", "--allocation", "per-cost"],
-             "dp_cpli_percost_r1": macs + ["--method", "cpli", "--importance", "fisher", "--allocation", "per-cost",
-                                           "--round-to", "1"],
-             "dp_latency": [f"--latency-ratio={latency_ratio or 0:.4f}", "--method", "cpli"]}[name]
-    return dp_build(args, dense_path, flags, workdir / name)
+            "dp_latency": [f"--latency-ratio={latency_ratio or 0:.4f}", "--method", "cpli"]}[name]
 
 
 def run_budget(args, cells: Cells, arch: str, seed: int, bx: float, data, dense_path: Path) -> dict:

@@ -115,3 +115,21 @@ def test_a_seed_retrained_later_is_another_dense_model(tmp_path):
     text = table_of(tmp_path, rows)
     assert "| trained by `deploypipe train` | 23.00 / 21.00 (s0′) |" in text
     assert "| Torch-Pruning L2 global | 25.00 / 22.00 |" in text and "| deploypipe CPLI, x8 | — / 24.00 |" in text
+
+
+def test_every_variant_has_a_label_and_deploypipe_variants_are_build_commands():
+    """A variant added without a table label, or with options ``deploypipe build`` does not
+    take, would fail hours into a benchmark run; the options also pass the build's own checks
+    of importance against allocation."""
+    from deploypipe.cli import build_parser
+    from deploypipe.prune.importance import check_allocation
+
+    tool = bench_cifar()
+    assert set(tool.LABELS) == set(tool.VARIANTS)
+    for name in tool.VARIANTS:
+        if not name.startswith("dp_"):
+            continue
+        args = build_parser().parse_args(["build", "model.pt", "-o", "out", *tool.dp_flags(name, 2.0, 0.5)])
+        assert args.command == "build"
+        check_allocation(args.allocation, args.importance)
+    assert tool.dp_flags("dp_cpli_percost", 3.0)[:1] == ["--macs-budget=3x"]
