@@ -37,7 +37,7 @@ DEVICE=${DEVICE:-cuda}
   "gpu_cifar: torch sees no CUDA device; run this on an NVIDIA GPU host")' || exit 2
 "$PY" tools/bench_cifar.py --device "$DEVICE" --archive bench_cache/cifar10-jpeg.tar.gz \
   --archs "${ARCHS:-resnet56}" --budgets "${BUDGETS:-2}" \
-  --variants "${VARIANTS:-tp_l2_global,dp_cpli,dp_fisher_percost_r1,tp_l2_uniform,dp_default,dp_l2_global,dp_l2_global_r1,tp_taylor_global,dp_cpli_r1}" --dense-epochs "${DENSE_EPOCHS:-60}" \
+  --variants "${VARIANTS:-tp_l2_global,dp_cpli_percost,dp_cpli,dp_fisher_percost_r1,tp_l2_uniform,dp_default,dp_l2_global,dp_l2_global_r1,tp_taylor_global,dp_cpli_r1}" --dense-epochs "${DENSE_EPOCHS:-60}" \
   --finetune-epochs "${FT_EPOCHS:-5}" --finetune-images 40000 --finetune-lr "${FT_LR:-0.02}" \
   --threads "${THREADS:-8}" --deadline "${DEADLINE:-7}" ${EXTRA:-} --out "$OUT/cifar10_gpu.json" 2>&1 | tee "$OUT/bench_cifar.log"
 rc=${PIPESTATUS[0]}
