@@ -26,6 +26,7 @@ that checkpoint, for each MACs budget (2x, 3x fewer):
     saves), unrounded or rounded to the target's 8;
   * ``dp_cpli_percost`` / ``dp_cpli_percost_r1``: CPLI's selection and refit on the widths of
     Fisher per MAC (``--method cpli --importance fisher --allocation per-cost``), x8 or unrounded;
+    x8, deploypipe's best rounded variant measured on the CPU (resnet20, resnet56);
   * ``dp_latency``: ``--method cpli --latency-ratio R`` on cpu-batch32 with R the latency
     Torch-Pruning's L2 global model measured against dense (deploypipe at equal measured latency).
 
