@@ -97,7 +97,11 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--smoke", action="store_true", help="tiny data and one epoch: checks the harness, not the tools")
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "cifar10.json"))
     p.add_argument("--table", action="store_true", help="print the README table of --out and stop")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    unknown = sorted(set(args.variants.split(",")) - set(VARIANTS))
+    if unknown:
+        p.error(f"unknown variants {', '.join(unknown)}; choose from {', '.join(VARIANTS)}")
+    return args
 
 
 # -- data and dense models ----------------------------------------------------------------
@@ -313,22 +317,19 @@ def prune_variant(name: str, args, dense, dense_path: Path, shape, target_macs: 
 
 
 def dp_flags(name: str, bx: float, latency_ratio: float | None = None) -> list[str]:
-    """The ``deploypipe build`` options of deploypipe variant ``name`` at ``bx``x fewer MACs."""
-    macs = [f"--macs-budget={bx:g}x"]
-    return {"dp_default": macs, "dp_l2_global": macs + ["--importance", "l2", "--allocation", "global"],
-            "dp_taylor_global": macs + ["--importance", "taylor", "--allocation", "global"],
-            "dp_l2_global_r1": macs + ["--importance", "l2", "--allocation", "global", "--round-to", "1"],
-            "dp_cpli": macs + ["--method", "cpli"],
-            "dp_cpli_r1": macs + ["--method", "cpli", "--round-to", "1"],
-            "dp_cpli_global_r1": macs + ["--method", "cpli", "--importance", "l2", "--allocation", "global",
-                                         "--round-to", "1"],
-            "dp_taylor_percost_r1": macs + ["--importance", "taylor", "--allocation", "per-cost", "--round-to", "1"],
-            "dp_fisher_percost_r1": macs + ["--importance", "fisher", "--allocation", "per-cost", "--round-to", "1"],
-            "dp_fisher_percost": macs + ["--importance", "fisher", "--allocation", "per-cost"],
-            "dp_cpli_percost": macs + ["--method", "cpli", "--importance", "fisher", "--allocation", "per-cost"],
-            "dp_cpli_percost_r1": macs + ["--method", "cpli", "--importance", "fisher", "--allocation", "per-cost",
-                                          "--round-to", "1"],
-            "dp_latency": [f"--latency-ratio={latency_ratio or 0:.4f}", "--method", "cpli"]}[name]
+    """The ``deploypipe build`` options of deploypipe variant ``name`` at ``bx``x fewer MACs
+    (a ``_r1`` variant is its base without rounding: ``--round-to 1``)."""
+    if name == "dp_latency":
+        return [f"--latency-ratio={latency_ratio or 0:.4f}", "--method", "cpli"]
+    base = name.removesuffix("_r1")
+    cpli, l2_global = ["--method", "cpli"], ["--importance", "l2", "--allocation", "global"]
+    fisher_per_mac = ["--importance", "fisher", "--allocation", "per-cost"]
+    options = {"dp_default": [], "dp_l2_global": l2_global,
+               "dp_taylor_global": ["--importance", "taylor", "--allocation", "global"],
+               "dp_cpli": cpli, "dp_cpli_global": cpli + l2_global,
+               "dp_taylor_percost": ["--importance", "taylor", "--allocation", "per-cost"],
+               "dp_fisher_percost": fisher_per_mac, "dp_cpli_percost": cpli + fisher_per_mac}[base]
+    return [f"--macs-budget={bx:g}x", *options, *(["--round-to", "1"] if base != name else [])]
 
 
 def run_budget(args, cells: Cells, arch: str, seed: int, bx: float, data, dense_path: Path) -> dict:
