@@ -324,7 +324,9 @@ def dp_flags(name: str, bx: float, latency_ratio: float | None = None) -> list[s
     base = name.removesuffix("_r1")
     cpli, l2_global = ["--method", "cpli"], ["--importance", "l2", "--allocation", "global"]
     fisher_per_mac = ["--importance", "fisher", "--allocation", "per-cost"]
-    options = {"dp_default": [], "dp_l2_global": l2_global,
+    # the classic defaults spelled out: these cells measure L1 uniform whatever the build's defaults become
+    options = {"dp_default": ["--method", "oneshot", "--importance", "l1", "--allocation", "uniform"],
+               "dp_l2_global": l2_global,
                "dp_taylor_global": ["--importance", "taylor", "--allocation", "global"],
                "dp_cpli": cpli, "dp_cpli_global": cpli + l2_global,
                "dp_taylor_percost": ["--importance", "taylor", "--allocation", "per-cost"],
