@@ -49,6 +49,15 @@ def uniform(widths: Sequence[int], ratio: float, *, prunable: Sequence[bool], ro
     return keep
 
 
+def narrower(keep: int, width: int, round_to: int) -> int:
+    """One block narrower than ``keep``: the next lower multiple of ``round_to`` (12 -> 8, 16 -> 8),
+    or one channel fewer in a group no wider than one block, which :func:`round_keep` leaves
+    unrounded (a group of 8 under x8 keeps 1-8 channels, as the uniform allocation gives it)."""
+    if round_to <= 1 or width <= round_to:
+        return keep - 1
+    return (keep - 1) // round_to * round_to
+
+
 def select_drop(scores: Sequence[np.ndarray], keep: Sequence[int]) -> dict[int, np.ndarray]:
     """The lowest-scoring ``width - keep`` channels of each group (ties: lower index first)."""
     drop = {}
@@ -82,22 +91,24 @@ def global_ranking(widths: Sequence[int], scores: Sequence[np.ndarray], *, pruna
     order = {g: np.sort(np.asarray(s, dtype=np.float64)) for g, s in enumerate(scores)}
     norm = {g: (s / (np.mean(s) + 1e-12)) for g, s in order.items()} if normalize else order
     while cost(keep) > target:
-        best, best_value = -1, math.inf
+        best, best_value, best_to = -1, math.inf, 0
         unit = None if unit_cost is None else np.asarray(unit_cost(keep), dtype=np.float64)
         for g in range(len(widths)):
-            if not prunable[g] or keep[g] - step < floor[g]:
+            to = narrower(int(keep[g]), int(widths[g]), step)
+            if not prunable[g] or to < floor[g]:
                 continue
             removed = widths[g] - keep[g]
-            value = float(np.sum(norm[g][removed:removed + step]))
+            # importance lost per channel (blocks differ in size: a narrow group's is one channel)
+            value = float(np.mean(norm[g][removed:removed + keep[g] - to]))
             if unit is not None:
                 value /= max(float(unit[g]), 1e-12)
             if value < best_value:
-                best, best_value = g, value
+                best, best_value, best_to = g, value, to
         if best < 0:
             raise BudgetError(f"the budget cannot be met: at most {1 - cost(keep) / cost(widths):.1%} "
                               "of the cost can be removed with the prunable channels",
                               hint="ask for a smaller reduction or allow more pruning per group")
-        keep[best] -= step
+        keep[best] = best_to
     if round_to > 1:  # a frozen group keeps its width, multiple or not
         keep = np.array([round_keep(k, w, round_to) if p else k for k, w, p in zip(keep, widths, prunable)])
     return keep

@@ -42,8 +42,9 @@ def fill(widths: Sequence[int], keep: Sequence[int], prunable: Sequence[bool], *
 
 
 def _next(now: int, width: int, round_to: int) -> int:
-    """One block wider: the next multiple of ``round_to`` (the full width if that is nearer)."""
-    step = max(1, round_to)
+    """One block wider: the next multiple of ``round_to`` (the full width if that is nearer);
+    one channel in a group no wider than one block (the allocation's step there)."""
+    step = max(1, round_to) if width > round_to else 1
     return min(width, (now // step + 1) * step)
 
 

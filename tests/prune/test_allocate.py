@@ -38,6 +38,20 @@ def test_global_ranking_prefers_unimportant_groups_and_caps_each_group():
     assert keep.sum() <= 10 and keep.min() >= 2
 
 
+def test_global_ranking_under_rounding_prunes_groups_narrower_than_a_block_as_uniform_does():
+    """Under x8, a group of 4 or 8 channels steps one channel at a time (``round_keep`` leaves it
+    unrounded) and a group of 12 steps to 8: before, both were out of reach, and a small CNN that
+    uniform pruned to 2x was refused by every global allocation ("at most 19% can be removed")."""
+    widths = [4, 8, 12, 16]
+    scores = [np.ones(w) for w in widths]
+    cost = lambda k: float(np.sum(k))  # noqa: E731
+    keep = global_ranking(widths, scores, prunable=[True] * 4, cost=cost, target=20, round_to=8)
+    assert cost(keep) <= 20
+    assert keep[2] in (8, 12) and keep[3] in (8, 16)  # wide groups keep multiples of 8 (or their width)
+    assert keep[0] < 4 or keep[1] < 8  # the narrow groups gave channels too
+    assert uniform(widths, 0.5, prunable=[True] * 4, round_to=8).tolist() == [2, 4, 8, 8]
+
+
 def test_global_ranking_raises_when_budget_unreachable():
     with pytest.raises(BudgetError):
         global_ranking([4, 4], [np.ones(4), np.ones(4)], prunable=[True, False], cost=lambda k: float(sum(k)),
