@@ -46,7 +46,8 @@ class BuildResult:
 
 def build(model: Any, example_inputs: Any = None, *, train_loader: Any = None, test_loader: Any = None,
           eval_fn: Callable[[Any], float] | None = None, dataset: str | None = None, target: Any = "cpu",
-          budget: Any = "macs:2x", method: str = "oneshot", importance: str = "l1", allocation: str = "uniform",
+          budget: Any = "macs:2x", method: str | None = None, importance: str | None = None,
+          allocation: str | None = None,
           epochs: int = 3, lr: float = 0.01, output: str | Path = "deploypipe-run", round_to: int | None = None,
           seed: int = 0, progress: bool = False, **train_options: Any) -> BuildResult:
     """Prune ``model`` (an ``nn.Module``, or a checkpoint / ONNX path) for ``target`` to
@@ -55,7 +56,9 @@ def build(model: Any, example_inputs: Any = None, *, train_loader: Any = None, t
     ``test_loader``) yield ``(images, labels)`` batches; ``dataset`` names a deploypipe dataset
     instead (``"digits"``, ``"cifar10:PATH"``, ``"py:file.py:load"``). ``train_options`` go to
     :class:`~deploypipe.pipeline.config.TrainOptions` (``batch_size``, ``augment``, ``device="cuda"``,
-    ``amp=True``, ...)."""
+    ``amp=True``, ...). ``method``, ``importance``, ``allocation``: as ``deploypipe build``'s
+    options; none given, with data and a MACs budget, the build prunes by CPLI on Fisher-per-MAC
+    widths, else one-shot L1 uniform (:class:`~deploypipe.pipeline.config.PruneOptions`)."""
     from .data.user import splits_from_loaders
     from .pipeline.build import build_with_model
     from .pipeline.config import BuildConfig, DataOptions, OutputOptions, PruneOptions, TrainOptions

@@ -11,8 +11,9 @@ that checkpoint, for each MACs budget (2x, 3x fewer):
     calibration batch of 256 training images);
   * ``tp_hessian_global``: the same with GroupHessianImportance (Optimal Brain Damage: squared
     per-sample gradients of 64 of those images);
-  * ``dp_default``: ``deploypipe build --macs-budget Nx`` with every default (oneshot, L1,
-    uniform, the target's rounding to 8 channels), as a user runs it;
+  * ``dp_default``: ``deploypipe build --macs-budget Nx --method oneshot --importance l1
+    --allocation uniform``, the classic default (the build's default until CPLI per MAC below
+    measured better), rounded to the target's 8 channels;
   * ``dp_l2_global`` / ``dp_taylor_global``: ``--importance l2|taylor --allocation global``;
   * ``dp_l2_global_r1`` / ``dp_cpli_r1``: the same without rounding widths (``--round-to 1``),
     which separates what rounding costs in accuracy (and buys in speed) from the rest;
@@ -26,7 +27,8 @@ that checkpoint, for each MACs budget (2x, 3x fewer):
     saves), unrounded or rounded to the target's 8;
   * ``dp_cpli_percost`` / ``dp_cpli_percost_r1``: CPLI's selection and refit on the widths of
     Fisher per MAC (``--method cpli --importance fisher --allocation per-cost``), x8 or unrounded;
-    x8, deploypipe's best rounded variant measured on the CPU (resnet20, resnet56);
+    x8, deploypipe's best rounded variant measured on the CPU (resnet20, resnet56) and what
+    ``build`` does by default with data and a MACs budget;
   * ``dp_latency``: ``--method cpli --latency-ratio R`` on cpu-batch32 with R the latency
     Torch-Pruning's L2 global model measured against dense (deploypipe at equal measured latency).
 
@@ -455,14 +457,14 @@ def merged(out: Path, results: list, tag: str) -> list:
 
 LABELS = {"tp_l2_uniform": "Torch-Pruning L2 uniform", "tp_l2_global": "Torch-Pruning L2 global",
           "tp_taylor_global": "Torch-Pruning Taylor global", "tp_hessian_global": "Torch-Pruning Hessian global",
-          "dp_default": "deploypipe default (L1 uniform, x8)", "dp_l2_global": "deploypipe L2 global, x8",
+          "dp_default": "deploypipe classic default (L1 uniform, x8)", "dp_l2_global": "deploypipe L2 global, x8",
           "dp_taylor_global": "deploypipe Taylor global, x8", "dp_l2_global_r1": "deploypipe L2 global, unrounded",
           "dp_cpli": "deploypipe CPLI, x8", "dp_cpli_r1": "deploypipe CPLI, unrounded",
           "dp_cpli_global_r1": "deploypipe CPLI, L2 global, unrounded",
           "dp_taylor_percost_r1": "deploypipe Taylor per MAC, unrounded",
           "dp_fisher_percost_r1": "deploypipe Fisher per MAC, unrounded",
           "dp_fisher_percost": "deploypipe Fisher per MAC, x8",
-          "dp_cpli_percost": "deploypipe CPLI, Fisher per MAC, x8",
+          "dp_cpli_percost": "deploypipe default: CPLI, Fisher per MAC, x8",
           "dp_cpli_percost_r1": "deploypipe CPLI, Fisher per MAC, unrounded",
           "dp_latency": "deploypipe CPLI `--latency-ratio` = Torch-Pruning L2 global's measured ratio"}
 

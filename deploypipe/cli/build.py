@@ -44,14 +44,18 @@ def add_parser(sub) -> None:
 
 def _add_pruning(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("pruning")
-    g.add_argument("--method", default="oneshot", help="pruning method (see `deploypipe list methods`)")
+    g.add_argument("--method", help="pruning method (see `deploypipe list methods`). Default, when none of --method, "
+                   "--importance, --allocation is given: with --dataset, a PyTorch model and a MACs budget, CPLI on "
+                   "Fisher-per-MAC widths (--method cpli --importance fisher --allocation per-cost, the most accurate "
+                   "measured on CIFAR-10); otherwise, and for what is not given, oneshot, l1, uniform")
     g.add_argument("--method-arg", action="append", metavar="KEY=VALUE", help="a method hyperparameter (repeatable)")
     g.add_argument("--density", type=fraction, metavar="D",
                    help="fbs: share of channels each input keeps (shorthand for --method-arg density=D)")
-    g.add_argument("--importance", default="l1", help="channel criterion (see `deploypipe list importance`)")
-    g.add_argument("--allocation", default="uniform", choices=ALLOCATIONS,
+    g.add_argument("--importance", help="channel criterion (see `deploypipe list importance`; default: see --method)")
+    g.add_argument("--allocation", choices=ALLOCATIONS,
                    help="uniform: every group loses the same share; global: least important channels anywhere; "
-                        "per-cost: global, by importance per MAC (parameter) the channel's removal saves")
+                        "per-cost: global, by importance per MAC (parameter) the channel's removal saves "
+                        "(default: see --method)")
     budget = g.add_mutually_exclusive_group()
     budget.add_argument("--ratio", type=fraction, help="fraction of channels to remove")
     budget.add_argument("--macs-budget", metavar="X", help="0.5 = keep half the MACs, 2x = 2x fewer, 20M = absolute "

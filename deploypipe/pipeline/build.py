@@ -186,8 +186,10 @@ class _TorchBuild:
         cfg, run = self.config, self.run_dir
         pruned = self._restore(subject.model, "prune", "pruned_raw.pt")
         if pruned is None:
-            with run.stage("prune", f"pruning with {cfg.prune.method} ({cfg.prune.importance}) to "
-                           f"{cfg.budget.describe()}"):
+            if cfg.prune.chosen_by:
+                log.info("pruning method: %s", cfg.prune.chosen_by)
+            with run.stage("prune", f"pruning with {cfg.prune.method} ({cfg.prune.importance}, "
+                           f"{cfg.prune.allocation}) to {cfg.budget.describe()}"):
                 self._prune(ctx, method)
                 once(self._save_checkpoint, subject, "pruned_raw.pt")
             run.record("prune", ["pruned_raw.pt"], {"rounds": ctx.rounds, "oracle": ctx.oracle, "losses": ctx.losses,
@@ -452,7 +454,8 @@ class _TorchBuild:
             self.run_dir, cfg, self.target, profiles,
             model_columns(*analyses, dense["accuracy"], pruned["accuracy"], *profiles),
             method=MethodSummary(cfg.prune.method, cfg.prune.importance, dict(method.values), cfg.prune.allocation,
-                                 self.round_to, cfg.train.distill, dict(ctx.losses), ctx.recalibration),
+                                 self.round_to, cfg.train.distill, dict(ctx.losses), ctx.recalibration,
+                                 cfg.prune.chosen_by),
             groups=group_rows(ctx.pruner, ctx.dense_widths, ctx.dense_reasons), rounds=ctx.rounds,
             verification=_verification(ctx.oracle, dense["parity"], pruned["parity"]),
             files=("dense.onnx", "dense.pt", "pruned.onnx", "pruned.pt"), dataset=cfg.data.dataset,
@@ -504,7 +507,8 @@ def stage_keys(config: BuildConfig, target) -> tuple[dict[str, str], dict[str, A
 
     path = Path(config.model.path)
     precision = build_precision(config.quantize.precision, target)
-    train, prune, data = config.train, dataclasses.asdict(config.prune), config.data
+    train, data = config.train, config.data
+    prune = {k: v for k, v in dataclasses.asdict(config.prune).items() if k != "chosen_by"}  # a note, no input
     source = {f.name: getattr(config.model, f.name) for f in dataclasses.fields(config.model)
               if f.name not in ("path", "module")}
     sgd = {k: v for k, v in dataclasses.asdict(train).items()

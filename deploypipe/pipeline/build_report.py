@@ -71,8 +71,10 @@ def summary(report: BuildReport, out_dir: str) -> str:
     """The lines ``deploypipe build`` prints: the comparison table, quantization, the latency
     outcome, verification and the files written."""
     budget = report.budget
-    lines = [f"target {report.target.name} ({report.target.backend}), method {report.method.name}"
-             f" / {report.method.importance}, budget {budget['kind']} {budget['value']:g} ({budget.get('mode', '')})",
+    m = report.method
+    lines = [f"target {report.target.name} ({report.target.backend}), method {m.name} / {m.importance} / {m.allocation}"
+             f"{' (the default with data and a MACs budget)' if m.chosen_by else ''}, "
+             f"budget {budget['kind']} {budget['value']:g} ({budget.get('mode', '')})",
              *_table(report)]
     if report.quantized is not None:
         lines += _quantized_lines(report.quantized, report.verification.quantized)

@@ -34,6 +34,7 @@ class MethodSummary:
     losses: Mapping[str, Any] | None = field(default=None, metadata=OMIT_NONE)  # a torch build's
     # BatchNorm statistics re-estimated after pruning: batches, images, accuracy before/after
     bn_recalibration: Mapping[str, Any] | None = field(default=None, metadata=OMIT_NONE)
+    chosen_by: str | None = field(default=None, metadata=OMIT_NONE)  # why: the build's default, not options given
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,8 @@ def header(report: Report) -> str:
     target, method, budget = report.get("target") or {}, report.get("method") or {}, report.get("budget") or {}
     parts = [f"target <b>{esc(target.get('name', '?'))}</b> ({esc(target.get('backend', '?'))}, "
              f"batch {esc(target.get('batch', '?'))})",
-             f"method <b>{esc(method.get('name', '?'))}</b> / {esc(method.get('importance', '?'))}",
+             f"method <b>{esc(method.get('name', '?'))}</b> / {esc(method.get('importance', '?'))} / "
+             f"{esc(method.get('allocation', '?'))}" + (" (the build's default)" if method.get("chosen_by") else ""),
              f"budget {esc(budget.get('kind', '?'))} {esc(budget.get('value', '?'))} {esc(budget.get('mode', ''))}",
              f"dataset {esc(report.get('dataset') or 'none')}",
              f"{esc(report.get('created', ''))}, deploypipe {esc(report.get('deploypipe_version', '?'))}"]

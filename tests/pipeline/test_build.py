@@ -56,6 +56,10 @@ def test_build_checkpoint_writes_the_run_directory(trained, tmp_path, capsys):
     state = torch.load(out / "pruned.pt", weights_only=True)
     assert state["format"].startswith("deploypipe.checkpoint")
     assert "accuracy" in stdout and "x fewer" in stdout
+    # data, a checkpoint and a MACs budget, no method given: CPLI on Fisher per MAC, said so
+    assert (report["method"]["name"], report["method"]["importance"], report["method"]["allocation"]) == \
+        ("cpli", "fisher", "per-cost") and "default" in report["method"]["chosen_by"]
+    assert "cpli / fisher / per-cost (the default with data and a MACs budget)" in stdout
     # the speed claim comes from dense and pruned timed in alternating bursts, with its interval
     speed = report["speed"]  # 11 bursts even at --profile-iterations 3: enough for a 95% interval
     assert speed["bursts"] == 11 and speed["low"] <= speed["speedup"] <= speed["high"]
@@ -196,7 +200,7 @@ def test_batchnorm_statistics_are_re_estimated_after_pruning(tmp_path, capsys):
     assert main(["train", "--arch", "test_resnet_cifar", "--dataset", "digits", "--epochs", "15", "--limit", "1000",
                  "-o", str(model)]) == 0
     quick = ["--dataset", "digits", "--limit", "1000", "--epochs", "0", "--profile-iterations", "5", "--target", "cpu",
-             "--macs-budget", "3x"]
+             "--macs-budget", "3x", "--method", "oneshot"]  # plain removal: CPLI's refit would hide the stale statistics
     reports = {}
     for bn in ("20", "0"):
         code, stdout, _ = run(capsys, "build", model, "-o", tmp_path / bn, "--bn-batches", bn, *quick)
