@@ -34,3 +34,12 @@ def test_global_fill_restores_the_most_important_block_and_skips_frozen():
     out = fill([4, 4, 4], [2, 2, 2], [True, True, False], cost=_cost([1, 1, 1]), target=7, round_to=1,
                value=score_value(scores))
     assert list(out) == [2, 3, 2]  # group 0's next channel is a 1.0 (normalised 0.2), group 1's a 5.0 (1.0)
+
+
+def test_a_group_narrower_than_a_block_widens_one_channel_at_a_time():
+    """Under x8 a group of 8 is left unrounded by the allocation, so the fill gives it channels
+    one by one (before, its next step was the whole group: 4 -> 8, over the budget, and nothing
+    moved)."""
+    out = fill([8, 16], [4, 8], [True, True], cost=_cost([1.0, 1.0]), target=13, round_to=8,
+               value=uniform_value([8, 16]))
+    assert list(out) == [5, 8]
