@@ -150,7 +150,8 @@ def _method_params(args: argparse.Namespace) -> dict[str, str]:
     params = parse_method_args(args.method_arg)
     if args.density is not None:
         if args.method != "fbs":
-            raise InputError(f"--density is a parameter of --method fbs, not of {args.method!r}",
+            raise InputError(f"--density is a parameter of --method fbs, not of "
+                             f"{repr(args.method) if args.method else 'the default method'}",
                              hint="add --method fbs, or drop --density")
         params["density"] = str(args.density)
     return params

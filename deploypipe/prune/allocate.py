@@ -16,9 +16,10 @@ import numpy as np
 from ..errors import BudgetError, InputError
 
 
-def round_keep(keep: int, width: int, round_to: int) -> int:
-    """Round a kept width to the hardware's preferred multiple, within [min(width, N), width]."""
-    if round_to <= 1 or width <= round_to:
+def round_keep(keep: int, width: int, round_to: int, dense: int | None = None) -> int:
+    """Round a kept width to the hardware's preferred multiple, within [min(width, N), width];
+    a group whose dense width (default ``width``) is no more than one block is left unrounded."""
+    if round_to <= 1 or (width if dense is None else dense) <= round_to:
         return max(1, min(keep, width))
     rounded = int(round(keep / round_to)) * round_to
     return max(round_to, min(rounded, width))
@@ -37,23 +38,27 @@ def floors(widths: Sequence[int], prunable: Sequence[bool], max_ratio: float, ro
     return out
 
 
-def uniform(widths: Sequence[int], ratio: float, *, prunable: Sequence[bool], round_to: int = 1) -> np.ndarray:
-    """Remove the fraction ``ratio`` of every prunable group's channels."""
+def uniform(widths: Sequence[int], ratio: float, *, prunable: Sequence[bool], round_to: int = 1,
+            dense: Sequence[int] | None = None) -> np.ndarray:
+    """Remove the fraction ``ratio`` of every prunable group's channels (``dense``: the dense
+    widths, which say which groups are narrower than a block; default ``widths``)."""
     if not 0.0 < ratio < 1.0:
         raise InputError(f"pruning ratio {ratio:g} is outside (0, 1)",
                          hint="give the fraction of channels to remove, e.g. --ratio 0.3")
     keep = np.array(widths, dtype=np.int64)
+    dense = widths if dense is None else dense
     for g, (w, p) in enumerate(zip(widths, prunable)):
         if p:
-            keep[g] = round_keep(max(1, int(math.floor(w * (1.0 - ratio) + 0.5))), w, round_to)
+            keep[g] = round_keep(max(1, int(math.floor(w * (1.0 - ratio) + 0.5))), w, round_to, int(dense[g]))
     return keep
 
 
-def narrower(keep: int, width: int, round_to: int) -> int:
+def narrower(keep: int, dense: int, round_to: int) -> int:
     """One block narrower than ``keep``: the next lower multiple of ``round_to`` (12 -> 8, 16 -> 8),
-    or one channel fewer in a group no wider than one block, which :func:`round_keep` leaves
-    unrounded (a group of 8 under x8 keeps 1-8 channels, as the uniform allocation gives it)."""
-    if round_to <= 1 or width <= round_to:
+    or one channel fewer in a group whose dense width is no more than one block, which
+    :func:`round_keep` leaves unrounded (a group of 8 under x8 keeps 1-8 channels, as the
+    uniform allocation gives it). A dense 16 cut to 8 in an earlier round stays a multiple."""
+    if round_to <= 1 or dense <= round_to:
         return keep - 1
     return (keep - 1) // round_to * round_to
 
@@ -72,7 +77,8 @@ def select_drop(scores: Sequence[np.ndarray], keep: Sequence[int]) -> dict[int, 
 def global_ranking(widths: Sequence[int], scores: Sequence[np.ndarray], *, prunable: Sequence[bool],
                    cost: Callable[[np.ndarray], float], target: float,
                    unit_cost: Callable[[np.ndarray], np.ndarray] | None = None,
-                   max_ratio: float = 0.9, round_to: int = 1, normalize: bool = True) -> np.ndarray:
+                   max_ratio: float = 0.9, round_to: int = 1, normalize: bool = True,
+                   dense: Sequence[int] | None = None) -> np.ndarray:
     """Remove the globally least important channels (scores normalised per group by their
     mean, so criteria of different scale compare) until ``cost(keep) <= target``; no group
     loses more than ``max_ratio`` of its channels. Removal goes one round_to block at a time.
@@ -81,8 +87,11 @@ def global_ranking(widths: Sequence[int], scores: Sequence[np.ndarray], *, pruna
     greedy answer to the knapsack, as Group Fisher normalises its scores). ``normalize=False``
     ranks the scores as they are: only for criteria that estimate the loss change of a removal,
     which compare across groups (with per-group normalisation every group's mean channel is
-    worth the same, and a cost divisor then strips the costliest groups to their floors)."""
+    worth the same, and a cost divisor then strips the costliest groups to their floors).
+    ``dense``: the dense model's widths, when ``widths`` are a pruned model's (an iterative
+    round): they decide which groups are narrower than a block (default ``widths``)."""
     widths = np.asarray(widths, dtype=np.int64)
+    dense = widths if dense is None else np.asarray(dense, dtype=np.int64)
     keep = widths.copy()
     if cost(keep) <= target:
         return keep
@@ -94,7 +103,7 @@ def global_ranking(widths: Sequence[int], scores: Sequence[np.ndarray], *, pruna
         best, best_value, best_to = -1, math.inf, 0
         unit = None if unit_cost is None else np.asarray(unit_cost(keep), dtype=np.float64)
         for g in range(len(widths)):
-            to = narrower(int(keep[g]), int(widths[g]), step)
+            to = narrower(int(keep[g]), int(dense[g]), step)
             if not prunable[g] or to < floor[g]:
                 continue
             removed = widths[g] - keep[g]
@@ -110,5 +119,6 @@ def global_ranking(widths: Sequence[int], scores: Sequence[np.ndarray], *, pruna
                               hint="ask for a smaller reduction or allow more pruning per group")
         keep[best] = best_to
     if round_to > 1:  # a frozen group keeps its width, multiple or not
-        keep = np.array([round_keep(k, w, round_to) if p else k for k, w, p in zip(keep, widths, prunable)])
+        keep = np.array([round_keep(k, w, round_to, d) if p else k
+                         for k, w, d, p in zip(keep, widths, dense, prunable)])
     return keep

@@ -105,7 +105,8 @@ class Budget:
         target = self.target(float(measure(state.dense)))
         if allocation != "uniform":
             return global_ranking(state.widths, state.scores, prunable=state.prunable, cost=measure, target=target,
-                                  **self.ranking(state, allocation), max_ratio=max_ratio, round_to=round_to)
+                                  **self.ranking(state, allocation), max_ratio=max_ratio, round_to=round_to,
+                                  dense=state.dense)
         return self.uniform_widths(state, measure, target, round_to, max_ratio)
 
     def ranking(self, state: GroupState, allocation: str) -> dict[str, Any]:
@@ -126,7 +127,8 @@ class Budget:
         best = state.floors(max_ratio, round_to)
         for _ in range(40):
             mid = (lo + hi) / 2
-            keep = uniform(widths, mid, prunable=state.prunable, round_to=round_to) if mid > 0 else widths.copy()
+            keep = (uniform(widths, mid, prunable=state.prunable, round_to=round_to, dense=state.dense) if mid > 0
+                    else widths.copy())
             if measure(keep) <= target:
                 best, hi = keep, mid
             else:
@@ -196,7 +198,7 @@ class CostBudget(Budget):
             unit = how["unit_cost"]
             value = score_value(state.scores, None if unit is None else unit(keep), normalize=how["normalize"])
         return fill(state.widths, keep, state.prunable, cost=measure, target=self.target(float(measure(state.dense))),
-                    round_to=round_to, value=value)
+                    round_to=round_to, value=value, dense=state.dense)
 
     def unit_cost(self, state: GroupState) -> Callable[[np.ndarray], np.ndarray]:
         """MACs (parameters) saved by one channel of each group at the widths given."""

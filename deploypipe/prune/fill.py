@@ -18,21 +18,24 @@ import numpy as np
 
 def fill(widths: Sequence[int], keep: Sequence[int], prunable: Sequence[bool], *,
          cost: Callable[[np.ndarray], float], target: float, round_to: int = 1,
-         value: Callable[[int, int, int], float]) -> np.ndarray:
+         value: Callable[[int, int, int], float], dense: Sequence[int] | None = None) -> np.ndarray:
     """``keep`` with blocks added back while ``cost(keep) <= target``. ``value(g, now, to)``
     ranks the candidate of group ``g`` (widening from ``now`` to ``to``): highest first. A
-    group's width never exceeds ``widths`` (its width now); frozen groups do not move."""
+    group's width never exceeds ``widths`` (its width now); frozen groups do not move.
+    ``dense`` (default ``widths``): the dense widths, which say which groups are narrower
+    than a block and widen a channel at a time."""
     widths = np.asarray(widths, dtype=np.int64)
+    dense = widths if dense is None else np.asarray(dense, dtype=np.int64)
     keep = np.array(keep, dtype=np.int64)
     blocked: set[int] = set()
     while True:
-        options = [(value(g, int(keep[g]), _next(int(keep[g]), int(widths[g]), round_to)), g)
+        options = [(value(g, int(keep[g]), _next(int(keep[g]), int(widths[g]), round_to, int(dense[g]))), g)
                    for g in range(len(keep)) if prunable[g] and keep[g] < widths[g] and g not in blocked]
         if not options:
             return keep
         for _, g in sorted(options, key=lambda o: (-o[0], o[1])):
             trial = keep.copy()
-            trial[g] = _next(int(keep[g]), int(widths[g]), round_to)
+            trial[g] = _next(int(keep[g]), int(widths[g]), round_to, int(dense[g]))
             if cost(trial) <= target:
                 keep = trial
                 break
@@ -41,10 +44,11 @@ def fill(widths: Sequence[int], keep: Sequence[int], prunable: Sequence[bool], *
             return keep
 
 
-def _next(now: int, width: int, round_to: int) -> int:
+def _next(now: int, width: int, round_to: int, dense: int) -> int:
     """One block wider: the next multiple of ``round_to`` (the full width if that is nearer);
-    one channel in a group no wider than one block (the allocation's step there)."""
-    step = max(1, round_to) if width > round_to else 1
+    one channel in a group whose dense width is no more than one block (the allocation's step
+    there)."""
+    step = max(1, round_to) if dense > round_to else 1
     return min(width, (now // step + 1) * step)
 
 

@@ -52,6 +52,16 @@ def test_global_ranking_under_rounding_prunes_groups_narrower_than_a_block_as_un
     assert uniform(widths, 0.5, prunable=[True] * 4, round_to=8).tolist() == [2, 4, 8, 8]
 
 
+def test_a_later_round_keeps_a_cut_wide_group_on_the_multiple():
+    """In an iterative round the widths are the pruned model's: a dense 16 already at 8 is not
+    a narrow group (it keeps 8 under x8), while a dense 8 steps a channel at a time."""
+    scores = [np.ones(8), np.ones(8)]
+    keep = global_ranking([8, 8], scores, prunable=[True, True], cost=lambda k: float(np.sum(k)), target=12,
+                          round_to=8, dense=[16, 8])
+    assert keep.tolist() == [8, 4]
+    assert uniform([8, 8], 0.5, prunable=[True, True], round_to=8, dense=[16, 8]).tolist() == [8, 4]
+
+
 def test_global_ranking_raises_when_budget_unreachable():
     with pytest.raises(BudgetError):
         global_ranking([4, 4], [np.ones(4), np.ones(4)], prunable=[True, False], cost=lambda k: float(sum(k)),
