@@ -137,7 +137,8 @@ def trained(name: str, s: Settings) -> tuple[Path, dict]:
 def build(checkpoint: Path, name: str, step: str, s: Settings) -> dict:
     """``deploypipe build`` of one step, in its persistent run directory; its report."""
     from deploypipe.pipeline.build import build as run_build
-    from deploypipe.pipeline.config import BuildConfig, DataOptions, OutputOptions, QuantizeOptions, TrainOptions
+    from deploypipe.pipeline.config import (CLASSIC, BuildConfig, DataOptions, OutputOptions, PruneOptions,
+                                            QuantizeOptions, TrainOptions)
     from deploypipe.prune.budget import Budget
 
     budget = (Budget.parse("macs", s.macs_budget) if step == "prune"
@@ -147,6 +148,8 @@ def build(checkpoint: Path, name: str, step: str, s: Settings) -> dict:
                          data=DataOptions(s.dataset, limit=s.limit, calibration_batches=s.calibration_batches),
                          train=TrainOptions(epochs=s.finetune_epochs, lr=s.finetune_lr, batch_size=s.batch_size),
                          quantize=QuantizeOptions("int8"), profile_iterations=s.profile_iterations,
+                         prune=PruneOptions(**CLASSIC),  # as measured (L1 one-shot uniform), whatever the default
+
                          output=OutputOptions(out, progress=False, command=f"tools/bench_quantize.py: {name} {step}"))
     start = time.perf_counter()
     report = run_build(config).to_dict()
