@@ -133,7 +133,7 @@ class PruneOptions:
         if not given and data and torch_model and budget_kind == "macs":
             return replace(self, **DATA_DRIVEN, chosen_by=(
                 "the default with training data and a MACs budget: CPLI on the widths of Fisher importance per MAC "
-                "(--method oneshot --importance l1 --allocation uniform: the classic default)"))
+                f"({' '.join(f'--{k} {v}' for k, v in CLASSIC.items())}: the classic default)"))
         return replace(self, **{**CLASSIC, **given})
 
 

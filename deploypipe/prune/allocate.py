@@ -16,10 +16,16 @@ import numpy as np
 from ..errors import BudgetError, InputError
 
 
+def block(dense: int, round_to: int) -> int:
+    """The channels a group's width moves by under ``round_to``: the multiple, or one for a
+    group whose dense width is no more than one block (it is left unrounded)."""
+    return 1 if round_to <= 1 or dense <= round_to else round_to
+
+
 def round_keep(keep: int, width: int, round_to: int, dense: int | None = None) -> int:
     """Round a kept width to the hardware's preferred multiple, within [min(width, N), width];
     a group whose dense width (default ``width``) is no more than one block is left unrounded."""
-    if round_to <= 1 or (width if dense is None else dense) <= round_to:
+    if block(width if dense is None else dense, round_to) == 1:
         return max(1, min(keep, width))
     rounded = int(round(keep / round_to)) * round_to
     return max(round_to, min(rounded, width))
@@ -58,9 +64,8 @@ def narrower(keep: int, dense: int, round_to: int) -> int:
     or one channel fewer in a group whose dense width is no more than one block, which
     :func:`round_keep` leaves unrounded (a group of 8 under x8 keeps 1-8 channels, as the
     uniform allocation gives it). A dense 16 cut to 8 in an earlier round stays a multiple."""
-    if round_to <= 1 or dense <= round_to:
-        return keep - 1
-    return (keep - 1) // round_to * round_to
+    step = block(dense, round_to)
+    return (keep - 1) // step * step
 
 
 def select_drop(scores: Sequence[np.ndarray], keep: Sequence[int]) -> dict[int, np.ndarray]:

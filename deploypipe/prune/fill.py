@@ -15,6 +15,8 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from .allocate import block
+
 
 def fill(widths: Sequence[int], keep: Sequence[int], prunable: Sequence[bool], *,
          cost: Callable[[np.ndarray], float], target: float, round_to: int = 1,
@@ -48,7 +50,7 @@ def _next(now: int, width: int, round_to: int, dense: int) -> int:
     """One block wider: the next multiple of ``round_to`` (the full width if that is nearer);
     one channel in a group whose dense width is no more than one block (the allocation's step
     there)."""
-    step = max(1, round_to) if dense > round_to else 1
+    step = block(dense, round_to)
     return min(width, (now // step + 1) * step)
 
 
