@@ -13,6 +13,10 @@ every section, so a run cut short still leaves what it measured):
   on the CPU (fp32), dense against pruned-at-2x-fewer-MACs latency (interleaved repeats,
   medians) with the MACs ratio beside it, and the per-layer profile's coverage of the
   graph's convolutions; PyTorch also as eager launches, and run from the ONNX graph alone;
+* the mission's command on the last model's checkpoint, ``deploypipe build resnet50-224.pt
+  --target gpu --shapes input:32x3x224x224 --latency-ratio 0.55`` (no data: pruned by
+  weights, widths from the measured latency table and loop), with the MACs reduction the
+  latency it reached needed (``pt``; on the CPU, resnet18 at batch 2 on cpu-batch32);
 * one ``deploypipe build zoo:resnet20 --dataset digits --target torch-cuda
   --latency-ratio 0.5`` verdict, plus the same at batch 512 on 32x32 inputs, where the GPU
   has enough work per inference for widths to matter.
@@ -65,9 +69,13 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
                    help="channel multiples compared at 2x fewer MACs (default 8,32,64; cpu: 8,16)")
     p.add_argument("--rounding-batches", default=None,
                    help="batches of the rounding section (default 32,256; cpu: 2)")
-    p.add_argument("--build-cases", default="b512,batch1",
-                   help="b512 (torch-cuda at batch 512 on 32x32), batch1 (the torch-cuda profile)")
+    p.add_argument("--build-cases", default="pt,b512,batch1",
+                   help="b512 (torch-cuda at batch 512 on 32x32), batch1 (the torch-cuda profile), "
+                        "pt (the last model's checkpoint, `--target gpu` at batch 32, no data)")
     p.add_argument("--build-ratio", type=float, default=0.5, help="--latency-ratio of the b512 build")
+    p.add_argument("--pt-ratio", type=float, default=None,
+                   help="--latency-ratio of the pt build (default 0.55, 1.8x faster; cpu: 0.7)")
+    p.add_argument("--pt-lut-step", type=int, default=64, help="--lut-step of the pt build (default 64)")
     args = p.parse_args(argv)
     args.work = args.work or str(Path(args.out) / "work")
     cpu = args.device == "cpu"
@@ -469,20 +477,43 @@ def _say(row: dict) -> None:
 
 # -- builds -----------------------------------------------------------------------------------
 def builds(args, out: Path) -> list[dict[str, Any]]:
-    """The latency-budget build of the issue, and one with enough work per inference."""
-    if args.device == "cpu":  # CI: the same code path on the CPU, short
-        cases = {"cpu-ratio-0.7": ["--target", "cpu-batch32", "--latency-ratio", "0.7",
+    """The latency-budget build of the issue, one with enough work per inference, and the
+    mission's command on the last model's checkpoint (``pt``)."""
+    resnet20 = ["zoo:resnet20", "--dataset", "digits"]
+    if args.device == "cpu":  # CI: the same code paths on the CPU, short
+        cases = {"cpu-ratio-0.7": [*resnet20, "--target", "cpu-batch32", "--latency-ratio", "0.7",
                                    "--pretrain-epochs", "2", "--epochs", "1",
                                    "--latency-rounds", "3"]}
+        cases.update([_checkpoint_case(args, out, "cpu-batch32", batch=2)])
     else:
         profile = _write_profile(out / "torch-cuda-b512.toml")
         ratio = f"{args.build_ratio:g}"
-        every = {"b512": (f"torch-cuda-b512-32px-ratio-{ratio}", [
-                     "--target", str(profile), "--latency-ratio", ratio, "--input-size", "32"]),
-                 "batch1": ("torch-cuda-ratio-0.5",
-                            ["--target", "torch-cuda", "--latency-ratio", "0.5"])}
-        cases = dict(every[c] for c in args.build_cases)
+        every = {"b512": lambda: (f"torch-cuda-b512-32px-ratio-{ratio}", [
+                     *resnet20, "--target", str(profile), "--latency-ratio", ratio,
+                     "--input-size", "32"]),
+                 "batch1": lambda: ("torch-cuda-ratio-0.5", [
+                     *resnet20, "--target", "torch-cuda", "--latency-ratio", "0.5"]),
+                 "pt": lambda: _checkpoint_case(args, out, "gpu", batch=32)}
+        cases = dict(every[c]() for c in args.build_cases)
     return [_build(name, extra, out / name, args.build_timeout) for name, extra in cases.items()]
+
+
+def _checkpoint_case(args, out: Path, target: str, *, batch: int) -> tuple[str, list[str]]:
+    """``deploypipe build MODEL.pt --target TARGET --shapes input:BxCxHxW --latency-ratio R``
+    on the last model (random weights, BatchNorm calibrated), with no data: the mission's
+    command, pruned by weights only, its widths chosen by the latency table and the loop."""
+    name = args.models[-1]
+    dense, shape = _dense(name, args)
+    path = out / "checkpoints" / f"{name}-{args.size}.pt"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    from deploypipe.checkpoint import save_checkpoint
+
+    save_checkpoint(path, dense, arch=name)
+    dims = "x".join(str(d) for d in (batch, *shape[1:]))
+    ratio = f"{args.pt_ratio or (0.7 if args.device == 'cpu' else 0.55):g}"
+    return (f"{name}-{target}-b{batch}-ratio-{ratio}",
+            [str(path), "--target", target, "--shapes", f"input:{dims}", "--latency-ratio", ratio,
+             "--lut-step", str(args.pt_lut_step)])
 
 
 def _write_profile(path: Path) -> Path:
@@ -496,8 +527,7 @@ def _write_profile(path: Path) -> Path:
 
 
 def _build(name: str, extra: list[str], run: Path, timeout: int) -> dict[str, Any]:
-    cmd = [sys.executable, "-m", "deploypipe", "build", "zoo:resnet20", "--dataset", "digits",
-           *extra, "-o", str(run)]
+    cmd = [sys.executable, "-m", "deploypipe", "build", *extra, "-o", str(run)]
     env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
     t0 = time.perf_counter()
     try:
@@ -521,6 +551,8 @@ def _verdict(report: dict) -> dict[str, Any]:
     final, budget = result.get("final_pruned_ms"), result.get("final_budget_ms")
     ratio = final / budget if final and budget else None
     within = ratio is not None and 0.95 <= ratio <= 1.0
+    macs = {v: (report.get(v) or {}).get("macs") for v in ("dense", "pruned")}
+    dense_ms = result.get("final_dense_ms")
     return {"target": report.get("target"), "loop": {k: result.get(k) for k in (
                 "met", "within_tolerance", "budget_ms", "measured_ms", "dense_ms",
                 "dense_spread", "sentence")},
@@ -528,7 +560,10 @@ def _verdict(report: dict) -> dict[str, Any]:
             "final_budget_ms": budget, "final_to_budget": ratio,
             "final_within_5pct_under": within, "rounds": len(report.get("latency_loop") or []),
             "accuracy": {v: (report.get(v) or {}).get("accuracy") for v in ("dense", "pruned")},
-            "macs": {v: (report.get(v) or {}).get("macs") for v in ("dense", "pruned")},
+            "macs": macs,
+            "macs_reduction": macs["dense"] / macs["pruned"] if all(macs.values()) else None,
+            "speedup": dense_ms / final if dense_ms and final else None,
+            "stage_seconds": {st.get("name"): st.get("seconds") for st in report.get("stages") or []},
             "verification_passed": (report.get("verification") or {}).get("passed"),
             "summary": (f"final pruned {final:.4g} ms for a budget of {budget:.4g} ms "
                         f"({ratio:.3f} of it; {'within' if within else 'outside'} 5% under)"
