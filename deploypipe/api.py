@@ -48,13 +48,16 @@ def build(model: Any, example_inputs: Any = None, *, train_loader: Any = None, t
           eval_fn: Callable[[Any], float] | None = None, dataset: str | None = None, target: Any = "cpu",
           budget: Any = "macs:2x", method: str | None = None, importance: str | None = None,
           allocation: str | None = None,
-          epochs: int = 3, lr: float = 0.01, output: str | Path = "deploypipe-run", round_to: int | None = None,
+          epochs: int | None = None, lr: float = 0.01, output: str | Path = "deploypipe-run", round_to: int | None = None,
           seed: int = 0, progress: bool = False, **train_options: Any) -> BuildResult:
     """Prune ``model`` (an ``nn.Module``, or a checkpoint / ONNX path) for ``target`` to
     ``budget`` and return the result. ``example_inputs``: a tensor (N, C, H, W) or its shape,
     needed for a module when no data tells the input size. ``train_loader`` (and
     ``test_loader``) yield ``(images, labels)`` batches; ``dataset`` names a deploypipe dataset
-    instead (``"digits"``, ``"cifar10:PATH"``, ``"py:file.py:load"``). ``train_options`` go to
+    instead (``"digits"``, ``"cifar10:PATH"``, ``"py:file.py:load"``). ``test_loader`` alone
+    measures accuracy and nothing more: nothing is fine-tuned, scored or calibrated on the
+    images accuracy is measured on. ``epochs``: fine-tuning epochs (default 3 with training
+    data, 0 without). ``train_options`` go to
     :class:`~deploypipe.pipeline.config.TrainOptions` (``batch_size``, ``augment``, ``device="cuda"``,
     ``amp=True``, ...). ``method``, ``importance``, ``allocation``: as ``deploypipe build``'s
     options; none given, with data and a MACs budget, the build prunes by CPLI on Fisher-per-MAC
@@ -69,10 +72,16 @@ def build(model: Any, example_inputs: Any = None, *, train_loader: Any = None, t
               if train_loader is not None or test_loader is not None else None)
     if splits is not None and dataset is not None:
         raise InputError("both loaders and a dataset were given", hint="pass train_loader/test_loader or dataset")
+    trains = dataset is not None or (splits is not None and splits.has_training)
+    if epochs and not trains:
+        raise InputError(f"epochs={epochs} asks for fine-tuning, but no training data was given"
+                         + (" (only a test_loader, which is never trained on)" if splits else ""),
+                         hint="pass train_loader (or dataset), or leave epochs out")
+    epochs = (3 if trains else 0) if epochs is None else epochs
     config = BuildConfig(
         source, target=target, budget=parse_budget(budget),
         data=DataOptions(dataset=dataset or (splits.name if splits else None), splits=splits, eval_fn=eval_fn),
-        train=TrainOptions(epochs=epochs if splits or dataset else 0, lr=lr, **train_options),
+        train=TrainOptions(epochs=epochs, lr=lr, **train_options),
         prune=PruneOptions(method=method, importance=importance, allocation=allocation, round_to=round_to),
         output=OutputOptions(Path(output), progress=progress, command="deploypipe.build(...)"), seed=seed)
     report, pruned = build_with_model(config)

@@ -37,6 +37,24 @@ class DataSplits:
     def sizes(self) -> tuple[int, int, int]:
         return len(self.train), len(self.val), len(self.test)
 
+    @property
+    def has_training(self) -> bool:
+        """Whether there are training images (the Python API given only a ``test_loader``
+        has none: it measures accuracy, and nothing is trained or calibrated on the test set)."""
+        return len(self.train) > 0
+
+
+def training_split(data: "DataSplits | None", what: str, *, hint: str = "pass --dataset") -> TensorDataset:
+    """The training images ``what`` needs, or one sentence saying there are none: no data at
+    all, or only a test set (never train or calibrate on the images accuracy is measured on)."""
+    if data is None:
+        raise InputError(f"{what}, so it needs training data", hint=hint)
+    if not data.has_training:
+        raise InputError(f"{what}, so it needs training data, and only a test set was given (deploypipe "
+                         "never trains or calibrates on the images it measures accuracy on)",
+                         hint=f"{hint} (from Python: train_loader=)")
+    return data.train
+
 
 def stratified_split(y: np.ndarray, seed: int, *, val_count: int | None = None,
                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

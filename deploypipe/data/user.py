@@ -120,14 +120,18 @@ def _numpy(value: Any, what: str) -> np.ndarray:
 
 def splits_from_loaders(train_loader: Any, test_loader: Any, input_shape=None):
     """The caller's loaders as deploypipe's train/val/test tensors (val: the test data, used
-    only for the per-epoch log line), their preprocessing kept."""
+    only for the per-epoch log line), their preprocessing kept. Only a ``test_loader``: no
+    training images (accuracy is measured on it; nothing trains or calibrates on it). Only a
+    ``train_loader``: it is the test data too."""
     from torch.utils.data import TensorDataset
 
     from .splits import DataSplits
 
     given = (("train", train_loader), ("test", test_loader))
     parts = {k: to_arrays(v, f"{k}_loader") for k, v in given if v is not None}
-    parts.setdefault("train", parts.get("test"))
+    if "train" not in parts:
+        x, y = parts["test"]
+        parts["train"] = (x[:0], y[:0])
     parts.setdefault("test", parts["train"])
     sets = {k: TensorDataset(torch.as_tensor(x, dtype=torch.float32), torch.as_tensor(y, dtype=torch.int64))
             for k, (x, y) in parts.items()}

@@ -570,7 +570,7 @@ def recalibrate(ctx, batches: int, batch_size: int, hook: "RoundAccuracy | None"
     no data, no BatchNorm, or ``batches`` 0), with the round accuracy before and after."""
     from ..train.batchnorm import batchnorms, recalibrate_batchnorm
 
-    if ctx.data is None or batches <= 0 or not batchnorms(ctx.model):
+    if ctx.data is None or not ctx.data.has_training or batches <= 0 or not batchnorms(ctx.model):
         return None
     images = recalibrate_batchnorm(ctx.model, ctx.data.train, batches=batches, batch_size=batch_size,
                                    seed=ctx.request.seed)

@@ -172,7 +172,8 @@ class BuildConfig:
     def __post_init__(self) -> None:
         if isinstance(self.model, str):
             object.__setattr__(self, "model", ModelSource(self.model))
-        has_data = self.data.dataset is not None or self.data.splits is not None
+        splits = self.data.splits
+        has_data = splits.has_training if splits is not None else self.data.dataset is not None
         object.__setattr__(self, "prune", self.prune.chosen(data=has_data, torch_model=not self.model.onnx_input,
                                                             budget_kind=self.budget.kind))
 

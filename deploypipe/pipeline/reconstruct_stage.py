@@ -49,7 +49,9 @@ def reconstruct(analysis, small: onnx.ModelProto, drop, data, seed: int) -> Reco
     from ..graph.evaluate import onnx_accuracy, top1_agreement
     from ..graph.refit import refit
 
-    x_train = data.train.tensors[0].numpy()
+    from ..data.splits import training_split
+
+    x_train = training_split(data, "the least-squares refit reads activations of images").tensors[0].numpy()
     order = np.random.default_rng(seed).permutation(len(x_train))[:CALIBRATION_IMAGES]
     x, y = (t.numpy() for t in data.test.tensors)
     fitted, summary = refit(analysis, small, drop, x_train[np.sort(order)], seed=seed)

@@ -68,7 +68,9 @@ def load_images(spec: str, image: ImageInput, *, seed: int = 0, limit: int | Non
 
 def calibration_images(data: "DataSplits", batches: int, batch_size: int, seed: int = 0) -> np.ndarray:
     """``batches * batch_size`` training images (all of them if fewer), in a seeded order."""
-    x = data.train.tensors[0].numpy()
+    from ..data.splits import training_split
+
+    x = training_split(data, "int8 calibration reads activation ranges on images").tensors[0].numpy()
     order = np.random.default_rng(seed).permutation(len(x))[:batches * batch_size]
     return np.ascontiguousarray(x[np.sort(order)], dtype=np.float32)
 

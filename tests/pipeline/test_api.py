@@ -88,6 +88,32 @@ def test_python_api_builds_a_custom_model(tmp_path):
     assert result.checkpoint is not None and result.checkpoint.exists()
 
 
+def test_a_test_loader_alone_is_measured_on_and_never_trained_on(tmp_path):
+    """Only a test set: accuracy is measured on it, and nothing is fine-tuned, scored, refit or
+    BatchNorm-recalibrated on it (the build used to train on the images it then measured)."""
+    train, test = _loaders()
+    net = _trained(train)
+    result = deploypipe.build(net, torch.randn(1, 1, 8, 8), test_loader=test, target="cpu-batch32",
+                              output=tmp_path / "run")
+    report = result.report
+    assert (report.method.name, report.method.importance, report.method.allocation) == ("oneshot", "l1", "uniform")
+    assert report.method.chosen_by is None and report.dense.accuracy > 0.85 and report.pruned.accuracy is not None
+    # every number the pruned model holds is one the dense model held: it was only sliced
+    dense = net.state_dict()
+    for name, value in result.model.state_dict().items():
+        if value.is_floating_point():
+            assert torch.isin(value.flatten(), dense[name].flatten()).all(), name
+    assert result.model.state_dict()["body.0.weight"].shape[0] < 32
+    for kwargs, needle in (({"method": "cpli"}, "only a test set was given"),
+                           ({"importance": "fisher"}, "only a test set was given"),
+                           ({"epochs": 2}, "epochs=2 asks for fine-tuning")):
+        with pytest.raises(InputError, match=needle):
+            deploypipe.build(net, torch.randn(1, 1, 8, 8), test_loader=test, target="cpu-batch32",
+                             output=tmp_path / "refused", **kwargs)
+    with pytest.raises(InputError, match="refit .* only a test set was given"):  # an ONNX file's refit
+        deploypipe.build(str(result.dense_onnx), test_loader=test, target="cpu-batch32", output=tmp_path / "onnx")
+
+
 def test_api_refuses_bad_inputs_in_one_sentence(tmp_path):
     with pytest.raises(InputError, match="not an nn.Module"):
         deploypipe.build(42, output=tmp_path / "a")

@@ -41,11 +41,10 @@ def stage_order(pruner: TorchPruner) -> list[int]:
 
 def calibration_batches(ctx: PruneContext, samples: int, batch_size: int = 32) -> list[Batch]:
     """``samples`` training images in seeded random order, in batches."""
-    if ctx.data is None:
-        raise InputError("layer-wise reconstruction needs calibration images",
-                         hint="pass --dataset")
+    from ...data.splits import training_split
+
+    train = training_split(ctx.data, "layer-wise reconstruction refits on calibration images")
     gen = torch.Generator().manual_seed(ctx.request.seed)
-    train = ctx.data.train
     order = torch.randperm(len(train), generator=gen)[: max(1, min(samples, len(train)))]
     x, y = train[order]
     return [(x[i:i + batch_size], y[i:i + batch_size]) for i in range(0, len(order), batch_size)]

@@ -56,7 +56,10 @@ def check_reachable(ctx: PruneContext, name: str) -> None:
 # -- training phase ---------------------------------------------------------------------
 def require_data(ctx: PruneContext, name: str) -> None:
     """Refuse, in one sentence, to prune while training without training data."""
-    if ctx.data is None or ctx.train_config is None:
+    from ...data.splits import training_split
+
+    training_split(ctx.data, f"{name} prunes while it trains")
+    if ctx.train_config is None:
         raise InputError(f"{name} prunes while it trains, so it needs training data", hint="pass --dataset")
 
 

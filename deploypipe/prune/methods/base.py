@@ -107,13 +107,14 @@ class PruneContext:
         return criterion.scores(self.pruner, ctx)
 
     def calibration(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        if self.data is None:
-            raise InputError(f"importance {self.request.importance!r} needs data",
-                             hint="pass --dataset, or use a weight-only criterion (l1, l2, bn_scale)")
         from torch.utils.data import DataLoader
 
+        from ...data.splits import training_split
+
+        train = training_split(self.data, f"importance {self.request.importance!r} scores channels on images",
+                               hint="pass --dataset, or use a weight-only criterion (l1, l2, bn_scale)")
         gen = torch.Generator().manual_seed(self.request.seed)
-        loader = DataLoader(self.data.train, batch_size=64, shuffle=True, generator=gen)
+        loader = DataLoader(train, batch_size=64, shuffle=True, generator=gen)
         return list(itertools.islice(loader, self.request.calibration_batches))
 
     def keep_for(self, budget: Budget, scores: dict[int, np.ndarray]) -> np.ndarray:

@@ -79,7 +79,10 @@ class Cascade(PruneMethod):
     def run(self, ctx: PruneContext) -> None:
         """Place distinct levels, announce the training, train the chain for the build's
         epochs, re-estimate BatchNorm for the student and remove its channels."""
-        if ctx.data is None or ctx.train_config is None:
+        from ...data.splits import training_split
+
+        training_split(ctx.data, "cascade trains its levels")
+        if ctx.train_config is None:
             raise InputError("cascade trains its levels, so it needs training data", hint="pass --dataset")
         self.check_budget(ctx.request.budget)
         requested = level_fractions(int(self.param("assistants")), str(self.param("levels")))

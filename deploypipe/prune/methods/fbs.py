@@ -61,7 +61,10 @@ class FBS(PruneMethod):
     finetunes = False  # build fine-tunes the statically pruned model
 
     def run(self, ctx: PruneContext) -> None:
-        if ctx.data is None or ctx.train_config is None:
+        from ...data.splits import training_split
+
+        training_split(ctx.data, "fbs trains gates")
+        if ctx.train_config is None:
             raise InputError("fbs trains gates, so it needs training data", hint="pass --dataset")
         density = float(self.param("density"))
         if not 0.0 < density <= 1.0:
