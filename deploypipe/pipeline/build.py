@@ -508,7 +508,8 @@ def stage_keys(config: BuildConfig, target) -> tuple[dict[str, str], dict[str, A
     path = Path(config.model.path)
     precision = build_precision(config.quantize.precision, target)
     train, data = config.train, config.data
-    prune = {k: v for k, v in dataclasses.asdict(config.prune).items() if k != "chosen_by"}  # a note, no input
+    prune = {k: v for k, v in dataclasses.asdict(config.prune).items()
+             if k not in ("chosen_by", "defaulted")}  # notes on how they were chosen, not inputs
     source = {f.name: getattr(config.model, f.name) for f in dataclasses.fields(config.model)
               if f.name not in ("path", "module")}
     sgd = {k: v for k, v in dataclasses.asdict(train).items()

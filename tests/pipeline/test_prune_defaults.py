@@ -47,16 +47,30 @@ def test_one_option_given_fills_the_others_with_the_classic_default(given, expec
     assert chosen(prune) == expected and prune.chosen_by is None
 
 
-def test_a_build_config_resolves_its_defaults_once_and_keeps_them():
+def test_a_build_config_resolves_its_defaults():
     with_data = BuildConfig("zoo:resnet20", data=DataOptions("digits"))
     assert chosen(with_data.prune) == DATA_DRIVEN and with_data.prune.chosen_by
     assert chosen(BuildConfig("model.pt").prune) == CLASSIC  # no data
     assert chosen(BuildConfig("model.onnx", data=DataOptions("digits")).prune) == CLASSIC
     assert chosen(BuildConfig("model.pt", budget=Budget.parse("latency", 0.5), data=DataOptions("digits")).prune) \
         == CLASSIC
-    import dataclasses  # a copy with another budget keeps what was chosen: the options are concrete now
 
-    assert chosen(dataclasses.replace(with_data, budget=Budget.parse("params", "2x")).prune) == DATA_DRIVEN
+
+def test_a_copy_with_another_budget_or_data_decides_again():
+    """``dataclasses.replace`` on a resolved config chooses the defaulted options again (it
+    used to keep CPLI, and a ``chosen_by`` naming a MACs budget, under a params budget);
+    options the caller gave stay given."""
+    import dataclasses
+
+    with_data = BuildConfig("zoo:resnet20", data=DataOptions("digits"))
+    params = dataclasses.replace(with_data, budget=Budget.parse("params", "2x"))
+    assert chosen(params.prune) == CLASSIC and params.prune.chosen_by is None
+    again = dataclasses.replace(params, budget=Budget.parse("macs", "3x"))
+    assert chosen(again.prune) == DATA_DRIVEN and again.prune.chosen_by
+    assert chosen(dataclasses.replace(with_data, data=DataOptions()).prune) == CLASSIC
+    given = BuildConfig("zoo:resnet20", data=DataOptions("digits"), prune=PruneOptions(importance="taylor"))
+    assert chosen(dataclasses.replace(given, data=DataOptions()).prune) == ("oneshot", "taylor", "uniform")
+    assert chosen(dataclasses.replace(given, budget=Budget.parse("params", "2x")).prune) == ("oneshot", "taylor", "uniform")
 
 
 def cli_config(*argv: str):
