@@ -27,6 +27,18 @@ def git_commit() -> str:
     return head + ("+changes" if dirty else "")
 
 
+def git_state(paths: tuple[str, ...] = CODE) -> dict:
+    """The full commit of this checkout and the files under ``paths`` that differ from it
+    (``uncommitted``: what the numbers were measured with on top of the commit)."""
+    root = Path(__file__).resolve().parents[1]
+
+    def git(*argv: str) -> str:
+        return subprocess.run(["git", *argv], cwd=root, capture_output=True, text=True).stdout.rstrip("\n")
+
+    return {"commit": git("rev-parse", "HEAD"),
+            "uncommitted": [line[3:] for line in git("status", "--porcelain", "--", *paths).splitlines()]}
+
+
 def lock_held(path: str = LOCK) -> bool:
     """Whether someone holds the measurement lock (our own ``flock`` parent, normally)."""
     try:

@@ -37,7 +37,6 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):  # b
 
 import argparse  # noqa: E402
 import json  # noqa: E402
-import subprocess  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
 import warnings  # noqa: E402
@@ -47,7 +46,7 @@ from pathlib import Path  # noqa: E402
 warnings.filterwarnings("ignore")
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from _benchlib import lock_held  # noqa: E402
+from _benchlib import git_state, lock_held  # noqa: E402
 
 SHARED = ("the machine (2 cores) was shared with other engineers running tests, training and benchmarks; "
           "lock_held says whether this run held flock /tmp/deploypipe-measure.lock, which they take for timing")
@@ -195,19 +194,11 @@ def step_result(step: str, built: dict) -> dict:
 
 
 # -- driver ----------------------------------------------------------------------------------
-def git_state() -> dict:
-    def git(*argv: str) -> str:
-        return subprocess.run(["git", *argv], cwd=ROOT, capture_output=True, text=True).stdout.rstrip("\n")
-
-    return {"commit": git("rev-parse", "HEAD"),
-            "uncommitted": [line[3:] for line in git("status", "--porcelain", "deploypipe", "tools").splitlines()]}
-
-
 def header(results: dict, s: Settings, models: list[str]) -> None:
     from deploypipe.measure.fingerprint import hardware_fingerprint
 
     results.update({"benchmark": "quantize", "settings": asdict(s), "models": models, "goal": GOAL,
-                    "conditions": {"shared_machine": SHARED, "lock_held": lock_held(), "git": git_state(),
+                    "conditions": {"shared_machine": SHARED, "lock_held": lock_held(), "git": git_state(("deploypipe", "tools")),
                                    "machine": hardware_fingerprint().to_dict(), "load_before": list(os.getloadavg())},
                     "commands": sorted(set(results.get("commands", [])) | {" ".join(sys.argv)})})
 

@@ -48,7 +48,6 @@ import hashlib
 import json
 import math
 import platform
-import subprocess
 import sys
 import time
 import warnings
@@ -56,7 +55,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from _benchlib import load_mnist_subset
+from _benchlib import git_state, load_mnist_subset
+
+MEASURED = ("deploypipe/prune", "deploypipe/graph/cost.py", "tools/bench_seed_methods.py")  # code the numbers depend on
 
 warnings.filterwarnings("ignore")
 ROOT = Path(__file__).resolve().parents[1]
@@ -117,7 +118,7 @@ def dense_model(args, data, cache: Path) -> tuple[torch.nn.Module, dict]:
     start = time.perf_counter()
     result = fit(model, data, TrainConfig(epochs=args.dense_epochs, batch_size=args.batch_size, lr=PRETRAIN_LR,
                                           progress=False))
-    meta = {"epochs": args.dense_epochs, "lr": PRETRAIN_LR, "schedule": "cosine", "git_at_start": git_state(),
+    meta = {"epochs": args.dense_epochs, "lr": PRETRAIN_LR, "schedule": "cosine", "git_at_start": git_state(MEASURED),
             "val_accuracy_per_epoch": [r.val_acc for r in result.history],
             "train_loss_per_epoch": [round(r.train_loss, 5) for r in result.history],
             "seconds": round(time.perf_counter() - start, 1)}
@@ -305,15 +306,6 @@ def run_cell(name: str, dense, data, args, cache: Path, dense_macs: float, refer
 
 
 # -- the document -----------------------------------------------------------------------------------
-def git_state() -> dict:
-    def git(*cmd: str) -> str:
-        return subprocess.run(["git", *cmd], cwd=ROOT, capture_output=True, text=True).stdout.strip()
-
-    changed = [line[3:] for line in git("status", "--porcelain").splitlines()
-               if line[3:].startswith(("deploypipe/prune", "deploypipe/graph/cost.py", "tools/bench_seed"))]
-    return {"commit": git("rev-parse", "HEAD"), "uncommitted_changes_used": changed}
-
-
 def not_run(args) -> dict:
     """The paper schedules that do not fit: what they would take on this data."""
     from deploypipe.prune.methods import create_method
@@ -370,7 +362,7 @@ def document(args, data, dense_meta: dict, rows: dict, reference: float, started
     return {
         "benchmark": "seed methods at matched MACs vs one-shot L1 and Torch-Pruning group-L2",
         "command": " ".join(["python", "tools/" + Path(sys.argv[0]).name, *sys.argv[1:]]),
-        "git": {**git_state(), "at_start": dense_meta.get("git_at_start")}, "settings": settings(args),
+        "git": {**git_state(MEASURED), "at_start": dense_meta.get("git_at_start")}, "settings": settings(args),
         "conditions": {"dataset": f"MNIST subset ({data.source})", "split_sizes": list(data.sizes()),
                        "input_shape": list(data.input_shape), "round_to": 1, "torch_threads": 1,
                        "finetune": {"lr": FINETUNE_LR, "schedule": "cosine"},

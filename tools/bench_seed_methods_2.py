@@ -38,7 +38,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from _benchlib import LOCK, load_mnist_subset, lock_held
+from _benchlib import LOCK, git_state, load_mnist_subset, lock_held
 
 warnings.filterwarnings("ignore")
 ROOT = Path(__file__).resolve().parents[1]
@@ -238,7 +238,7 @@ def table(results: list[dict]) -> list[str]:
 def main() -> int:
     args = parse()
     held, load_start, started = lock_held(), os.getloadavg(), time.perf_counter()
-    args.git = git_state()
+    args.git = git_state(("deploypipe/prune", "deploypipe/train", "tools/bench_seed_methods_2.py"))
     data = load_data(args)
     results: list[dict] = []
     for arch in args.archs.split(","):
@@ -247,18 +247,6 @@ def main() -> int:
     print("\n".join(table(results)))
     print(f"wrote {args.out} after {time.perf_counter() - started:.0f}s")
     return 0
-
-
-def git_state() -> dict:
-    """The commit the run used, and the files under the measured paths that differed from it."""
-    import subprocess
-
-    def git(*argv: str) -> str:
-        return subprocess.run(["git", *argv], cwd=ROOT, capture_output=True, text=True).stdout.rstrip("\n")
-
-    paths = ["deploypipe/prune", "deploypipe/train", "tools/bench_seed_methods_2.py"]
-    changed = [line[3:] for line in git("status", "--porcelain", *paths).splitlines()]
-    return {"commit": git("rev-parse", "HEAD"), "uncommitted_in_measured_paths": changed}
 
 
 def write(args, doc: dict) -> None:
