@@ -14,9 +14,10 @@ every section, so a run cut short still leaves what it measured):
   medians) with the MACs ratio beside it, and the per-layer profile's coverage of the
   graph's convolutions; PyTorch also as eager launches, and run from the ONNX graph alone;
 * the mission's command on the last model's checkpoint, ``deploypipe build resnet50-224.pt
-  --target gpu --shapes input:32x3x224x224 --latency-ratio 0.55`` (no data: pruned by
-  weights, widths from the measured latency table and loop), with the MACs reduction the
-  latency it reached needed (``pt``; on the CPU, resnet18 at batch 2 on cpu-batch32);
+  --target gpu-b32.toml --shapes input:32x3x224x224 --latency-ratio 0.55`` (``gpu`` at
+  batch 32 with 100 timed iterations; no data: pruned by weights, widths from the measured
+  latency table and loop), with the MACs reduction the latency it reached needed (``pt``;
+  on the CPU, resnet18 at batch 2 on cpu-batch32);
 * one ``deploypipe build zoo:resnet20 --dataset digits --target torch-cuda
   --latency-ratio 0.5`` verdict, plus the same at batch 512 on 32x32 inputs, where the GPU
   has enough work per inference for widths to matter.
@@ -493,7 +494,8 @@ def builds(args, out: Path) -> list[dict[str, Any]]:
                      "--input-size", "32"]),
                  "batch1": lambda: ("torch-cuda-ratio-0.5", [
                      *resnet20, "--target", "torch-cuda", "--latency-ratio", "0.5"]),
-                 "pt": lambda: _checkpoint_case(args, out, "gpu", batch=32)}
+                 "pt": lambda: _checkpoint_case(args, out, str(_write_gpu_b32(out / "gpu-b32.toml")),
+                                                batch=32)}
         cases = dict(every[c]() for c in args.build_cases)
     return [_build(name, extra, out / name, args.build_timeout) for name, extra in cases.items()]
 
@@ -511,7 +513,7 @@ def _checkpoint_case(args, out: Path, target: str, *, batch: int) -> tuple[str, 
     save_checkpoint(path, dense, arch=name)
     dims = "x".join(str(d) for d in (batch, *shape[1:]))
     ratio = f"{args.pt_ratio or (0.7 if args.device == 'cpu' else 0.55):g}"
-    return (f"{name}-{target}-b{batch}-ratio-{ratio}",
+    return (f"{name}-{args.size}px-b{batch}-ratio-{ratio}",
             [str(path), "--target", target, "--shapes", f"input:{dims}", "--latency-ratio", ratio,
              "--lut-step", str(args.pt_lut_step)])
 
@@ -523,6 +525,17 @@ def _write_profile(path: Path) -> Path:
     path.write_text('name = "torch-cuda-b512"\nbackend = "torch"\ndevice = "cuda"\n'
                     'precision = "fp16"\nbatch = 512\nround_to = 8\n'
                     'warmup = 10\niterations = 100\n\n[tolerances]\natol = 1e-2\nrtol = 1e-2\n')
+    return path
+
+
+def _write_gpu_b32(path: Path) -> Path:
+    """``--target gpu`` (the best GPU backend, chosen at run time) at batch 32, with 100 timed
+    iterations instead of 500: a dense resnet50 takes ~2.4 ms there, and the latency table
+    times it beside every group's widths."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text('name = "gpu-b32"\nauto = true\ndevice = "cuda"\nprecision = "fp16"\nbatch = 32\n'
+                    'round_to = 8\nwarmup = 10\niterations = 100\n\n'
+                    '[tolerances]\natol = 1e-2\nrtol = 1e-2\n')
     return path
 
 
