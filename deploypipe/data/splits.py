@@ -46,13 +46,14 @@ class DataSplits:
 
 def training_split(data: "DataSplits | None", what: str, *, hint: str = "pass --dataset") -> TensorDataset:
     """The training images ``what`` needs, or one sentence saying there are none: no data at
-    all, or only a test set (never train or calibrate on the images accuracy is measured on)."""
+    all, or only a test set (never train or calibrate on the images accuracy is measured on).
+    Only the Python API makes a test set alone, so that case's hint speaks Python."""
     if data is None:
         raise InputError(f"{what}, so it needs training data", hint=hint)
     if not data.has_training:
-        raise InputError(f"{what}, so it needs training data, and only a test set was given (deploypipe "
-                         "never trains or calibrates on the images it measures accuracy on)",
-                         hint=f"{hint} (from Python: train_loader=)")
+        raise InputError(f"{what}, so it needs training images, but only a test set was given: deploypipe "
+                         "never trains or calibrates on the images it measures accuracy on",
+                         hint="pass train_loader= (or dataset=) too")
     return data.train
 
 

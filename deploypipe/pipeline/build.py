@@ -98,6 +98,7 @@ class _TorchBuild:
         from ..prune.importance import check_allocation
 
         check_allocation(config.prune.allocation, config.prune.importance)  # before any training
+        _require_training(config)
 
     # -- stages ----------------------------------------------------------------------
     def run(self) -> BuildReport:
@@ -282,6 +283,10 @@ class _TorchBuild:
 
         cfg = self.config
         if cfg.data.splits is not None:
+            if cfg.model.from_zoo:
+                from ..data.splits import training_split
+
+                training_split(cfg.data.splits, "building from the zoo trains the model first")
             return cfg.data.splits
         if cfg.data.dataset is None:
             if cfg.model.from_zoo:
@@ -553,6 +558,24 @@ def _digest(tensors) -> str:
     for t in tensors:
         h.update(t.detach().cpu().contiguous().numpy().tobytes())
     return h.hexdigest()
+
+
+def _require_training(config: BuildConfig) -> None:
+    """A method or criterion that trains, scores or refits on images, refused before any work
+    when there are none to train on: no --dataset, or (from Python) a test set alone."""
+    splits = config.data.splits
+    if splits.has_training if splits is not None else config.data.dataset is not None:
+        return
+    from ..data.splits import training_split
+    from ..prune.importance import create_importance
+    from ..prune.methods import METHODS
+
+    method, importance = config.prune.method, config.prune.importance
+    if METHODS.get(method).needs_training_data:
+        training_split(splits, f"method {method!r} trains or refits on images")
+    if create_importance(importance).needs_data:
+        training_split(splits, f"importance {importance!r} scores channels by the loss on images",
+                       hint="pass --dataset, or use a weight-only criterion (l1, l2, bn_scale)")
 
 
 def _check_target_shape(target, input_shape) -> None:

@@ -17,7 +17,7 @@ from .config import BuildConfig
 from .build_report import assemble, latency_outcome, model_columns
 from .quantize_stage import (build_precision, quantize_pruned, quantized_name, require_data, side_by_side,
                              targets_for, with_quantized)
-from .reconstruct_stage import load_images, reconstruct
+from .reconstruct_stage import evaluated, load_images, reconstruct
 from .run import Run
 from .speed import interleaved_speed
 
@@ -49,9 +49,12 @@ def build_onnx(config: BuildConfig, target) -> BuildReport:
     with run.stage("data"):
         data = load_images(config, analysis.model)
     rebuilt = None
-    if data is not None:
+    if data is not None and data.has_training:
         with run.stage("reconstruct", "refitting the pruned layers by least squares on calibration images"):
             rebuilt = reconstruct(analysis, small, drop, data, config.seed)
+    elif data is not None:  # a test set alone (Python API): measured on, never refit on
+        with run.stage("evaluate", "measuring accuracy on the test set (no training images: nothing refitted)"):
+            rebuilt = evaluated(analysis, small, data)
     save_onnx(rebuilt.model if rebuilt else small, run.path("pruned.onnx"))
     quant = None
     if precision:
@@ -114,7 +117,7 @@ def _write_report(run: Run, config: BuildConfig, target, pruning, oracle, profil
                 for g in analysis.groups],
         rounds=(), verification=Verification(None, oracle.max_abs, oracle.passed),
         files=("dense.onnx", "pruned.onnx"), dataset=config.data.dataset, latency=outcome)
-    if rebuilt is not None:
+    if rebuilt is not None and rebuilt.summary is not None:
         report = dataclasses.replace(report, reconstruction=rebuilt.summary)
     if quantized is not None:  # (result, profile, interleaved timing)
         report = with_quantized(report, run.out_dir, *quantized)

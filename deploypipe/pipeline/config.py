@@ -125,19 +125,21 @@ class PruneOptions:
     bn_batches: int = 20  # training batches that re-estimate BatchNorm statistics after pruning (0: none)
 
     chosen_by: str | None = None  # why the build chose method, importance and allocation (None: given or classic)
-    defaulted: tuple[str, ...] = ()  # which of the three the build filled in (chosen again on a replace())
+    defaulted: tuple[tuple[str, str], ...] = ()  # (option, value) the build filled in (chosen again on a replace())
 
     def chosen(self, *, data: bool, torch_model: bool, budget_kind: str) -> "PruneOptions":
         """These options with the method, importance and allocation not given filled in: the
         data-driven default (saying why in ``chosen_by``) or the classic one. Options chosen
         before are chosen again, so a config copied with another budget or data re-decides."""
-        given = {k: getattr(self, k) for k in CLASSIC if getattr(self, k) is not None and k not in self.defaulted}
-        filled = tuple(k for k in CLASSIC if k not in given)
+        filled_before = dict(self.defaulted)  # an option still at the value the build filled in is not given
+        given = {k: getattr(self, k) for k in CLASSIC
+                 if getattr(self, k) is not None and filled_before.get(k) != getattr(self, k)}
         if not given and data and torch_model and budget_kind == "macs":
-            return replace(self, **DATA_DRIVEN, defaulted=filled, chosen_by=(
+            return replace(self, **DATA_DRIVEN, defaulted=tuple(DATA_DRIVEN.items()), chosen_by=(
                 "the default with training data and a MACs budget: CPLI on the widths of Fisher importance per MAC "
                 f"({' '.join(f'--{k} {v}' for k, v in CLASSIC.items())}: the classic default)"))
-        return replace(self, **{**CLASSIC, **given}, defaulted=filled, chosen_by=None)
+        filled = {k: v for k, v in CLASSIC.items() if k not in given}
+        return replace(self, **filled, **given, defaulted=tuple(filled.items()), chosen_by=None)
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,7 @@ class Reconstruction:
     model: Any  # onnx.ModelProto
     dense_accuracy: float
     accuracy: float
-    summary: dict[str, Any]
+    summary: dict[str, Any] | None  # None: nothing was refitted
 
 
 def load_images(config: BuildConfig, model: onnx.ModelProto):
@@ -49,9 +49,7 @@ def reconstruct(analysis, small: onnx.ModelProto, drop, data, seed: int) -> Reco
     from ..graph.evaluate import onnx_accuracy, top1_agreement
     from ..graph.refit import refit
 
-    from ..data.splits import training_split
-
-    x_train = training_split(data, "the least-squares refit reads activations of images").tensors[0].numpy()
+    x_train = data.train.tensors[0].numpy()
     order = np.random.default_rng(seed).permutation(len(x_train))[:CALIBRATION_IMAGES]
     x, y = (t.numpy() for t in data.test.tensors)
     fitted, summary = refit(analysis, small, drop, x_train[np.sort(order)], seed=seed)
@@ -65,3 +63,15 @@ def reconstruct(analysis, small: onnx.ModelProto, drop, data, seed: int) -> Reco
              "%d layers refitted on %d images", 100 * plain, 100 * after, 100 * dense, len(summary.layers),
              summary.images)
     return Reconstruction(fitted, dense, after, record)
+
+
+def evaluated(analysis, small: onnx.ModelProto, data) -> Reconstruction:
+    """Accuracy of the dense and the plainly pruned graph on the test split, nothing refitted:
+    for a test set alone (never refit on the images accuracy is measured on)."""
+    from ..graph.evaluate import onnx_accuracy
+
+    x, y = (t.numpy() for t in data.test.tensors)
+    dense, plain = onnx_accuracy(analysis.model, x, y), onnx_accuracy(small, x, y)
+    log.info("no training images: nothing refitted; accuracy %.2f%% after plain removal (dense %.2f%%)",
+             100 * plain, 100 * dense)
+    return Reconstruction(small, dense, plain, None)

@@ -70,7 +70,7 @@ def calibration_images(data: "DataSplits", batches: int, batch_size: int, seed: 
     """``batches * batch_size`` training images (all of them if fewer), in a seeded order."""
     from ..data.splits import training_split
 
-    x = training_split(data, "int8 calibration reads activation ranges on images").tensors[0].numpy()
+    x = training_split(data, "int8 calibration measures activation ranges on images").tensors[0].numpy()
     order = np.random.default_rng(seed).permutation(len(x))[:batches * batch_size]
     return np.ascontiguousarray(x[np.sort(order)], dtype=np.float32)
 

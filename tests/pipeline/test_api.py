@@ -104,14 +104,28 @@ def test_a_test_loader_alone_is_measured_on_and_never_trained_on(tmp_path):
         if value.is_floating_point():
             assert torch.isin(value.flatten(), dense[name].flatten()).all(), name
     assert result.model.state_dict()["body.0.weight"].shape[0] < 32
-    for kwargs, needle in (({"method": "cpli"}, "only a test set was given"),
-                           ({"importance": "fisher"}, "only a test set was given"),
-                           ({"epochs": 2}, "epochs=2 asks for fine-tuning")):
+    # iterative pruning fine-tunes between rounds when it can; here it only prunes
+    steps = deploypipe.build(net, torch.randn(1, 1, 8, 8), test_loader=test, target="cpu-batch32", method="iterative",
+                             output=tmp_path / "iterative").model.state_dict()
+    assert all(torch.isin(v.flatten(), dense[k].flatten()).all() for k, v in steps.items() if v.is_floating_point())
+    refused = tmp_path / "refused"
+    for model, kwargs, needle in ((net, {"method": "cpli"}, "method 'cpli' trains or refits on images, .* "
+                                                            "but only a test set was given"),
+                                  (net, {"importance": "fisher"}, "by the loss on images, .* only a test set"),
+                                  (net, {"method": "group_fisher"}, "method 'group_fisher' .* only a test set"),
+                                  (net, {"epochs": 2}, "epochs=2 asks for fine-tuning"),
+                                  (net, {"distill": True}, "distill=True distils"),
+                                  (net, {"target": "cpu-int8"}, "quantizing to int8 calibrates on images"),
+                                  ("zoo:test_resnet_cifar", {}, "the zoo trains the model first")):
         with pytest.raises(InputError, match=needle):
-            deploypipe.build(net, torch.randn(1, 1, 8, 8), test_loader=test, target="cpu-batch32",
-                             output=tmp_path / "refused", **kwargs)
-    with pytest.raises(InputError, match="refit .* only a test set was given"):  # an ONNX file's refit
-        deploypipe.build(str(result.dense_onnx), test_loader=test, target="cpu-batch32", output=tmp_path / "onnx")
+            deploypipe.build(model, torch.randn(1, 1, 8, 8), test_loader=test,
+                             **{"target": "cpu-batch32", "output": refused, **kwargs})
+        assert not refused.exists() or not any(refused.glob("*.onnx"))  # refused before any work
+    # an ONNX file: no refit, the plainly pruned graph's accuracy measured on the test set
+    onnx_run = deploypipe.build(str(result.dense_onnx), test_loader=test, target="cpu-batch32",
+                                output=tmp_path / "onnx").report
+    assert onnx_run.pruned.accuracy is not None and onnx_run.reconstruction is None
+    assert onnx_run.dense.accuracy == pytest.approx(report.dense.accuracy, abs=1e-6)
 
 
 def test_api_refuses_bad_inputs_in_one_sentence(tmp_path):

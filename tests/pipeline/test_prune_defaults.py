@@ -71,6 +71,9 @@ def test_a_copy_with_another_budget_or_data_decides_again():
     given = BuildConfig("zoo:resnet20", data=DataOptions("digits"), prune=PruneOptions(importance="taylor"))
     assert chosen(dataclasses.replace(given, data=DataOptions()).prune) == ("oneshot", "taylor", "uniform")
     assert chosen(dataclasses.replace(given, budget=Budget.parse("params", "2x")).prune) == ("oneshot", "taylor", "uniform")
+    # an option the caller sets on a resolved config is given, even where the build had filled one in
+    fbs = dataclasses.replace(with_data, prune=dataclasses.replace(with_data.prune, method="fbs"))
+    assert chosen(fbs.prune) == ("fbs", "l1", "uniform") and fbs.prune.chosen_by is None
 
 
 def cli_config(*argv: str):

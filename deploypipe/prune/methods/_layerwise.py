@@ -39,11 +39,12 @@ def stage_order(pruner: TorchPruner) -> list[int]:
     return [g.id for g in sorted(pruner.prunable, key=lambda g: (position(g), g.id))]
 
 
-def calibration_batches(ctx: PruneContext, samples: int, batch_size: int = 32) -> list[Batch]:
+def calibration_batches(ctx: PruneContext, samples: int, batch_size: int = 32, *, name: str = "this method"
+                        ) -> list[Batch]:
     """``samples`` training images in seeded random order, in batches."""
     from ...data.splits import training_split
 
-    train = training_split(ctx.data, "layer-wise reconstruction refits on calibration images")
+    train = training_split(ctx.data, f"{name} refits each layer by least squares on images")
     gen = torch.Generator().manual_seed(ctx.request.seed)
     order = torch.randperm(len(train), generator=gen)[: max(1, min(samples, len(train)))]
     x, y = train[order]

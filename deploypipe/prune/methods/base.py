@@ -111,7 +111,7 @@ class PruneContext:
 
         from ...data.splits import training_split
 
-        train = training_split(self.data, f"importance {self.request.importance!r} scores channels on images",
+        train = training_split(self.data, f"importance {self.request.importance!r} scores channels by the loss on images",
                                hint="pass --dataset, or use a weight-only criterion (l1, l2, bn_scale)")
         gen = torch.Generator().manual_seed(self.request.seed)
         loader = DataLoader(train, batch_size=64, shuffle=True, generator=gen)
@@ -211,8 +211,8 @@ class PruneContext:
 
         from ...train import fit
 
-        if epochs <= 0 or self.data is None:
-            return None
+        if epochs <= 0 or self.data is None or not self.data.has_training:
+            return None  # a test set alone is never trained on
         config = dataclasses.replace(self.train_config, epochs=epochs)
         return fit(self.model, self.data, config, teacher=self.teacher, callbacks=callbacks)
 
@@ -237,6 +237,7 @@ class PruneMethod:
     description = ""
     params: dict[str, Param] = {}
     finetunes = False  # True: the method's own training replaces build's fine-tuning
+    needs_training_data = False  # True: it trains, scores or refits on training images itself
     budgets: tuple[type[Budget], ...] = ALL_BUDGETS  # the budget kinds it can meet
 
     @classmethod

@@ -63,6 +63,7 @@ PLACEMENT_GRID = 64  # positions on the teacher -> student path tried when placi
 @METHODS.register("cascade")
 class Cascade(PruneMethod):
     name = "cascade"
+    needs_training_data = True
     description = ("cascaded pruning with hierarchical self-distillation (Miles & Mikolajczyk 2020): teacher, "
                    "teaching assistants and student as nested channel masks of one network, each pruned by "
                    "Taylor saliency of the distillation loss from the level above")

@@ -79,6 +79,7 @@ class Settings:
 @METHODS.register("cpli")
 class CPLI(PruneMethod):
     name = "cpli"
+    needs_training_data = True
     description = ("CPLI (Guo et al. 2020): group by group from the input, keep the channels that best "
                    "reconstruct the consumers' importance-weighted outputs (plus lam x the loss increase); "
                    "refit the consumers by ridge least squares")
@@ -103,7 +104,7 @@ class CPLI(PruneMethod):
         if settings.loss not in ("fisher", "taylor"):
             raise InputError(f"cpli's loss must be fisher or taylor, not {settings.loss!r}",
                              hint="e.g. --method-arg loss=fisher")
-        batches = calibration_batches(ctx, int(self.param("samples")))
+        batches = calibration_batches(ctx, int(self.param("samples")), name="cpli")
         scores = ctx.scores()
         keep = ctx.keep_for(ctx.request.budget, scores)
         ctx.losses["allocation"] = ctx.losses.pop("scoring", "")

@@ -45,6 +45,7 @@ GATED_ONNX = "fbs_gated.onnx"
 @METHODS.register("fbs")
 class FBS(PruneMethod):
     name = "fbs"
+    needs_training_data = True
     description = ("dynamic channel gating (feature boosting and suppression): train per-input gates, "
                    "count dynamic MACs, export the gated ONNX, then remove channels that rarely fire")
     params = {"density": Param(0.5, "share of each gated conv's output channels kept per input (d)"),

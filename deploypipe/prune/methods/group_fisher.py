@@ -327,6 +327,7 @@ class GroupFisherSchedule(Callback):
 @METHODS.register("group_fisher")
 class GroupFisher(PruneMethod):
     name = "group_fisher"
+    needs_training_data = True
     description = ("Group Fisher (Liu et al. 2021): while training, remove the channel with the least Fisher "
                    "information per unit of memory (or MACs) every d iterations, until the budget")
     params = {

@@ -330,6 +330,7 @@ def plan(ctx: PruneContext) -> dict[int, int]:
 
 
 class _RegMethod(PruneMethod):
+    needs_training_data = True
     """Runs a :class:`RegSchedule` subclass in a training phase until it removed its plan."""
 
     def __init__(self, **values: Any):
