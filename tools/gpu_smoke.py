@@ -126,6 +126,13 @@ class Smoke:
         self.write()
         return result
 
+    def partial(self, name: str) -> Callable[[Any], None]:
+        """A callback that records a section's results so far and writes the JSON."""
+        def record(value: Any) -> None:
+            self.doc[name] = value
+            self.write()
+        return record
+
     def write(self) -> None:
         path = self.out / "gpu_smoke.json"
         tmp = path.with_suffix(".tmp")
@@ -477,9 +484,10 @@ def _say(row: dict) -> None:
 
 
 # -- builds -----------------------------------------------------------------------------------
-def builds(args, out: Path) -> list[dict[str, Any]]:
+def builds(args, out: Path, done: Callable[[list], None] = lambda rows: None) -> list[dict[str, Any]]:
     """The latency-budget build of the issue, one with enough work per inference, and the
-    mission's command on the last model's checkpoint (``pt``)."""
+    mission's command on the last model's checkpoint (``pt``); ``done(rows)`` after each build
+    (the JSON keeps the builds that ended when a later one is cut short)."""
     resnet20 = ["zoo:resnet20", "--dataset", "digits"]
     if args.device == "cpu":  # CI: the same code paths on the CPU, short
         cases = {"cpu-ratio-0.7": [*resnet20, "--target", "cpu-batch32", "--latency-ratio", "0.7",
@@ -497,7 +505,11 @@ def builds(args, out: Path) -> list[dict[str, Any]]:
                  "pt": lambda: _checkpoint_case(args, out, str(_write_gpu_b32(out / "gpu-b32.toml")),
                                                 batch=32)}
         cases = dict(every[c]() for c in args.build_cases)
-    return [_build(name, extra, out / name, args.build_timeout) for name, extra in cases.items()]
+    rows: list[dict[str, Any]] = []
+    for name, extra in cases.items():
+        rows.append(_build(name, extra, out / name, args.build_timeout))
+        done(rows)
+    return rows
 
 
 def _checkpoint_case(args, out: Path, target: str, *, batch: int) -> tuple[str, list[str]]:
@@ -606,7 +618,7 @@ def main(argv: list[str] | None = None) -> int:
     if "rounding" in args.sections:
         smoke.section("rounding", lambda: rounding(args, folder))
     if "builds" in args.sections:
-        smoke.section("builds", lambda: builds(args, Path(args.work)))
+        smoke.section("builds", lambda: builds(args, Path(args.work), smoke.partial("builds")))
     smoke.doc["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     smoke.write()
     failed = _failures(smoke.doc, args.device)

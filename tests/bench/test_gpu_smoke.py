@@ -27,8 +27,10 @@ def test_the_gpu_pt_case_builds_the_checkpoint_on_the_gpu_profile_at_batch_32(sm
     ran = []
     monkeypatch.setattr(smoke, "_build", lambda name, extra, run, timeout: ran.append((name, extra)) or {})
     args = smoke.parse(["--out", str(tmp_path), "--build-cases", "pt", "--models", "resnet18", "--size", "32"])
-    smoke.builds(args, tmp_path / "work")
+    seen = []
+    smoke.builds(args, tmp_path / "work", lambda rows: seen.append(len(rows)))
     [(name, extra)] = ran
+    assert seen == [1]  # the JSON is written after each build
     assert name == "resnet18-32px-b32-ratio-0.55"
     checkpoint, flags = Path(extra[0]), dict(zip(extra[1::2], extra[2::2]))
     assert checkpoint.is_file() and checkpoint.suffix == ".pt"
