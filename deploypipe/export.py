@@ -323,9 +323,10 @@ def _ort_session(onnx_path: str | Path):
     so.log_severity_level = 3
     try:
         return ort.InferenceSession(str(onnx_path), so, providers=["CPUExecutionProvider"])
-    except Exception as exc:
-        raise InputError(f"ONNX Runtime cannot load {str(onnx_path)!r}: {_first_line(exc)}",
-                         hint="check that it is a valid ONNX model") from None
+    except Exception as exc:  # onnxruntime raises its own exception types, all with text
+        from .utils.ort_session import load_refusal
+
+        raise load_refusal(repr(str(onnx_path)), exc) from None
 
 
 def _first_line(exc: BaseException) -> str:

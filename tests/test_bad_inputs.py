@@ -176,6 +176,43 @@ def _case_issue_25(name, files, tmp):
         return ["inspect", model_onnx, "--json", "/dev/full"], [model_onnx], "device"
     if name == "run_folder_under_proc":
         return ["build", model_onnx, "-o", "/proc/deploypipe-run", "--ratio", "0.3"], [model_onnx], "folder"
+    return _case_adversarial(name, files, tmp)
+
+
+def _conv_custom_conv(path: Path, *, ir_version: int = 8, custom: bool = True) -> Path:
+    """Conv -> (an op of a custom domain, or Relu) -> Conv, at the given IR version."""
+    from onnx import numpy_helper
+
+    rng = np.random.default_rng(0)
+    w1 = numpy_helper.from_array(rng.standard_normal((16, 3, 3, 3)).astype(np.float32), "w1")
+    w2 = numpy_helper.from_array(rng.standard_normal((8, 16, 3, 3)).astype(np.float32), "w2")
+    middle = helper.make_node("MyOp", ["a"], ["b"], domain="com.foo") if custom else helper.make_node("Relu", ["a"], ["b"])
+    nodes = [helper.make_node("Conv", ["x", "w1"], ["a"], pads=[1, 1, 1, 1]), middle,
+             helper.make_node("Conv", ["b", "w2"], ["y"], pads=[1, 1, 1, 1])]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 16, 16])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 8, 16, 16])], [w1, w2])
+    opsets = [helper.make_opsetid("", 17)] + ([helper.make_opsetid("com.foo", 1)] if custom else [])
+    model = helper.make_model(graph, opset_imports=opsets)
+    model.ir_version = ir_version
+    onnx.save(model, str(path))
+    return path
+
+
+def _case_adversarial(name, files, tmp):
+    """Found by an adversarial pass over the CLI: tracebacks and a silently dropped option."""
+    ckpt, out = files["ckpt"], tmp / "out"
+    if name == "shapes_unreadable":
+        return ["build", ckpt, "-o", out, "--shapes", "input:[1,3,16"], [ckpt], "cannot read the input shapes"
+    if name == "shapes_wrong_input_name":
+        return ["build", ckpt, "-o", out, "--shapes", "x:8x3x32x32"], [ckpt], "model's input is 'input'"
+    if name == "onnx_custom_op_build":  # the surgery oracle runs the graph before anything is profiled
+        p = _conv_custom_conv(tmp / "custom.onnx")
+        return ["build", p, "-o", out, "--ratio", "0.3"], [p], "com.foo:MyOp"
+    if name == "onnx_ir_version_too_new":
+        p = _conv_custom_conv(tmp / "ir99.onnx", ir_version=99, custom=False)
+        return ["profile", p, "--target", "cpu"], [p], "IR version 99"
+    if name == "method_needs_data":
+        return ["build", ckpt, "-o", out, "--method", "cpli"], [ckpt], "needs training data"
     raise AssertionError(name)
 
 
@@ -186,7 +223,8 @@ CASES = ["empty_file", "truncated_onnx", "random_bytes", "directory_instead_of_f
          "gpu_target_without_gpu", "output_in_read_only_folder", "output_equal_to_input", "full_disk"]
 ISSUE_25 = ["nan_onnx_weights", "inf_onnx_weights_profile", "nan_onnx_weights_build", "output_under_proc",
             "output_under_a_file", "output_is_a_device", "run_folder_under_proc"]
-CASES += ISSUE_25
+CASES += ISSUE_25 + ["shapes_unreadable", "shapes_wrong_input_name", "onnx_custom_op_build",
+                     "onnx_ir_version_too_new", "method_needs_data"]
 
 
 @pytest.mark.parametrize("name", CASES)

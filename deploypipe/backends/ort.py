@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import re
 import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Mapping, Sequence
@@ -15,6 +14,7 @@ import numpy as np
 from ..errors import DeviceError, InputError, InternalError, UnsupportedError
 from ..targets import GPU_PROVIDERS, TargetProfile
 from ..utils.log import get_logger
+from ..utils.ort_session import load_refusal
 from ._gpu import gpu_missing_reason
 from .base import Backend, Engine, LayerTime
 from .feeds import TensorSpec
@@ -198,18 +198,13 @@ def _session(path: Path, target: TargetProfile, so: "onnxruntime.SessionOptions"
     try:
         return ort.InferenceSession(str(path), so, providers=providers)
     except Exception as exc:  # onnxruntime raises its own exception types, all with text
+        error = exc
         reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
     if target.requires_gpu:
         raise UnsupportedError(f"ONNX Runtime cannot run {str(path)!r} on "
                                f"{', '.join(target.providers)} alone: {reason}",
                                hint="some op has no GPU kernel; try another GPU target")
-    op = re.search(r"([\w.]*:?\w+)\(-?\d+\) is not a registered function/op", reason)
-    if op:
-        raise UnsupportedError(f"{str(path)!r} uses the op {op.group(1)}, which ONNX Runtime does not know",
-                               hint="export the model with standard ONNX ops, or register the custom op's "
-                                    "library with ONNX Runtime")
-    raise InputError(f"ONNX Runtime cannot load {str(path)!r}: {reason}",
-                     hint="check that it is a valid ONNX model")
+    raise load_refusal(repr(str(path)), error)
 
 
 def _spec(arg: "onnxruntime.NodeArg") -> TensorSpec:

@@ -80,6 +80,9 @@ def main(argv: list[str] | None = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # --help, --version, or a usage error already printed
         return int(exc.code or 0)
+    except DeploypipeError as exc:  # an option's own parser refused its value (--shapes)
+        print(f"deploypipe: error: {exc.sentence()}", file=sys.stderr)
+        return exc.exit_code
     if args.command is None:
         parser.print_help()
         return 2

@@ -94,10 +94,35 @@ def target_from_args(args: argparse.Namespace):
             raise InputError(f"--shapes gives {len(args.shapes)} inputs "
                              f"({', '.join(args.shapes)}), but a target takes one input shape",
                              hint="give the shape of the model's image input alone")
+        _check_input_name(args.shapes, getattr(args, "model", None))
         (shape,) = args.shapes.values()
     return load_target(args.target).overridden(
         precision=getattr(args, "precision", None), shape=shape,
         timing_cache=getattr(args, "timing_cache", None))
+
+
+def _check_input_name(shapes: dict[str, tuple[int, ...]], model: str | None) -> None:
+    """Refuse a --shapes input name the model does not have (a target keeps the shape alone, so
+    a wrong name would otherwise be dropped in silence): an ONNX file's graph inputs, or
+    ``input``, the name deploypipe exports a PyTorch model's input under."""
+    named = [name for name in shapes if name]
+    if not named or model is None:
+        return
+    names = ["input"]
+    if str(model).lower().endswith(".onnx"):
+        try:
+            import onnx
+
+            graph = onnx.load(str(model), load_external_data=False).graph
+        except Exception:  # noqa: BLE001  (an unreadable file is reported where it is loaded)
+            return
+        weights = {init.name for init in graph.initializer}
+        names = [i.name for i in graph.input if i.name not in weights] or names
+    if named[0] not in names:
+        dims = "x".join(str(d) for d in shapes[named[0]])
+        raise InputError(f"--shapes names the input {named[0]!r}, but the model's input is "
+                         f"{' or '.join(repr(n) for n in names)}",
+                         hint=f"write --shapes {names[0]}:{dims}, or leave the name out ({dims})")
 
 
 def add_shapes(parser: argparse.ArgumentParser) -> None:

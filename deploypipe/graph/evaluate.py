@@ -32,7 +32,13 @@ def session(model: ModelLike, *, threads: int = 0) -> "onnxruntime.InferenceSess
     if threads:
         opts.intra_op_num_threads = threads
     source = model.SerializeToString() if isinstance(model, onnx.ModelProto) else os.fspath(model)
-    return ort.InferenceSession(source, opts, providers=["CPUExecutionProvider"])
+    try:
+        return ort.InferenceSession(source, opts, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # onnxruntime raises its own exception types, all with text
+        from ..utils.ort_session import load_refusal
+
+        raise load_refusal("the model" if isinstance(model, onnx.ModelProto) else repr(os.fspath(model)),
+                           exc) from None
 
 
 def with_outputs(model: onnx.ModelProto, names: Sequence[str]) -> onnx.ModelProto:

@@ -93,7 +93,12 @@ def run_onnx(model: onnx.ModelProto, feeds: dict[str, np.ndarray], *, threads: i
     opts.log_severity_level = 3
     if threads:
         opts.intra_op_num_threads = threads
-    sess = ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+    try:
+        sess = ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # onnxruntime raises its own exception types, all with text
+        from ..utils.ort_session import load_refusal
+
+        raise load_refusal("the model", exc) from None
     return sess.run(None, feeds)
 
 

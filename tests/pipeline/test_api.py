@@ -192,3 +192,16 @@ def test_per_cost_allocation_with_a_loss_criterion_meets_the_budget():
     assert per_cost.widths != ranked.widths
     with pytest.raises(InputError, match="do not compare across layers"):
         deploypipe.prune(net, x, budget="macs:2x", importance="l2", allocation="per-cost")
+
+
+def test_prune_alone_refuses_methods_that_train_and_runs_iterative_without_training():
+    """``deploypipe.prune`` does not train: a method that prunes while it trains is refused in
+    one sentence pointing to ``build`` (it said "pass --dataset" with a train_loader given);
+    iterative pruning runs its rounds without fine-tuning between them (it crashed)."""
+    train, _ = _loaders()
+    net = TinyNet().eval()
+    iterative = deploypipe.prune(net, torch.randn(1, 1, 8, 8), method="iterative", train_loader=train)
+    assert iterative.macs_reduction >= 2.0
+    for method in ("fbs", "cascade", "group_fisher", "increg"):
+        with pytest.raises(InputError, match=r"deploypipe.prune\(\) does not train"):
+            deploypipe.prune(net, torch.randn(1, 1, 8, 8), method=method, train_loader=train)

@@ -59,8 +59,9 @@ def require_data(ctx: PruneContext, name: str) -> None:
     from ...data.splits import training_split
 
     training_split(ctx.data, f"{name} prunes while it trains")
-    if ctx.train_config is None:
-        raise InputError(f"{name} prunes while it trains, so it needs training data", hint="pass --dataset")
+    if ctx.train_config is None:  # data but no training config: deploypipe.prune(), which does not train
+        raise InputError(f"{name} prunes while it trains, and deploypipe.prune() does not train",
+                         hint="use deploypipe.build(..., train_loader=...) for it")
 
 
 def train_phase(ctx: PruneContext, callbacks: Sequence[Callback], *, lr_scale: float, epochs: int,

@@ -211,8 +211,8 @@ class PruneContext:
 
         from ...train import fit
 
-        if epochs <= 0 or self.data is None or not self.data.has_training:
-            return None  # a test set alone is never trained on
+        if epochs <= 0 or self.data is None or not self.data.has_training or self.train_config is None:
+            return None  # a test set alone is never trained on; deploypipe.prune() does not train
         config = dataclasses.replace(self.train_config, epochs=epochs)
         return fit(self.model, self.data, config, teacher=self.teacher, callbacks=callbacks)
 

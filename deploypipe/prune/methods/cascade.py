@@ -83,8 +83,9 @@ class Cascade(PruneMethod):
         from ...data.splits import training_split
 
         training_split(ctx.data, "cascade trains its levels")
-        if ctx.train_config is None:
-            raise InputError("cascade trains its levels, so it needs training data", hint="pass --dataset")
+        if ctx.train_config is None:  # deploypipe.prune(), which does not train
+            raise InputError("cascade trains its levels, and deploypipe.prune() does not train",
+                             hint="use deploypipe.build(..., train_loader=...) for it")
         self.check_budget(ctx.request.budget)
         requested = level_fractions(int(self.param("assistants")), str(self.param("levels")))
         fractions = place_levels(ctx, requested)

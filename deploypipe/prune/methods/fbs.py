@@ -65,8 +65,9 @@ class FBS(PruneMethod):
         from ...data.splits import training_split
 
         training_split(ctx.data, "fbs trains gates")
-        if ctx.train_config is None:
-            raise InputError("fbs trains gates, so it needs training data", hint="pass --dataset")
+        if ctx.train_config is None:  # deploypipe.prune(), which does not train
+            raise InputError("fbs trains gates, and deploypipe.prune() does not train",
+                             hint="use deploypipe.build(..., train_loader=...) for it")
         density = float(self.param("density"))
         if not 0.0 < density <= 1.0:
             raise InputError(f"fbs density must lie in (0, 1], got {density}", hint="e.g. --method-arg density=0.5")

@@ -29,7 +29,7 @@ class Iterative(PruneMethod):
             ctx.prune_toward(i / steps)
             if i < steps:
                 ctx.finetune(int(self.param("step_epochs")))
-        if steps > 1 and ctx.data is not None and ctx.data.has_training:
+        if steps > 1 and ctx.data is not None and ctx.data.has_training and ctx.train_config is not None:
             from .phase import finetune_loss
 
             ctx.losses["between_rounds"] = finetune_loss(ctx, True, False)
