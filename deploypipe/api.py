@@ -49,12 +49,13 @@ def build(model: Any, example_inputs: Any = None, *, train_loader: Any = None, t
           budget: Any = "macs:2x", method: str | None = None, importance: str | None = None,
           allocation: str | None = None,
           epochs: int | None = None, lr: float = 0.01, output: str | Path = "deploypipe-run", round_to: int | None = None,
-          seed: int = 0, progress: bool = False, **train_options: Any) -> BuildResult:
+          seed: int = 0, progress: bool = False, arch: str | None = None, **train_options: Any) -> BuildResult:
     """Prune ``model`` (an ``nn.Module``, or a checkpoint / ONNX path) for ``target`` to
     ``budget`` and return the result. ``example_inputs``: a tensor (N, C, H, W) or its shape,
     needed for a module when no data tells the input size. ``train_loader`` (and
     ``test_loader``) yield ``(images, labels)`` batches; ``dataset`` names a deploypipe dataset
-    instead (``"digits"``, ``"cifar10:PATH"``, ``"py:file.py:load"``). ``test_loader`` alone
+    instead (``"digits"``, ``"cifar10:PATH"``, ``"py:file.py:load"``). ``arch``: the architecture
+    of a checkpoint that is a plain state_dict (a zoo name or ``package.module:factory``). ``test_loader`` alone
     measures accuracy and nothing more: nothing is fine-tuned, scored or calibrated on the
     images accuracy is measured on. ``epochs``: fine-tuning epochs (default 3 with training
     data, 0 without). ``train_options`` go to
@@ -62,12 +63,19 @@ def build(model: Any, example_inputs: Any = None, *, train_loader: Any = None, t
     ``amp=True``, ...). ``method``, ``importance``, ``allocation``: as ``deploypipe build``'s
     options; none given, with data and a MACs budget, the build prunes by CPLI on Fisher-per-MAC
     widths, else one-shot L1 uniform (:class:`~deploypipe.pipeline.config.PruneOptions`)."""
+    import dataclasses
+
     from .data.user import splits_from_loaders
     from .pipeline.build import build_with_model
     from .pipeline.config import BuildConfig, DataOptions, OutputOptions, PruneOptions, TrainOptions
     from .prune.call import parse_budget
 
-    source = _source(model, example_inputs)
+    known = {f.name for f in dataclasses.fields(TrainOptions)} - {"epochs", "lr"}
+    unknown = sorted(set(train_options) - known)
+    if unknown:
+        raise InputError(f"build() takes no option {unknown[0]!r}",
+                         hint=f"training options are {', '.join(sorted(known))}")
+    source = _source(model, example_inputs, arch)
     splits = (splits_from_loaders(train_loader, test_loader, source.input_shape)
               if train_loader is not None or test_loader is not None else None)
     if splits is not None and dataset is not None:
@@ -91,11 +99,11 @@ def build(model: Any, example_inputs: Any = None, *, train_loader: Any = None, t
     return BuildResult(pruned, report, Path(output))
 
 
-def _source(model: Any, example_inputs: Any):
+def _source(model: Any, example_inputs: Any, arch: str | None = None):
     from .pipeline.config import ModelSource
 
     if isinstance(model, (str, Path)):
-        return ModelSource(str(model))
+        return ModelSource(str(model), arch=arch)
     import torch
 
     if not isinstance(model, torch.nn.Module):

@@ -118,6 +118,18 @@ def _numpy(value: Any, what: str) -> np.ndarray:
                          hint="return numpy arrays or tensors") from None
 
 
+def _check_labels(y: np.ndarray, what: str) -> None:
+    """Class labels: whole numbers from 0 (a float 3.7 would be cut to class 3 in silence)."""
+    if y.ndim != 1:
+        raise InputError(f"{what} yields labels of shape {y.shape[1:]} per image, not one class number",
+                         hint="yield (images, labels) with one integer label per image")
+    if y.dtype.kind not in "iub" and not (y.dtype.kind == "f" and np.all(np.isfinite(y)) and np.all(y == np.round(y))):
+        raise InputError(f"{what} yields labels such as {float(y.flat[0]):g} that are not whole class numbers",
+                         hint="label classes 0, 1, 2, ...")
+    if len(y) and y.min() < 0:
+        raise InputError(f"{what} yields the negative label {int(y.min())}", hint="label classes 0, 1, 2, ...")
+
+
 def splits_from_loaders(train_loader: Any, test_loader: Any, input_shape=None):
     """The caller's loaders as deploypipe's train/val/test tensors (val: the test data, used
     only for the per-epoch log line), their preprocessing kept. Only a ``test_loader``: no
@@ -133,6 +145,11 @@ def splits_from_loaders(train_loader: Any, test_loader: Any, input_shape=None):
         x, y = parts["test"]
         parts["train"] = (x[:0], y[:0])
     parts.setdefault("test", parts["train"])
+    for k, (x, y) in parts.items():
+        _check_labels(np.asarray(y), f"{k}_loader")
+    if parts["train"][0].shape[1:] != parts["test"][0].shape[1:] and len(parts["train"][0]):
+        raise InputError(f"train_loader yields images of shape {tuple(parts['train'][0].shape[1:])} but "
+                         f"test_loader {tuple(parts['test'][0].shape[1:])}", hint="give both the same preprocessing")
     sets = {k: TensorDataset(torch.as_tensor(x, dtype=torch.float32), torch.as_tensor(y, dtype=torch.int64))
             for k, (x, y) in parts.items()}
     x = sets["train"].tensors[0]

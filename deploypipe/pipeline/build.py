@@ -136,6 +136,10 @@ class _TorchBuild:
                 raise InputError(f"the input shape of {cfg.model.path} is unknown",
                                  hint="pass --dataset or --input-size and --in-channels")
         _check_target_shape(self.target, input_shape)
+        if data is not None:
+            from ..train import check_model_on_data
+
+            check_model_on_data(model, data, scored_by_eval_fn=cfg.data.eval_fn is not None)
         return _Subject(model, arch, input_shape, data)
 
     def _train_stage(self, subject: _Subject) -> None:
@@ -319,7 +323,7 @@ class _TorchBuild:
         from ..train import evaluate
 
         if self.config.data.eval_fn is not None:
-            return float(self.config.data.eval_fn(model))
+            return _called_eval_fn(self.config.data.eval_fn, model)
         return None if data is None else float(evaluate(model, data.test))
 
     def _export(self, model, name: str, input_shape) -> dict:
@@ -576,6 +580,24 @@ def _require_training(config: BuildConfig) -> None:
     if create_importance(importance).needs_data:
         training_split(splits, f"importance {importance!r} scores channels by the loss on images",
                        hint="pass --dataset, or use a weight-only criterion (l1, l2, bn_scale)")
+
+
+def _called_eval_fn(eval_fn, model) -> float:
+    """The caller's accuracy of ``model``: a number in [0, 1], or one sentence saying what it was."""
+    import math
+    import numbers
+
+    try:
+        value = eval_fn(model)
+    except Exception as exc:  # the caller's code: say so, not our traceback
+        first = (str(exc).strip().splitlines() or [""])[0][:200]
+        raise InputError(f"eval_fn raised {type(exc).__name__}: {first}",
+                         hint="make eval_fn(model) return the accuracy in [0, 1]") from None
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(float(value)) \
+            or not 0.0 <= float(value) <= 1.0:
+        raise InputError(f"eval_fn returned {value!r}, not an accuracy in [0, 1]",
+                         hint="return a fraction (0.85), not a percentage or another type")
+    return float(value)
 
 
 def _check_target_shape(target, input_shape) -> None:

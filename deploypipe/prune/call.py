@@ -86,6 +86,10 @@ def prune(model: Any, example_inputs: Any, *, budget: Any = "macs:2x", method: s
     from ..data.user import splits_from_loaders
 
     data = splits_from_loaders(train_loader, None, shape) if train_loader is not None else None
+    if data is not None:
+        from ..train import check_model_on_data
+
+        check_model_on_data(net, data)
     method_ = create_method(method, {k: str(v) for k, v in params.items()})
     method_.check_budget(parsed)
     request = PruneRequest(budget=parsed, importance=importance, allocation=allocation, round_to=round_to,

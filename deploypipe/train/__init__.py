@@ -8,7 +8,7 @@ from .callbacks import Callback, CallbackList, TrainState
 from .collectives import agree, all_gather_object, all_reduce_sum, barrier, broadcast_object, on_rank_zero
 from .config import SCHEDULES, DistillConfig, TrainConfig
 from .dist import distributed_session, init_distributed, is_rank_zero, rank, solo, world_size
-from .evaluate import evaluate, predict_logits
+from .evaluate import check_model_on_data, evaluate, predict_logits
 from .loaders import make_loader, seed_everything, start_epoch, wrap_model
 from .fit_loop import EpochRecord, TrainResult, fit, make_sgd
 from .losses import distillation_loss, kd_divergence
@@ -17,7 +17,7 @@ from .schedule import LRSchedule
 __all__ = [
     "SCHEDULES", "Callback", "CallbackList", "DistillConfig", "EpochRecord", "LRSchedule", "TrainConfig",
     "TrainResult", "TrainState", "agree", "all_gather_object", "all_reduce_sum", "barrier", "broadcast_object",
-    "distillation_loss", "distributed_session", "evaluate", "fit", "init_distributed", "is_rank_zero",
+    "check_model_on_data", "distillation_loss", "distributed_session", "evaluate", "fit", "init_distributed", "is_rank_zero",
     "kd_divergence", "make_loader", "make_sgd", "on_rank_zero", "predict_logits", "rank", "seed_everything",
     "solo", "start_epoch", "world_size", "wrap_model",
 ]

@@ -49,3 +49,27 @@ def _counts(model: nn.Module, dataset: Dataset, batch_size: int) -> tuple[int, i
         return 0, 0
     logits, labels = predict_logits(model, dataset, batch_size)
     return int((logits.argmax(dim=1) == labels).sum()), len(labels)
+
+
+def check_model_on_data(model: nn.Module, data, *, scored_by_eval_fn: bool = False) -> None:
+    """Run ``model`` on two test images before any work: it must take the data's images and, to
+    be trained, scored or measured here, return class logits (N, classes) covering its labels."""
+    x, _ = (data.test if len(data.test) else data.train)[:2]
+    try:
+        with torch.no_grad(), preserved_modes(model, False):
+            out = model(x.to(model_device(model)))
+    except Exception as exc:  # a shape or channel mismatch, said by torch
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:240]
+        raise InputError(f"the model cannot run on the data's images of shape {tuple(x.shape[1:])}: {first}",
+                         hint="give images with the channels and size the model takes") from None
+    if not isinstance(out, torch.Tensor) or out.dim() != 2:
+        if scored_by_eval_fn and not data.has_training:
+            return  # only measured, and by the caller's own function
+        what = f"a {type(out).__name__}" if not isinstance(out, torch.Tensor) else f"a tensor of shape {tuple(out.shape)}"
+        raise InputError(f"the model returns {what}, but deploypipe trains, scores and measures classifiers "
+                         "on logits of shape (N, classes)", hint="return the class logits from forward")
+    labels = torch.cat([s.tensors[1] for s in (data.train, data.test) if len(s)])
+    if len(labels) and (int(labels.max()) >= out.shape[1] or int(labels.min()) < 0):
+        raise InputError(f"the labels run from {int(labels.min())} to {int(labels.max())}, but the model has "
+                         f"{out.shape[1]} outputs", hint="label classes 0 to classes-1, or give a model with "
+                                                        "an output per class")

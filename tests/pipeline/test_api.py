@@ -12,6 +12,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 import deploypipe
 from deploypipe.errors import InputError
+from deploypipe.models import create_model
 
 
 class TinyNet(nn.Module):
@@ -205,3 +206,54 @@ def test_prune_alone_refuses_methods_that_train_and_runs_iterative_without_train
     for method in ("fbs", "cascade", "group_fisher", "increg"):
         with pytest.raises(InputError, match=r"deploypipe.prune\(\) does not train"):
             deploypipe.prune(net, torch.randn(1, 1, 8, 8), method=method, train_loader=train)
+
+
+def _loader(x, y, batch_size=16):
+    return DataLoader(TensorDataset(x, y), batch_size=batch_size)
+
+
+class DictNet(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.net = TinyNet()
+
+    def forward(self, x):
+        return {"logits": self.net(x)}
+
+
+def _raises_zero_division(model):
+    return 1 / 0
+
+
+X, Y = torch.randn(64, 1, 8, 8), torch.randint(0, 10, (64,))
+
+
+@pytest.mark.parametrize("model,kwargs,needle", [
+    (TinyNet, {"train_loader": _loader(X, torch.randint(10, 16, (64,)))}, "the labels run from 10 to 15, but the model has 10"),
+    (TinyNet, {"train_loader": _loader(X, -torch.ones(64, dtype=torch.long))}, "negative label -1"),
+    (TinyNet, {"train_loader": _loader(X, torch.rand(64) * 3)}, "not whole class numbers"),
+    (TinyNet, {"train_loader": _loader(torch.randn(64, 3, 8, 8), Y), "example_inputs": None},
+     "cannot run on the data's images of shape \\(3, 8, 8\\)"),
+    (TinyNet, {"train_loader": _loader(X, Y), "test_loader": _loader(torch.randn(8, 1, 4, 4), Y[:8])},
+     "test_loader \\(1, 4, 4\\)"),
+    (TinyNet, {"train_loader": _loader(X, Y), "eval_fn": _raises_zero_division}, "eval_fn raised ZeroDivisionError"),
+    (TinyNet, {"train_loader": _loader(X, Y), "eval_fn": lambda m: 85.0}, "eval_fn returned 85.0, not an accuracy"),
+    (TinyNet, {"bogus": 1}, "build\\(\\) takes no option 'bogus'"),
+    (DictNet, {"train_loader": _loader(X, Y)}, "the model returns a dict"),
+])
+def test_api_refuses_data_the_model_cannot_use_in_one_sentence(tmp_path, model, kwargs, needle):
+    """The caller's data and functions are checked before any work, in one sentence each (these
+    were IndexError, RuntimeError, ValueError, TypeError or AttributeError from inside)."""
+    kwargs = {"example_inputs": torch.randn(1, 1, 8, 8), "epochs": 0, **kwargs}
+    with pytest.raises(InputError, match=needle):
+        deploypipe.build(model(), target="cpu-batch32", output=tmp_path / "run", **kwargs)
+    assert not any((tmp_path / "run").glob("*.onnx"))
+
+
+def test_api_takes_the_architecture_of_a_plain_state_dict(tmp_path):
+    path = tmp_path / "sd.pt"
+    torch.save(create_model("test_resnet_cifar").state_dict(), path)
+    with pytest.raises(InputError, match="does not say its architecture"):
+        deploypipe.build(path, output=tmp_path / "a")
+    result = deploypipe.build(path, arch="test_resnet_cifar", target="cpu-batch32", output=tmp_path / "b")
+    assert result.report.pruned.macs < result.report.dense.macs
