@@ -81,7 +81,7 @@ def build(model: Any, example_inputs: Any = None, *, train_loader: Any = None, t
     if splits is not None and dataset is not None:
         raise InputError("both loaders and a dataset were given", hint="pass train_loader/test_loader or dataset")
     trains = dataset is not None or (splits is not None and splits.has_training)
-    if epochs and not trains:
+    if epochs is not None and epochs > 0 and not trains:
         raise InputError(f"epochs={epochs} asks for fine-tuning, but no training data was given"
                          + (" (only a test_loader, which is never trained on)" if splits else ""),
                          hint="pass train_loader (or dataset), or leave epochs out")

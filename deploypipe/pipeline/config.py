@@ -14,7 +14,9 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from ..errors import InputError
 from ..prune.budget import Budget
+from ..utils.checks import at_least, fraction
 from ..targets import TargetProfile
 from .latency import LatencyOptions
 
@@ -79,6 +81,14 @@ class TrainOptions:
     amp: bool = False  # bfloat16 autocast while training
 
     def __post_init__(self) -> None:
+        for name in ("epochs", "pretrain_epochs", "warmup_epochs", "weight_decay"):
+            at_least(name, getattr(self, name), 0)
+        for name in ("lr", "pretrain_lr"):
+            at_least(name, getattr(self, name), 0, strictly=True)
+        at_least("batch_size", self.batch_size, 1)
+        if not 0.0 <= self.label_smoothing < 1.0:
+            raise InputError(f"label_smoothing {self.label_smoothing!r} must be at least 0 and below 1",
+                             hint="0.1 is usual")
         if self.device is not None:
             from ..train.device import check_device
 
@@ -126,6 +136,13 @@ class PruneOptions:
 
     chosen_by: str | None = None  # why the build chose method, importance and allocation (None: given or classic)
     defaulted: tuple[tuple[str, str], ...] = ()  # (option, value) the build filled in (chosen again on a replace())
+
+    def __post_init__(self) -> None:
+        """The command line's limits, for values given from Python too."""
+        if self.round_to is not None:
+            at_least("round_to", self.round_to, 1)
+        fraction("max_ratio", self.max_ratio, hint="it is the most one group may lose, e.g. 0.9")
+        at_least("bn_batches", self.bn_batches, 0)
 
     def chosen(self, *, data: bool, torch_model: bool, budget_kind: str) -> "PruneOptions":
         """These options with the method, importance and allocation not given filled in: the

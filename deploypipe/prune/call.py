@@ -67,6 +67,11 @@ def prune(model: Any, example_inputs: Any, *, budget: Any = "macs:2x", method: s
     from .methods import PruneContext, PruneRequest, create_method
     from .torch_groups import TorchPruner
 
+    from ..utils.checks import at_least, fraction
+
+    at_least("round_to", round_to, 1)
+    at_least("bn_batches", bn_batches, 0)
+    fraction("max_ratio", max_ratio, hint="it is the most one group may lose, e.g. 0.9")
     shape = input_shape(example_inputs)
     if shape is None:
         raise InputError("prune needs example_inputs to trace the model", hint="pass e.g. torch.randn(1, 3, 32, 32)")

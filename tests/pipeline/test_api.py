@@ -257,3 +257,25 @@ def test_api_takes_the_architecture_of_a_plain_state_dict(tmp_path):
         deploypipe.build(path, output=tmp_path / "a")
     result = deploypipe.build(path, arch="test_resnet_cifar", target="cpu-batch32", output=tmp_path / "b")
     assert result.report.pruned.macs < result.report.dense.macs
+
+
+@pytest.mark.parametrize("kwargs,needle", [
+    ({"epochs": -1}, "epochs -1 must be a number at least 0"),
+    ({"round_to": -8}, "round_to -8 must be a number at least 1"),
+    ({"lr": 0}, "lr 0 must be a number above 0"),
+    ({"batch_size": 0}, "batch_size 0 must be"),
+    ({"label_smoothing": 1.5}, "label_smoothing 1.5"),
+])
+def test_api_holds_numbers_to_the_command_lines_limits(tmp_path, kwargs, needle):
+    with pytest.raises(InputError, match=needle):
+        deploypipe.build(TinyNet(), torch.randn(1, 1, 8, 8), output=tmp_path / "run", **kwargs)
+
+
+@pytest.mark.parametrize("kwargs,needle", [
+    ({"max_ratio": 1.5}, "max_ratio 1.5 must be strictly between 0 and 1"),
+    ({"round_to": 0}, "round_to 0 must be a number at least 1"),
+    ({"bn_batches": -1}, "bn_batches -1 must be"),
+])
+def test_prune_alone_holds_numbers_to_the_command_lines_limits(kwargs, needle):
+    with pytest.raises(InputError, match=needle):
+        deploypipe.prune(TinyNet(), torch.randn(1, 1, 8, 8), **kwargs)
