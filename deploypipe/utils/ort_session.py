@@ -8,8 +8,7 @@ import re
 from ..errors import DeploypipeError, InputError, UnsupportedError
 
 _UNKNOWN_OP = re.compile(r"([\w.]*:?\w+)\(-?\d+\) is not a registered function/op")
-_IR_VERSION = re.compile(r"Unsupported model IR version: (\d+), max supported IR version: (\d+)|"
-                         r"Unsupported model IR version: (\d+), max (\d+)")
+_IR_VERSION = re.compile(r"Unsupported model IR version: (\d+), max(?: supported IR version:)? (\d+)")
 
 
 def load_refusal(what: str, exc: BaseException) -> DeploypipeError:
@@ -23,7 +22,7 @@ def load_refusal(what: str, exc: BaseException) -> DeploypipeError:
                                      "library with ONNX Runtime")
     ir = _IR_VERSION.search(text)
     if ir:
-        have, top = (g for g in ir.groups() if g is not None)
+        have, top = ir.groups()
         return UnsupportedError(f"{what} has ONNX IR version {have}, newer than this ONNX Runtime reads "
                                 f"(up to {top})", hint="export it with an older opset / IR version, or "
                                                        "install a newer onnxruntime")
