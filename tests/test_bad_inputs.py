@@ -180,15 +180,16 @@ def _case_issue_25(name, files, tmp):
 
 
 def _conv_custom_conv(path: Path, *, ir_version: int = 8, custom: bool = True) -> Path:
-    """Conv -> (an op of a custom domain, or Relu) -> Conv, at the given IR version."""
+    """Conv -> Relu -> Conv -> (an op of a custom domain, or Relu), at the given IR version: the
+    channels between the convolutions are prunable."""
     from onnx import numpy_helper
 
     rng = np.random.default_rng(0)
     w1 = numpy_helper.from_array(rng.standard_normal((16, 3, 3, 3)).astype(np.float32), "w1")
     w2 = numpy_helper.from_array(rng.standard_normal((8, 16, 3, 3)).astype(np.float32), "w2")
-    middle = helper.make_node("MyOp", ["a"], ["b"], domain="com.foo") if custom else helper.make_node("Relu", ["a"], ["b"])
-    nodes = [helper.make_node("Conv", ["x", "w1"], ["a"], pads=[1, 1, 1, 1]), middle,
-             helper.make_node("Conv", ["b", "w2"], ["y"], pads=[1, 1, 1, 1])]
+    last = helper.make_node("MyOp", ["c"], ["y"], domain="com.foo") if custom else helper.make_node("Relu", ["c"], ["y"])
+    nodes = [helper.make_node("Conv", ["x", "w1"], ["a"], pads=[1, 1, 1, 1]), helper.make_node("Relu", ["a"], ["b"]),
+             helper.make_node("Conv", ["b", "w2"], ["c"], pads=[1, 1, 1, 1]), last]
     graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 16, 16])],
                               [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 8, 16, 16])], [w1, w2])
     opsets = [helper.make_opsetid("", 17)] + ([helper.make_opsetid("com.foo", 1)] if custom else [])
@@ -211,6 +212,19 @@ def _case_adversarial(name, files, tmp):
     if name == "onnx_ir_version_too_new":
         p = _conv_custom_conv(tmp / "ir99.onnx", ir_version=99, custom=False)
         return ["profile", p, "--target", "cpu"], [p], "IR version 99"
+    if name == "no_prunable_group":  # was: exit 0 with nothing removed under --ratio
+        p = _conv_custom_conv(tmp / "cumsum.onnx", custom=False)
+        model = onnx.load(str(p))
+        axis = onnx.numpy_helper.from_array(np.array(1, dtype=np.int64), "axis")
+        model.graph.initializer.append(axis)
+        model.graph.node[1].CopyFrom(helper.make_node("CumSum", ["a", "axis"], ["b"]))  # mixes channels
+        onnx.save(model, str(p))
+        return ["build", p, "-o", out, "--ratio", "0.3"], [p], "no prunable channel group"
+    if name == "onnx_distill":  # was: taken and ignored
+        return ["build", files["onnx"], "-o", out, "--ratio", "0.3", "--distill"], [files["onnx"]], "not fine-tuned"
+    if name == "onnx_method_arg":
+        return ["build", files["onnx"], "-o", out, "--ratio", "0.3", "--method-arg", "steps=3"], [files["onnx"]], \
+            "no parameter 'steps'"
     if name == "method_needs_data":
         return ["build", ckpt, "-o", out, "--method", "cpli"], [ckpt], "needs training data"
     raise AssertionError(name)
@@ -224,7 +238,8 @@ CASES = ["empty_file", "truncated_onnx", "random_bytes", "directory_instead_of_f
 ISSUE_25 = ["nan_onnx_weights", "inf_onnx_weights_profile", "nan_onnx_weights_build", "output_under_proc",
             "output_under_a_file", "output_is_a_device", "run_folder_under_proc"]
 CASES += ISSUE_25 + ["shapes_unreadable", "shapes_wrong_input_name", "onnx_custom_op_build",
-                     "onnx_ir_version_too_new", "method_needs_data"]
+                     "onnx_ir_version_too_new", "method_needs_data", "no_prunable_group",
+                     "onnx_distill", "onnx_method_arg"]
 
 
 @pytest.mark.parametrize("name", CASES)

@@ -87,6 +87,13 @@ def _check_request(config: BuildConfig, target) -> str | None:
     if config.prune.method != "oneshot":
         raise InputError(f"method {config.prune.method!r} trains the model, which an ONNX file cannot be",
                          hint="pass the PyTorch checkpoint, or use --method oneshot")
+    if config.prune.method_params:  # refused as the method refuses them, rather than dropped
+        from ..prune.methods import create_method
+
+        create_method(config.prune.method, {k: str(v) for k, v in config.prune.method_params.items()})
+    if config.train.distill:
+        raise InputError("--distill distils while fine-tuning, and an ONNX file is not fine-tuned",
+                         hint="pass the PyTorch checkpoint, or leave --distill out")
     precision = build_precision(config.quantize.precision, target)
     require_data(precision, config)
     if precision and config.budget.needs_latency_table:

@@ -23,7 +23,7 @@ from typing import Any, Callable, ClassVar
 
 import numpy as np
 
-from ..errors import BudgetError, InputError
+from ..errors import BudgetError, InputError, UnsupportedError
 from .allocate import global_ranking, round_keep, uniform
 from .fill import fill, score_value, uniform_value
 from .state import GroupState
@@ -331,6 +331,10 @@ def allocate(state: GroupState, budget: Budget, *, allocation: str = "uniform", 
     model before any round of pruning), MACs and parameters are measured by ``state.cost``."""
     if allocation not in ALLOCATIONS:
         raise InputError(f"unknown allocation {allocation!r}", hint=f"use one of {', '.join(ALLOCATIONS)}")
+    if not any(state.prunable):  # else a ratio 'met' nothing and a cost budget said "at most 1.00x"
+        raise UnsupportedError("the model has no prunable channel group: every group is frozen by an op or "
+                               "a layer whose channels cannot be removed", hint="`deploypipe inspect MODEL` "
+                               "names what froze each group")
     return budget.allocate(state, allocation=allocation, round_to=round_to, max_ratio=max_ratio)
 
 
