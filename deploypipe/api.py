@@ -80,7 +80,8 @@ def build(model: Any, example_inputs: Any = None, *, train_loader: Any = None, t
               if train_loader is not None or test_loader is not None else None)
     if splits is not None and dataset is not None:
         raise InputError("both loaders and a dataset were given", hint="pass train_loader/test_loader or dataset")
-    trains = dataset is not None or (splits is not None and splits.has_training)
+    data = DataOptions(dataset=dataset or (splits.name if splits else None), splits=splits, eval_fn=eval_fn)
+    trains = data.has_training
     if epochs is not None and epochs > 0 and not trains:
         raise InputError(f"epochs={epochs} asks for fine-tuning, but no training data was given"
                          + (" (only a test_loader, which is never trained on)" if splits else ""),
@@ -91,7 +92,7 @@ def build(model: Any, example_inputs: Any = None, *, train_loader: Any = None, t
     epochs = (3 if trains else 0) if epochs is None else epochs
     config = BuildConfig(
         source, target=target, budget=parse_budget(budget),
-        data=DataOptions(dataset=dataset or (splits.name if splits else None), splits=splits, eval_fn=eval_fn),
+        data=data,
         train=TrainOptions(epochs=epochs, lr=lr, **train_options),
         prune=PruneOptions(method=method, importance=importance, allocation=allocation, round_to=round_to),
         output=OutputOptions(Path(output), progress=progress, command="deploypipe.build(...)"), seed=seed)

@@ -567,9 +567,9 @@ def _digest(tensors) -> str:
 def _require_training(config: BuildConfig) -> None:
     """A method or criterion that trains, scores or refits on images, refused before any work
     when there are none to train on: no --dataset, or (from Python) a test set alone."""
-    splits = config.data.splits
-    if splits.has_training if splits is not None else config.data.dataset is not None:
+    if config.data.has_training:
         return
+    splits = config.data.splits
     from ..data.splits import training_split
     from ..prune.importance import create_importance
     from ..prune.methods import METHODS

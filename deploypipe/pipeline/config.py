@@ -59,6 +59,12 @@ class DataOptions:
     splits: Any = None  # DataSplits given from Python (the API's loaders); ``dataset`` then names them
     eval_fn: Any = None  # model -> accuracy in [0, 1], used instead of the test split's top-1
 
+    @property
+    def has_training(self) -> bool:
+        """Training images: a named dataset, or loaders from Python with a training split (a
+        test set alone is only measured on)."""
+        return self.splits.has_training if self.splits is not None else self.dataset is not None
+
 
 @dataclass(frozen=True)
 class TrainOptions:
@@ -194,9 +200,8 @@ class BuildConfig:
     def __post_init__(self) -> None:
         if isinstance(self.model, str):
             object.__setattr__(self, "model", ModelSource(self.model))
-        splits = self.data.splits
-        has_data = splits.has_training if splits is not None else self.data.dataset is not None
-        object.__setattr__(self, "prune", self.prune.chosen(data=has_data, torch_model=not self.model.onnx_input,
+        object.__setattr__(self, "prune", self.prune.chosen(data=self.data.has_training,
+                                                            torch_model=not self.model.onnx_input,
                                                             budget_kind=self.budget.kind))
 
     @property

@@ -40,11 +40,10 @@ def require_data(precision: str | None, config: BuildConfig) -> None:
     if precision and config.data.dataset is None:
         raise InputError(f"quantizing to {precision} calibrates and verifies on images, so it needs a dataset",
                          hint="pass --dataset")
-    splits = config.data.splits
-    if precision and splits is not None and not splits.has_training:
+    if precision and not config.data.has_training:  # from Python, a test set alone
         from ..data.splits import training_split
 
-        training_split(splits, f"quantizing to {precision} calibrates on images")
+        training_split(config.data.splits, f"quantizing to {precision} calibrates on images")
 
 
 # ONNX Runtime's int8 CPU kernels run channel counts in multiples of 16 fastest (narrower

@@ -54,13 +54,14 @@ def check_reachable(ctx: PruneContext, name: str) -> None:
 
 
 # -- training phase ---------------------------------------------------------------------
-def require_data(ctx: PruneContext, name: str) -> None:
-    """Refuse, in one sentence, to prune while training without training data."""
+def require_data(ctx: PruneContext, name: str, trains: str = "prunes while it trains") -> None:
+    """Refuse, in one sentence, a method that trains (``name`` ``trains``) without training
+    images, or under ``deploypipe.prune()``, which has data but does not train."""
     from ...data.splits import training_split
 
-    training_split(ctx.data, f"{name} prunes while it trains")
-    if ctx.train_config is None:  # data but no training config: deploypipe.prune(), which does not train
-        raise InputError(f"{name} prunes while it trains, and deploypipe.prune() does not train",
+    training_split(ctx.data, f"{name} {trains}")
+    if ctx.train_config is None:  # data but no training config: deploypipe.prune()
+        raise InputError(f"{name} {trains}, and deploypipe.prune() does not train",
                          hint="use deploypipe.build(..., train_loader=...) for it")
 
 

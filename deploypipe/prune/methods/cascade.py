@@ -48,7 +48,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ...errors import BudgetError, InputError
+from ...errors import BudgetError
 from ...train import Callback, DistillConfig, TrainState, distillation_loss, fit
 from ...train.batchnorm import recalibrate_batchnorm
 from ..budget import CHANNEL_BUDGETS
@@ -80,12 +80,9 @@ class Cascade(PruneMethod):
     def run(self, ctx: PruneContext) -> None:
         """Place distinct levels, announce the training, train the chain for the build's
         epochs, re-estimate BatchNorm for the student and remove its channels."""
-        from ...data.splits import training_split
+        from ._live import require_data
 
-        training_split(ctx.data, "cascade trains its levels")
-        if ctx.train_config is None:  # deploypipe.prune(), which does not train
-            raise InputError("cascade trains its levels, and deploypipe.prune() does not train",
-                             hint="use deploypipe.build(..., train_loader=...) for it")
+        require_data(ctx, "cascade", "trains its levels")
         self.check_budget(ctx.request.budget)
         requested = level_fractions(int(self.param("assistants")), str(self.param("levels")))
         fractions = place_levels(ctx, requested)

@@ -62,12 +62,9 @@ class FBS(PruneMethod):
     finetunes = False  # build fine-tunes the statically pruned model
 
     def run(self, ctx: PruneContext) -> None:
-        from ...data.splits import training_split
+        from ._live import require_data
 
-        training_split(ctx.data, "fbs trains gates")
-        if ctx.train_config is None:  # deploypipe.prune(), which does not train
-            raise InputError("fbs trains gates, and deploypipe.prune() does not train",
-                             hint="use deploypipe.build(..., train_loader=...) for it")
+        require_data(ctx, "fbs", "trains gates")
         density = float(self.param("density"))
         if not 0.0 < density <= 1.0:
             raise InputError(f"fbs density must lie in (0, 1], got {density}", hint="e.g. --method-arg density=0.5")
