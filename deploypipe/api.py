@@ -86,6 +86,9 @@ def build(model: Any, example_inputs: Any = None, *, train_loader: Any = None, t
         raise InputError(f"epochs={epochs} asks for fine-tuning, but no training data was given"
                          + (" (only a test_loader, which is never trained on)" if splits else ""),
                          hint="pass train_loader (or dataset), or leave epochs out")
+    if epochs and source.onnx_input:
+        raise InputError(f"epochs={epochs} asks for fine-tuning, and an ONNX file is not fine-tuned",
+                         hint="pass the nn.Module or its checkpoint, or leave epochs out")
     if train_options.get("distill") and not trains:
         raise InputError("distill=True distils the dense model into the pruned one while fine-tuning, "
                          "but no training data was given", hint="pass train_loader (or dataset), or leave distill out")

@@ -16,6 +16,9 @@ from .args import (add_dataset, add_model_loading, add_target, add_training, fra
                    statistics_of, target_from_args)
 
 
+FINETUNE_EPOCHS = 5  # --epochs when not given
+
+
 def add_parser(sub) -> None:
     p = sub.add_parser(
         "build", help="prune, fine-tune, export, verify and profile a model for a target",
@@ -30,7 +33,9 @@ def add_parser(sub) -> None:
     _add_pruning(p)
     _add_quantization(p)
     _add_latency(p)
-    t = add_training(p, epochs=5, lr=0.01, epochs_help="fine-tuning epochs after pruning (0 skips)", zero_epochs=True)
+    t = add_training(p, epochs=FINETUNE_EPOCHS, lr=0.01, epochs_help="fine-tuning epochs after pruning (0 skips)",
+                     zero_epochs=True)
+    p.set_defaults(epochs=None)  # given or not: a build that cannot fine-tune refuses a given --epochs
     t.add_argument("--distill", action="store_true", help="fine-tune with knowledge distillation from the dense model")
     t.add_argument("--pretrain-epochs", type=positive_int, default=15,
                    help="epochs to train a zoo:NAME model (default 15)")
@@ -106,14 +111,16 @@ def config_from_args(args: argparse.Namespace, argv: list[str] | None = None):
     from ..pipeline.latency import LatencyOptions
 
     mean, std = statistics_of(args)
+    source = ModelSource(args.model, arch=args.arch, num_classes=args.num_classes, in_channels=args.in_channels,
+                         input_size=args.input_size, trust_model=args.trust_model)
+    _check_epochs(args.epochs, source, args.dataset)
     command = "deploypipe " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
     return BuildConfig(
-        model=ModelSource(args.model, arch=args.arch, num_classes=args.num_classes, in_channels=args.in_channels,
-                          input_size=args.input_size, trust_model=args.trust_model),
+        model=source,
         target=_target(args), budget=_budget(args),
         data=DataOptions(args.dataset, limit=args.limit, calibration_batches=args.calibration_batches,
                          mean=mean, std=std),
-        train=TrainOptions(epochs=args.epochs, lr=args.lr, pretrain_epochs=args.pretrain_epochs, distill=args.distill,
+        train=TrainOptions(epochs=FINETUNE_EPOCHS if args.epochs is None else args.epochs, lr=args.lr, pretrain_epochs=args.pretrain_epochs, distill=args.distill,
                            batch_size=args.batch_size, augment=args.augment, schedule=args.schedule,
                            warmup_epochs=args.warmup_epochs, weight_decay=args.weight_decay,
                            label_smoothing=args.label_smoothing, max_steps_per_epoch=args.max_steps_per_epoch,
@@ -126,6 +133,19 @@ def config_from_args(args: argparse.Namespace, argv: list[str] | None = None):
         quantize=QuantizeOptions(args.quantize, tuple(n.strip() for n in args.keep_fp32.split(",") if n.strip())),
         output=OutputOptions(Path(args.output), command=command),
         seed=args.seed, verify=not args.no_verify, profile_iterations=args.profile_iterations)
+
+
+def _check_epochs(epochs: int | None, source, dataset: str | None) -> None:
+    """A given ``--epochs N`` (N > 0) that nothing would fine-tune for, refused rather than
+    dropped: an ONNX file is never trained, and without --dataset there are no images."""
+    if not epochs:
+        return
+    if source.onnx_input:
+        raise InputError(f"--epochs {epochs} fine-tunes, and an ONNX file is not fine-tuned",
+                         hint="pass the PyTorch checkpoint, or leave --epochs out")
+    if dataset is None:
+        raise InputError(f"--epochs {epochs} fine-tunes on --dataset, and none was given",
+                         hint="add --dataset NAME (see `deploypipe list datasets`), or leave --epochs out")
 
 
 def _budget(args: argparse.Namespace):
