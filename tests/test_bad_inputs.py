@@ -219,12 +219,16 @@ def _case_adversarial(name, files, tmp):
         model.graph.initializer.append(axis)
         model.graph.node[1].CopyFrom(helper.make_node("CumSum", ["a", "axis"], ["b"]))  # mixes channels
         onnx.save(model, str(p))
-        return ["build", p, "-o", out, "--ratio", "0.3"], [p], "no prunable channel group"
+        return ["build", p, "-o", out, "--ratio", "0.3"], [p], "frozen (CumSum node"
     if name == "onnx_distill":  # was: taken and ignored
         return ["build", files["onnx"], "-o", out, "--ratio", "0.3", "--distill"], [files["onnx"]], "not fine-tuned"
     if name == "onnx_method_arg":
         return ["build", files["onnx"], "-o", out, "--ratio", "0.3", "--method-arg", "steps=3"], [files["onnx"]], \
             "no parameter 'steps'"
+    if name == "onnx_epochs":  # was: taken and ignored (an ONNX file is never fine-tuned)
+        return ["build", files["onnx"], "-o", out, "--ratio", "0.3", "--epochs", "3"], [files["onnx"]], "not fine-tuned"
+    if name == "epochs_without_data":  # was: taken and ignored (nothing to fine-tune on)
+        return ["build", ckpt, "-o", out, "--ratio", "0.3", "--epochs", "3"], [ckpt], "none was given"
     if name == "method_needs_data":
         return ["build", ckpt, "-o", out, "--method", "cpli"], [ckpt], "needs training data"
     raise AssertionError(name)
@@ -239,7 +243,7 @@ ISSUE_25 = ["nan_onnx_weights", "inf_onnx_weights_profile", "nan_onnx_weights_bu
             "output_under_a_file", "output_is_a_device", "run_folder_under_proc"]
 CASES += ISSUE_25 + ["shapes_unreadable", "shapes_wrong_input_name", "onnx_custom_op_build",
                      "onnx_ir_version_too_new", "method_needs_data", "no_prunable_group",
-                     "onnx_distill", "onnx_method_arg"]
+                     "onnx_distill", "onnx_method_arg", "onnx_epochs", "epochs_without_data"]
 
 
 @pytest.mark.parametrize("name", CASES)

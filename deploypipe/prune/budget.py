@@ -325,6 +325,18 @@ def _positive(v: float, s: str, kind: str) -> float:
     return v
 
 
+def _why_frozen(reasons: tuple[str, ...], shown: int = 2) -> str:
+    """'every group is frozen (A; B; and 3 more)': the distinct reasons, the most common first."""
+    from collections import Counter
+
+    counts = Counter(r for r in reasons if r)
+    if not counts:
+        return "every group is frozen by an op or a layer whose channels cannot be removed"
+    named = [r for r, _ in counts.most_common(shown)]
+    more = len(counts) - len(named)
+    return f"every group is frozen ({'; '.join(named)}{f'; and {more} more reasons' if more else ''})"
+
+
 def allocate(state: GroupState, budget: Budget, *, allocation: str = "uniform", round_to: int = 1,
              max_ratio: float = 0.9) -> np.ndarray:
     """Kept channels per group meeting ``budget``. Ratios count against ``state.dense`` (the
@@ -332,9 +344,8 @@ def allocate(state: GroupState, budget: Budget, *, allocation: str = "uniform", 
     if allocation not in ALLOCATIONS:
         raise InputError(f"unknown allocation {allocation!r}", hint=f"use one of {', '.join(ALLOCATIONS)}")
     if not any(state.prunable):  # else a ratio 'met' nothing and a cost budget said "at most 1.00x"
-        raise UnsupportedError("the model has no prunable channel group: every group is frozen by an op or "
-                               "a layer whose channels cannot be removed", hint="`deploypipe inspect MODEL` "
-                               "names what froze each group")
+        raise UnsupportedError("the model has no prunable channel group: " + _why_frozen(state.frozen_by),
+                               hint="`deploypipe inspect MODEL` lists every group and what froze it")
     return budget.allocate(state, allocation=allocation, round_to=round_to, max_ratio=max_ratio)
 
 

@@ -24,7 +24,8 @@ class GroupState:
     ``widths`` are the channels each group keeps now, ``dense`` the dense model's (ratios and
     ``--max-ratio`` count against them), ``scores`` each group's per-channel importance (current
     indexing), ``cost`` the dense model's :class:`~deploypipe.graph.cost.CostModel` (exact for
-    any widths), ``planned`` the widths a measured latency plan fixed (latency budgets)."""
+    any widths), ``planned`` the widths a measured latency plan fixed (latency budgets), ``frozen_by`` why
+    each frozen group is (for the refusal of a model with nothing to prune)."""
 
     widths: np.ndarray
     scores: tuple[np.ndarray, ...]
@@ -32,6 +33,7 @@ class GroupState:
     dense: np.ndarray | None = None
     cost: Any = None
     planned: np.ndarray | None = None
+    frozen_by: tuple[str, ...] = ()  # per group, why it cannot be pruned ("" if it can; () if unknown)
 
     def __post_init__(self) -> None:
         put = lambda name, value: object.__setattr__(self, name, value)  # noqa: E731  (frozen)
@@ -47,7 +49,8 @@ class GroupState:
         """The dense state of ``analysis`` (zero scores unless given)."""
         groups = analysis.groups
         scores = [np.zeros(g.width) for g in groups] if scores is None else scores
-        return cls(analysis.widths(), scores, [g.prunable for g in groups], cost=analysis.cost, **kw)
+        return cls(analysis.widths(), scores, [g.prunable for g in groups], cost=analysis.cost,
+                   frozen_by=tuple("" if g.prunable else (g.reasons or ("",))[0] for g in groups), **kw)
 
     def with_widths(self, widths: Sequence[int]) -> "GroupState":
         """The same groups at other current widths."""

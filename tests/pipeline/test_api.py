@@ -127,6 +127,9 @@ def test_a_test_loader_alone_is_measured_on_and_never_trained_on(tmp_path):
                                 output=tmp_path / "onnx").report
     assert onnx_run.pruned.accuracy is not None and onnx_run.reconstruction is None
     assert onnx_run.dense.accuracy == pytest.approx(report.dense.accuracy, abs=1e-6)
+    with pytest.raises(InputError, match="epochs=2 asks for fine-tuning, and an ONNX file is not fine-tuned"):
+        deploypipe.build(str(result.dense_onnx), train_loader=train, test_loader=test, epochs=2,
+                         target="cpu-batch32", output=refused)
 
 
 def test_api_refuses_bad_inputs_in_one_sentence(tmp_path):
@@ -279,3 +282,12 @@ def test_api_holds_numbers_to_the_command_lines_limits(tmp_path, kwargs, needle)
 def test_prune_alone_holds_numbers_to_the_command_lines_limits(kwargs, needle):
     with pytest.raises(InputError, match=needle):
         deploypipe.prune(TinyNet(), torch.randn(1, 1, 8, 8), **kwargs)
+
+
+def test_a_model_with_nothing_to_prune_is_refused_naming_what_froze_it():
+    from deploypipe.errors import UnsupportedError
+
+    only_logits = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3))  # its one group is the output's
+    with pytest.raises(UnsupportedError, match=r"no prunable channel group: every group is frozen "
+                                               r"\(it reaches graph output"):
+        deploypipe.prune(only_logits, torch.randn(1, 3, 16, 16), budget="ratio:0.3")

@@ -85,9 +85,11 @@ class PruneContext:
         """The current groups as one value: widths, ``scores`` (zeros where none), the dense
         widths and cost model, and the latency plan's widths."""
         groups, scores = self.pruner.groups, scores or {}
-        return GroupState(self.pruner.widths(), [scores.get(g.id, np.zeros(g.width)) for g in groups],
-                          [self.pruner.is_prunable(g) for g in groups], dense=self.dense_widths,
-                          cost=self.dense_cost, planned=self.planned)
+        prunable = [self.pruner.is_prunable(g) for g in groups]
+        return GroupState(self.pruner.widths(), [scores.get(g.id, np.zeros(g.width)) for g in groups], prunable,
+                          dense=self.dense_widths, cost=self.dense_cost, planned=self.planned,
+                          frozen_by=tuple("" if p else (self.pruner.reasons(g) or [""])[0]
+                                          for g, p in zip(groups, prunable)))
 
     # -- scoring and allocation ----------------------------------------------------
     def scores(self, importance: str | None = None) -> dict[int, np.ndarray]:
