@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from .errors import InputError
+from .python_terms import speaks_python
 
 @dataclass(frozen=True)
 class BuildResult:
@@ -44,18 +45,31 @@ class BuildResult:
         return path if path.exists() else None
 
 
+def _train_keywords() -> set[str]:
+    """The keywords ``build`` forwards to TrainOptions."""
+    import dataclasses
+
+    from .pipeline.config import TrainOptions
+
+    return {f.name for f in dataclasses.fields(TrainOptions)}
+
+
+@speaks_python(extra=_train_keywords)  # **train_options
 def build(model: Any, example_inputs: Any = None, *, train_loader: Any = None, test_loader: Any = None,
           eval_fn: Callable[[Any], float] | None = None, dataset: str | None = None, target: Any = "cpu",
           budget: Any = "macs:2x", method: str | None = None, importance: str | None = None,
           allocation: str | None = None,
           epochs: int | None = None, lr: float = 0.01, output: str | Path = "deploypipe-run", round_to: int | None = None,
-          seed: int = 0, progress: bool = False, arch: str | None = None, **train_options: Any) -> BuildResult:
+          seed: int = 0, progress: bool = False, arch: str | None = None, trust_model: bool = False,
+          **train_options: Any) -> BuildResult:
     """Prune ``model`` (an ``nn.Module``, or a checkpoint / ONNX path) for ``target`` to
     ``budget`` and return the result. ``example_inputs``: a tensor (N, C, H, W) or its shape,
     needed for a module when no data tells the input size. ``train_loader`` (and
     ``test_loader``) yield ``(images, labels)`` batches; ``dataset`` names a deploypipe dataset
     instead (``"digits"``, ``"cifar10:PATH"``, ``"py:file.py:load"``). ``arch``: the architecture
-    of a checkpoint that is a plain state_dict (a zoo name or ``package.module:factory``). ``test_loader`` alone
+    of a checkpoint that is a plain state_dict (a zoo name or ``package.module:factory``);
+    ``trust_model=True`` loads a checkpoint that pickles the whole module (it runs code from
+    the file: only one whose source you trust). ``test_loader`` alone
     measures accuracy and nothing more: nothing is fine-tuned, scored or calibrated on the
     images accuracy is measured on. ``epochs``: fine-tuning epochs (default 3 with training
     data, 0 without). ``train_options`` go to
@@ -75,7 +89,7 @@ def build(model: Any, example_inputs: Any = None, *, train_loader: Any = None, t
     if unknown:
         raise InputError(f"build() takes no option {unknown[0]!r}",
                          hint=f"training options are {', '.join(sorted(known))}")
-    source = _source(model, example_inputs, arch)
+    source = _source(model, example_inputs, arch, trust_model)
     splits = (splits_from_loaders(train_loader, test_loader, source.input_shape)
               if train_loader is not None or test_loader is not None else None)
     if splits is not None and dataset is not None:
@@ -103,11 +117,11 @@ def build(model: Any, example_inputs: Any = None, *, train_loader: Any = None, t
     return BuildResult(pruned, report, Path(output))
 
 
-def _source(model: Any, example_inputs: Any, arch: str | None = None):
+def _source(model: Any, example_inputs: Any, arch: str | None = None, trust_model: bool = False):
     from .pipeline.config import ModelSource
 
     if isinstance(model, (str, Path)):
-        return ModelSource(str(model), arch=arch)
+        return ModelSource(str(model), arch=arch, trust_model=trust_model)
     import torch
 
     if not isinstance(model, torch.nn.Module):

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import InputError
+from ..python_terms import speaks_python
 
 BUDGET_KINDS = ("ratio", "macs", "params", "latency")
 
@@ -53,6 +54,7 @@ class PruneResult:
         return self.macs[0] / max(self.macs[1], 1.0)
 
 
+@speaks_python()
 def prune(model: Any, example_inputs: Any, *, budget: Any = "macs:2x", method: str = "oneshot",
           importance: str = "l1", allocation: str = "uniform", round_to: int = 1, max_ratio: float = 0.9,
           train_loader: Any = None, seed: int = 0, bn_batches: int = 20, **params: Any) -> PruneResult:

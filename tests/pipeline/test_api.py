@@ -291,3 +291,29 @@ def test_a_model_with_nothing_to_prune_is_refused_naming_what_froze_it():
     with pytest.raises(UnsupportedError, match=r"no prunable channel group: every group is frozen "
                                                r"\(it reaches graph output"):
         deploypipe.prune(only_logits, torch.randn(1, 3, 16, 16), budget="ratio:0.3")
+
+
+@pytest.mark.parametrize("said,keywords,python", [
+    ("pass --dataset, e.g. --dataset digits", {"dataset"}, "pass train_loader= (or dataset=)"),
+    ("pass --dataset or --input-size and --in-channels", set(), "pass train_loader= or example_inputs="),
+    ("ask for at least --latency-ratio 0.34, or allow more pruning per group with --max-ratio", {"budget"},
+     "ask for at least budget='latency:0.34', or allow more pruning per group with --max-ratio"),
+    ("pass --trust-model only if you trust its source, or load it with --arch", {"trust_model", "arch"},
+     "pass trust_model=True only if you trust its source, or load it with arch="),
+    ("use --method oneshot; --round-to 8; --target cpu-int8.", {"method", "round_to", "target"},
+     "use method='oneshot'; round_to=8; target='cpu-int8'."),
+])
+def test_a_refusal_names_the_keyword_a_python_caller_would_change(said, keywords, python):
+    from deploypipe.python_terms import in_python_terms
+
+    assert in_python_terms(said, keywords) == python
+
+
+def test_api_refusals_speak_python_not_command_line_flags(tmp_path):
+    net = TinyNet()
+    with pytest.raises(InputError) as refused:  # no data: was "pass --dataset"
+        deploypipe.build(net, torch.randn(1, 1, 8, 8), method="cpli", output=tmp_path / "run")
+    assert "train_loader=" in str(refused.value) and "--" not in str(refused.value)
+    with pytest.raises(InputError) as refused:
+        deploypipe.prune(net, torch.randn(1, 1, 8, 8), importance="fisher")
+    assert "train_loader=" in str(refused.value) and "--dataset" not in str(refused.value)
