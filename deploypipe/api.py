@@ -119,16 +119,16 @@ def build(model: Any, example_inputs: Any = None, *, train_loader: Any = None, t
 
 def _source(model: Any, example_inputs: Any, arch: str | None = None, trust_model: bool = False):
     from .pipeline.config import ModelSource
+    from .prune.call import input_shape
 
-    if isinstance(model, (str, Path)):
-        return ModelSource(str(model), arch=arch, trust_model=trust_model)
+    if isinstance(model, (str, Path)):  # example_inputs: the input a checkpoint does not record
+        shape = None if str(model).lower().endswith(".onnx") else input_shape(example_inputs)
+        return ModelSource(str(model), arch=arch, trust_model=trust_model, input_shape=shape)
     import torch
 
     if not isinstance(model, torch.nn.Module):
         raise InputError(f"model is a {type(model).__name__}, not an nn.Module or a file path",
                          hint="pass the torch.nn.Module, or the path of a checkpoint or ONNX file")
-    from .prune.call import input_shape
-
     shape = input_shape(example_inputs)
     name = type(model).__name__
     return ModelSource(f"<{name} from Python>", module=model, input_shape=shape)

@@ -266,18 +266,16 @@ class _TorchBuild:
 
         source = self.config.model
         if source.module is not None:  # from Python: a copy is pruned, the caller's module is untouched
-            cls = type(source.module)  # recorded in pruned.pt as the factory that rebuilds it (its widths resized)
-            arch = getattr(source.module, "deploypipe_arch", None) or {"name": f"{cls.__module__}:{cls.__qualname__}",
-                                                                       "kwargs": {}}
-            return copy.deepcopy(source.module).eval(), dict(arch), source.input_shape
+            return copy.deepcopy(source.module).eval(), _class_arch(source.module), source.input_shape
         kwargs = {k: v for k, v in (("num_classes", source.num_classes), ("in_channels", source.in_channels))
                   if v is not None}
         loaded = load_model(source.path, arch=source.arch, arch_kwargs=kwargs or None, trust_model=source.trust_model)
         norm = loaded.metadata.get("normalize") or {}
         if norm.get("mean") and norm.get("std"):
             self._stored_normalisation = (tuple(norm["mean"]), tuple(norm["std"]))
-        arch = {"name": loaded.arch, "kwargs": loaded.arch_kwargs} if loaded.arch else None
-        shape = loaded.input_shape
+        # a whole module unpickled (--trust-model) names no architecture: its class rebuilds it
+        arch = {"name": loaded.arch, "kwargs": loaded.arch_kwargs} if loaded.arch else _class_arch(loaded.model)
+        shape = source.input_shape or loaded.input_shape  # example_inputs from Python, else what the file says
         if source.input_size and shape:
             shape = (shape[0], source.input_size, source.input_size)
         return loaded.model, arch, shape
@@ -562,6 +560,14 @@ def _digest(tensors) -> str:
     for t in tensors:
         h.update(t.detach().cpu().contiguous().numpy().tobytes())
     return h.hexdigest()
+
+
+def _class_arch(module) -> dict[str, Any]:
+    """The architecture record of a module that came without one: its own ``deploypipe_arch``,
+    else its class, recorded in pruned.pt as the factory that rebuilds it (widths resized)."""
+    cls = type(module)
+    return dict(getattr(module, "deploypipe_arch", None) or {"name": f"{cls.__module__}:{cls.__qualname__}",
+                                                             "kwargs": {}})
 
 
 def _require_training(config: BuildConfig) -> None:

@@ -32,7 +32,7 @@ class ModelSource:
     input_size: int | None = None  # square input size in pixels
     trust_model: bool = False  # allow pickled Python objects
     module: Any = None  # an nn.Module given from Python (path then only names it); copied, never changed
-    input_shape: tuple[int, int, int] | None = None  # (C, H, W) of ``module``'s input
+    input_shape: tuple[int, int, int] | None = None  # (C, H, W) of the input (from Python's example_inputs)
 
     @property
     def from_zoo(self) -> bool:

@@ -317,3 +317,18 @@ def test_api_refusals_speak_python_not_command_line_flags(tmp_path):
     with pytest.raises(InputError) as refused:
         deploypipe.prune(net, torch.randn(1, 1, 8, 8), importance="fisher")
     assert "train_loader=" in str(refused.value) and "--dataset" not in str(refused.value)
+
+
+def test_a_pickled_module_loads_with_trust_model_and_takes_its_shape_from_example_inputs(tmp_path):
+    path = tmp_path / "whole.pt"
+    torch.save(TinyNet(), path)  # the whole module pickled: loading it runs code from the file
+    with pytest.raises(InputError, match=r"pass trust_model=True only if you trust its source"):
+        deploypipe.build(path, torch.randn(1, 1, 8, 8), output=tmp_path / "refused")
+    result = deploypipe.build(path, torch.randn(1, 1, 8, 8), trust_model=True, budget="ratio:0.25",
+                              target="cpu-batch32", output=tmp_path / "run")
+    assert result.report.pruned.macs < result.report.dense.macs and result.pruned_onnx.is_file()
+    from deploypipe.checkpoint import load_model  # pruned.pt rebuilds from the class (it named no architecture)
+
+    reloaded = load_model(result.checkpoint, arch=f"{TinyNet.__module__}:TinyNet").model.eval()
+    x = torch.randn(4, 1, 8, 8)
+    assert torch.allclose(reloaded(x), result.model.eval()(x), atol=1e-6)
