@@ -95,18 +95,8 @@ def build(model: Any, example_inputs: Any = None, *, train_loader: Any = None, t
     if splits is not None and dataset is not None:
         raise InputError("both loaders and a dataset were given", hint="pass train_loader/test_loader or dataset")
     data = DataOptions(dataset=dataset or (splits.name if splits else None), splits=splits, eval_fn=eval_fn)
-    trains = data.has_training
-    if epochs is not None and epochs > 0 and not trains:
-        raise InputError(f"epochs={epochs} asks for fine-tuning, but no training data was given"
-                         + (" (only a test_loader, which is never trained on)" if splits else ""),
-                         hint="pass train_loader (or dataset), or leave epochs out")
-    if epochs and source.onnx_input:
-        raise InputError(f"epochs={epochs} asks for fine-tuning, and an ONNX file is not fine-tuned",
-                         hint="pass the nn.Module or its checkpoint, or leave epochs out")
-    if train_options.get("distill") and not trains:
-        raise InputError("distill=True distils the dense model into the pruned one while fine-tuning, "
-                         "but no training data was given", hint="pass train_loader (or dataset), or leave distill out")
-    epochs = (3 if trains else 0) if epochs is None else epochs
+    _check_finetuning(epochs, train_options.get("distill"), source, data)
+    epochs = (3 if data.has_training else 0) if epochs is None else epochs
     config = BuildConfig(
         source, target=target, budget=parse_budget(budget),
         data=data,
@@ -115,6 +105,21 @@ def build(model: Any, example_inputs: Any = None, *, train_loader: Any = None, t
         output=OutputOptions(Path(output), progress=progress, command="deploypipe.build(...)"), seed=seed)
     report, pruned = build_with_model(config)
     return BuildResult(pruned, report, Path(output))
+
+
+def _check_finetuning(epochs: int | None, distill: bool | None, source, data) -> None:
+    """``epochs`` or ``distill`` asked of a build that cannot fine-tune, refused rather than dropped."""
+    trains, epochs = data.has_training, epochs or 0  # a negative count is refused by TrainOptions
+    if epochs > 0 and not trains:
+        raise InputError(f"epochs={epochs} asks for fine-tuning, but no training data was given"
+                         + (" (only a test_loader, which is never trained on)" if data.splits else ""),
+                         hint="pass train_loader (or dataset), or leave epochs out")
+    if epochs > 0 and source.onnx_input:
+        raise InputError(f"epochs={epochs} asks for fine-tuning, and an ONNX file is not fine-tuned",
+                         hint="pass the nn.Module or its checkpoint, or leave epochs out")
+    if distill and not trains:
+        raise InputError("distill=True distils the dense model into the pruned one while fine-tuning, "
+                         "but no training data was given", hint="pass train_loader (or dataset), or leave distill out")
 
 
 def _source(model: Any, example_inputs: Any, arch: str | None = None, trust_model: bool = False):
