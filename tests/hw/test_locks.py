@@ -7,6 +7,7 @@ import logging
 import os
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -21,15 +22,16 @@ from deploypipe.testing.graphs import build_cnn, random_spec
 
 from .conftest import MacsTimer
 
-HOLD_SECONDS = 1.5
-# Holds a lock for HOLD_SECONDS, then (for a cache entry) puts the table it was given in place.
+RELEASE_AFTER = 60.0  # seconds a holder waits for the test's word before letting go anyway
+# Holds a lock until the test writes a line (once the other side has said that it waits: no
+# race with a sleep on a loaded machine), then (for a cache entry) puts the given table in place.
 HOLDER = """
-import os, sys, time
+import os, select, sys
 from deploypipe.utils.locks import device_lock, entry_lock
 kind, name, seconds, table, content = sys.argv[1:6]
 with (entry_lock(name) if kind == "entry" else device_lock(name)):
     print("held", flush=True)
-    time.sleep(float(seconds))
+    select.select([sys.stdin], [], [], float(seconds))
     if table:
         with open(table + ".part", "w") as f:
             f.write(content)
@@ -65,10 +67,25 @@ def small():
 
 def _hold(kind: str, name: str, table: Path | None = None, content: str = "") -> subprocess.Popen:
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}
-    proc = subprocess.Popen([sys.executable, "-c", HOLDER, kind, name, str(HOLD_SECONDS), str(table or ""), content],
-                            stdout=subprocess.PIPE, text=True, env=env)
+    proc = subprocess.Popen([sys.executable, "-c", HOLDER, kind, name, str(RELEASE_AFTER), str(table or ""), content],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
     assert proc.stdout.readline().strip() == "held"
     return proc
+
+
+def _release_once_waiting(holder: subprocess.Popen, said: list[str], prefix: str) -> threading.Thread:
+    """Tell ``holder`` to let go once this process has said ``prefix...`` (it is then blocked
+    on the lock), or after RELEASE_AFTER seconds."""
+    def release():
+        deadline = time.monotonic() + RELEASE_AFTER
+        while not any(line.startswith(prefix) for line in said) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        holder.stdin.write("go\n")
+        holder.stdin.flush()
+
+    thread = threading.Thread(target=release, daemon=True)
+    thread.start()
+    return thread
 
 
 def test_a_second_table_run_waits_and_uses_what_the_first_measured(small, tmp_path, said):
@@ -80,25 +97,23 @@ def test_a_second_table_run_waits_and_uses_what_the_first_measured(small, tmp_pa
     content = path.read_text()
     path.unlink()  # the other run has not written it yet: it is measuring it now
     holder = _hold("entry", str(path), path, content)
-    second, start = MacsTimer(), time.perf_counter()
+    _release_once_waiting(holder, said, "waiting for the latency table")
+    second = MacsTimer()
     table = measure_table(small, target, spec, timer=second)
-    waited = time.perf_counter() - start
-    holder.wait(timeout=30)
-    assert second.calls == 0, "the second run measured the table again instead of waiting for it"
-    assert waited >= HOLD_SECONDS * 0.5 and table.meta["from_cache"]
-    assert table.to_dict()["groups"] == first.to_dict()["groups"]
     assert any(line.startswith("waiting for the latency table") for line in said), said
+    assert second.calls == 0, "the second run measured the table again instead of waiting for it"
+    assert table.meta["from_cache"] and table.to_dict()["groups"] == first.to_dict()["groups"]
+    holder.wait(timeout=30)
 
 
 def test_timing_waits_for_the_device(small, tmp_path, said):
     target = load_target("cpu")
     holder = _hold("device", target.device)
-    timer, start = MacsTimer(), time.perf_counter()
+    _release_once_waiting(holder, said, "waiting for device cpu")
+    timer = MacsTimer()
     measure_table(small, target, TableSpec(show_progress=False, use_cache=False), timer=timer)
-    waited = time.perf_counter() - start
-    holder.wait(timeout=30)
-    assert waited >= HOLD_SECONDS * 0.5 and timer.calls > 0
     assert any(line.startswith("waiting for device cpu") for line in said), said
+    assert timer.calls > 0 and holder.wait(timeout=30) == 0
 
 
 def test_a_table_killed_while_saving_leaves_no_temporary_file(small, tmp_path):
