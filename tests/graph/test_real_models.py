@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import os
-import time
 
 import numpy as np
 import onnx
@@ -66,11 +65,10 @@ def test_bn_parameters_as_graph_inputs_freeze_with_a_reason():
     assert len(raw_inputs) == 1  # only the image: IR<4 initializer inputs were dropped
 
 
-def test_resnet50_analyse_and_shrink_speed():
-    """Goal (issue 3): analyse + shrink at ratio 0.5 under 0.5 s here; asserted loosely
-    (3 s) because CI machines are shared; the benchmark records the real number."""
+def test_resnet50_analyse_and_shrink():
+    """Issue 3's speed goal (analyse + shrink at ratio 0.5 under 0.5 s) is measured by
+    tools/bench_surgery.py, not timed here: a shared CI machine would make it a coin toss."""
     model = _light("resnet50")
-    start = time.perf_counter()
     analysis = analyse(model)
-    shrink(analysis, plan_drop(analysis, ratio=0.5))
-    assert time.perf_counter() - start < 3.0
+    small = shrink(analysis, plan_drop(analysis, ratio=0.5))
+    assert analyse(small).macs < 0.5 * analysis.macs
