@@ -100,18 +100,34 @@ def main(argv: list[str] | None = None) -> int:
         print(f"deploypipe: error: {exc.sentence()}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
-        print("deploypipe: interrupted; finished stages are kept and a re-run resumes them.",
-              file=sys.stderr)
-        return 130
+        return _interrupted()
     except MemoryError:
         print("deploypipe: error: out of memory; use a smaller batch or model.", file=sys.stderr)
         return 2
     except Exception as exc:  # our bug, not the user's
+        if _caused_by_interrupt(exc):  # Ctrl-C inside a library that re-raised it as its own error
+            return _interrupted()
         if args.debug:
             raise
         print(f"deploypipe: internal error: {type(exc).__name__}: {exc}; "
               "rerun with --debug for the traceback and please report it.", file=sys.stderr)
         return 3
+
+
+def _interrupted() -> int:
+    print("deploypipe: interrupted; finished stages are kept and a re-run resumes them.", file=sys.stderr)
+    return 130
+
+
+def _caused_by_interrupt(exc: BaseException) -> bool:
+    """Whether ``exc`` was raised while handling a KeyboardInterrupt (its cause or context)."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, KeyboardInterrupt):
+            return True
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return False
 
 
 def _run(args: argparse.Namespace) -> int:

@@ -48,3 +48,26 @@ def test_json_to_stdout(tmp_path, capsys):
     doc = json.loads(out)  # stdout is the JSON alone
     assert doc["model"] == str(path) and doc["macs"] > 0
     assert "groups" in err and not (tmp_path / "-").exists()
+
+
+@pytest.mark.parametrize("raised", ["interrupt", "chained", "bug"])
+def test_ctrl_c_is_one_line_and_130_even_when_a_library_re_raises_it(raised, monkeypatch, capsys):
+    """A library that catches KeyboardInterrupt and raises its own error (seen once as
+    'internal error: RuntimeError' when Ctrl-C landed while fine-tuning set up) is still Ctrl-C."""
+    from deploypipe.cli import list_cmd
+
+    def run(args):
+        if raised == "interrupt":
+            raise KeyboardInterrupt
+        try:
+            raise KeyboardInterrupt if raised == "chained" else ValueError("a bug")
+        except BaseException as exc:
+            raise RuntimeError("Error calling __call__") from exc
+
+    monkeypatch.setattr(list_cmd, "run", run)
+    code = main(["list", "archs"])
+    err = capsys.readouterr().err.strip().splitlines()
+    if raised == "bug":
+        assert code == 3 and "internal error: RuntimeError" in err[-1]
+    else:
+        assert code == 130 and err == ["deploypipe: interrupted; finished stages are kept and a re-run resumes them."]

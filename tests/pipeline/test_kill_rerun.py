@@ -86,6 +86,10 @@ def test_killed_three_times_mid_write_then_rerun(tmp_path):
             proc.send_signal(signal.SIGINT)
             break
     rest = proc.stderr.read().strip().splitlines()
-    assert proc.wait(timeout=120) == 130, "".join(lines) + "\n".join(rest)
-    assert len(rest) == 1 and rest[0].startswith("deploypipe: interrupted"), rest
+    # 130, or death by SIGINT after the line: CPython ends that way when the interrupt landed
+    # inside C-level code that evaluated Python (8 of 40 landings here); a shell reads 130 both times
+    assert proc.wait(timeout=120) in (130, -signal.SIGINT), "".join(lines) + "\n".join(rest)
+    # the one line, last; epoch lines may come before it when the parent was slow to signal
+    assert rest and rest[-1].startswith("deploypipe: interrupted"), rest
+    assert not [line for line in rest if "error" in line or "Traceback" in line], rest
     assert not (out / "report.json").exists() and not _temps(out, cache)
