@@ -24,8 +24,8 @@ class GroupState:
     ``widths`` are the channels each group keeps now, ``dense`` the dense model's (ratios and
     ``--max-ratio`` count against them), ``scores`` each group's per-channel importance (current
     indexing), ``cost`` the dense model's :class:`~deploypipe.graph.cost.CostModel` (exact for
-    any widths), ``planned`` the widths a measured latency plan fixed (latency budgets), ``frozen_by`` why
-    each frozen group is (for the refusal of a model with nothing to prune)."""
+    any widths), ``planned`` the widths a measured latency plan fixed (latency budgets),
+    ``frozen_by`` why each frozen group is (for the refusal of a model with nothing to prune)."""
 
     widths: np.ndarray
     scores: tuple[np.ndarray, ...]
