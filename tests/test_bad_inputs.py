@@ -231,6 +231,37 @@ def _case_adversarial(name, files, tmp):
         return ["build", ckpt, "-o", out, "--ratio", "0.3", "--epochs", "3"], [ckpt], "none was given"
     if name == "method_needs_data":
         return ["build", ckpt, "-o", out, "--method", "cpli"], [ckpt], "needs training data"
+    return _case_other_commands(name, files, tmp)
+
+
+def _case_other_commands(name, files, tmp):
+    """Found by an adversarial pass over the commands other than build: each was exit 0 with an
+    input or a fresh result overwritten, or an internal error."""
+    model_onnx = files["onnx"]
+    if name in ("output_is_the_drop_file", "drop_file_of_floats", "drop_with_seed"):
+        drop = tmp / "drop.json"
+        drop.write_text('{"0": [1.7]}' if name == "drop_file_of_floats" else '{"0": [0]}')
+        out, extra, needle = {"output_is_the_drop_file": (drop, [], "is the input file"),
+                              "drop_file_of_floats": (tmp / "o.onnx", [], "integer channel indices"),
+                              "drop_with_seed": (tmp / "o.onnx", ["--seed", "3"], "--drop lists them already")}[name]
+        return ["shrink", model_onnx, "-o", out, "--drop", drop, *extra], [drop, model_onnx], needle
+    if name == "output_is_external_data":
+        ext = tmp / "ext.onnx"
+        onnx.save(onnx.load(str(model_onnx)), str(ext), save_as_external_data=True, location="ext.data",
+                  size_threshold=0)
+        return ["shrink", ext, "-o", tmp / "ext.data", "--ratio", "0.5"], [ext, tmp / "ext.data"], "external data"
+    if name == "json_equal_to_output":
+        return ["shrink", model_onnx, "-o", tmp / "s.onnx", "--ratio", "0.5", "--json", tmp / "s.onnx"], \
+            [model_onnx], "the second written would replace the first"
+    if name in ("output_inside_the_dataset", "dataset_function_exits", "dataset_function_empty"):
+        source = tmp / "data.py"
+        source.write_text("import numpy as np\ndef bye():\n    import sys; sys.exit(0)\n"
+                          "def empty():\n    return np.zeros((0, 3, 8, 8)), np.zeros(0, int)\n")
+        spec, out, needle = {"output_inside_the_dataset": (f"py:{source}:bye", source, "is the input file"),
+                             "dataset_function_exits": (f"py:{source}:bye", tmp / "t.pt", "sys.exit(0)"),
+                             "dataset_function_empty": (f"py:{source}:empty", tmp / "t.pt", "holds no images")}[name]
+        return ["train", "--arch", "test_resnet_cifar", "--epochs", "1", "--dataset", spec, "-o", out], \
+            [source], needle
     raise AssertionError(name)
 
 
@@ -243,7 +274,10 @@ ISSUE_25 = ["nan_onnx_weights", "inf_onnx_weights_profile", "nan_onnx_weights_bu
             "output_under_a_file", "output_is_a_device", "run_folder_under_proc"]
 CASES += ISSUE_25 + ["shapes_unreadable", "shapes_wrong_input_name", "onnx_custom_op_build",
                      "onnx_ir_version_too_new", "method_needs_data", "no_prunable_group",
-                     "onnx_distill", "onnx_method_arg", "onnx_epochs", "epochs_without_data"]
+                     "onnx_distill", "onnx_method_arg", "onnx_epochs", "epochs_without_data",
+                     "output_is_the_drop_file", "drop_file_of_floats", "drop_with_seed", "output_is_external_data",
+                     "json_equal_to_output", "output_inside_the_dataset", "dataset_function_exits",
+                     "dataset_function_empty"]
 
 
 @pytest.mark.parametrize("name", CASES)

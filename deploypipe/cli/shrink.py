@@ -31,6 +31,17 @@ def add_parser(sub) -> None:
     p.set_defaults(func=run)
 
 
+def _refuse_plan_options(args: argparse.Namespace) -> None:
+    """--importance, --round-to and --seed choose channels for --ratio; with --drop (the
+    channels already chosen) they would be dropped in silence."""
+    given = [flag for flag, value, default in (("--importance", args.importance, "l1"),
+                                               ("--round-to", args.round_to, 1), ("--seed", args.seed, 0))
+             if value != default]
+    if given:
+        raise InputError(f"{given[0]} chooses channels for --ratio, and --drop lists them already",
+                         hint=f"leave {given[0]} out, or use --ratio instead of --drop")
+
+
 def read_drop_file(path: str) -> dict[int, list[int]]:
     try:
         raw = json.loads(Path(path).read_text())
@@ -41,10 +52,17 @@ def read_drop_file(path: str) -> dict[int, list[int]]:
                          hint='write it as {"<group id>": [channel indices]}') from None
     if not isinstance(raw, dict):
         raise InputError(f"drop file {path!r} is not a JSON object", hint='write {"3": [0, 5]}')
+    def index(c) -> int:  # a JSON integer only: 1.7, true and "01" are not channel indices
+        if isinstance(c, bool) or not isinstance(c, int):
+            raise ValueError(c)
+        return c
+
     try:
-        return {int(k): [int(c) for c in v] for k, v in raw.items()}
-    except (TypeError, ValueError):
-        raise InputError(f"drop file {path!r} must map group ids to lists of channel indices",
+        if not all(isinstance(v, list) for v in raw.values()):
+            raise TypeError("not a list")
+        return {int(k): [index(c) for c in v] for k, v in raw.items()}
+    except (TypeError, ValueError, OverflowError):
+        raise InputError(f"drop file {path!r} must map group ids to lists of integer channel indices",
                          hint='write {"3": [0, 5]}') from None
 
 
@@ -54,9 +72,14 @@ def run(args: argparse.Namespace) -> int:
     from ..errors import VerificationError
     from ..graph import analyse, load_onnx, save_onnx, shrink, verify_shrink
     from ..prune.plan import plan_drop
-    from ..utils.files import check_output_path, write_json
+    from ..utils.files import check_distinct_outputs, check_output_path, write_json
 
-    check_output_path(args.output, args.model)
+    if args.drop:
+        _refuse_plan_options(args)
+    check_output_path(args.output, args.model, args.drop)
+    if args.json:
+        check_distinct_outputs(**{"-o": args.output, "--json": args.json})
+        check_output_path(args.json, args.model, args.drop)
     start = time.perf_counter()
     from ..graph.shapes import with_static_shapes
 
@@ -90,7 +113,6 @@ def run(args: argparse.Namespace) -> int:
                                     hint="nothing was written; please report this model")
     save_onnx(small, args.output)
     if args.json:
-        check_output_path(args.json, args.model)
         write_json(args.json, result)
     print(f"removed {removed} channels from {len(drop)} groups: "
           f"MACs {analysis.macs / 1e6:.1f}M -> {after.macs / 1e6:.1f}M "

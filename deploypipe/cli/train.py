@@ -4,7 +4,6 @@ from __future__ import annotations
 import argparse
 import time
 from dataclasses import asdict
-from pathlib import Path
 
 from .args import add_dataset, add_training, positive_int, statistics_of, train_config
 
@@ -40,12 +39,13 @@ def run(args: argparse.Namespace) -> int:
 def _train(args: argparse.Namespace) -> int:
     from ..checkpoint import save_checkpoint
     from ..data import load_dataset
+    from ..data.registry import dataset_path
     from ..models import create_model, model_info
     from ..train import evaluate, fit, is_rank_zero, seed_everything
     from ..utils.files import check_output_path, ensure_writable_dir
 
     start = time.perf_counter()
-    out = check_output_path(args.output, _dataset_path(args.dataset))
+    out = check_output_path(args.output, dataset_path(args.dataset))
     ensure_writable_dir(out.parent)  # fail now, not after the training
     model_info(args.arch)
     config = train_config(args)
@@ -72,14 +72,6 @@ def _train(args: argparse.Namespace) -> int:
 
 def _quiet(*_args: object, **_kw: object) -> None:
     """``print`` on ranks other than 0."""
-
-
-def _dataset_path(spec: str) -> Path | None:
-    """The file or folder a dataset spec reads, so the output cannot overwrite it."""
-    from ..data.registry import parse_spec
-
-    name, arg = parse_spec(spec)
-    return Path(arg) if arg and name in ("npz", "folder", "mnist") else None
 
 
 def _metadata(args: argparse.Namespace, data, config, result, test_acc: float) -> dict:

@@ -104,6 +104,23 @@ def parse_spec(spec: str) -> tuple[str, str | None]:
     return name, (arg if sep else None)  # an unknown name: the registry says so
 
 
+def dataset_path(spec: str | None) -> Path | None:
+    """The file or folder a dataset spec reads (``folder:``, ``npz:``, ``mnist:``, ``cifar10:``,
+    the file of ``py:file.py:function``), so that no output is written over or into it."""
+    if not spec:
+        return None
+    try:
+        name, arg = parse_spec(spec)
+    except InputError:
+        return None
+    if not arg or name not in ("npz", "folder", "mnist", "cifar10", "py"):
+        return None
+    if name == "py":
+        arg = arg.rpartition(":")[0] or arg
+    path = Path(arg.split(",")[0]) if name != "folder" else Path(arg)
+    return path if path.exists() else None
+
+
 def _split_index(raw: RawData, y: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     if raw.test_index is None:
         return stratified_split(y, seed)

@@ -38,6 +38,9 @@ def python_source(arg: str | None, *, image_size: tuple[int, int] | None) -> Raw
     spec = f"py:{arg}"
     try:
         obj = fn()
+    except SystemExit as exc:  # would end deploypipe with its code: exit 0 and nothing written
+        raise InputError(f"{spec}: the function called sys.exit({exc.code!r}) instead of returning the data",
+                         hint="return (x, y) arrays, a Dataset or a DataLoader") from None
     except Exception as exc:  # the user's function failed: one line, not their traceback
         raise InputError(f"{spec}: the function raised {type(exc).__name__}: {exc}",
                          hint="call it in Python to see the full error") from None
@@ -79,7 +82,10 @@ def _stats(obj: dict, spec: str) -> tuple[tuple[float, ...] | None, tuple[float,
 def to_arrays(obj: Any, what: str) -> tuple[np.ndarray, np.ndarray]:
     """(x, y) numpy arrays from a pair, a map-style Dataset or an iterable of batches."""
     if isinstance(obj, (tuple, list)) and len(obj) == 2 and not _is_sample(obj):
-        return _numpy(obj[0], what), _numpy(obj[1], what)
+        x, y = _numpy(obj[0], what), _numpy(obj[1], what)
+        if len(x) == 0 or len(y) == 0:
+            raise InputError(f"{what} holds no images", hint="return at least one image of every class")
+        return x, y
     if hasattr(obj, "__getitem__") and hasattr(obj, "__len__") and not isinstance(obj, (tuple, list)):
         return _stack((obj[i] for i in range(len(obj))), what)
     if isinstance(obj, Iterable):

@@ -60,7 +60,9 @@ def build_with_model(config: BuildConfig) -> tuple[BuildReport, Any]:
     target = load_target(config.target)
     backend_for_target(target)  # no GPU for a GPU target: fail now, before any training
     on_disk = not config.model.from_zoo and config.model.module is None
-    check_output_path(config.out_dir, config.model.path if on_disk else None)
+    from ..data.registry import dataset_path
+
+    check_output_path(config.out_dir, config.model.path if on_disk else None, dataset_path(config.data.dataset))
     if config.model.onnx_input:
         from ..train import on_rank_zero
         from .build_onnx import build_onnx

@@ -143,16 +143,58 @@ def check_output_path(out: str | os.PathLike, *inputs: str | os.PathLike | None)
         if inp is None:
             continue
         inp = Path(inp)
-        same = out.resolve() == inp.resolve() or (out.exists() and inp.exists() and _same_file(out, inp))
-        if same:
-            raise InputError(f"output path {str(out)!r} is the input file",
-                             hint="write the result to a new path so that the input is kept")
+        if inp.is_dir() and out.resolve().is_relative_to(inp.resolve()):
+            raise InputError(f"output path {str(out)!r} is inside the input folder {str(inp)!r}",
+                             hint="write the result outside it so that the input is kept")
+        for read, what in _read_by(inp, out):
+            if out.resolve() == read.resolve() or (out.exists() and read.exists() and _same_file(out, read)):
+                raise InputError(f"output path {str(out)!r} is {what}",
+                                 hint="write the result to a new path so that the input is kept")
     if out.exists() and out.is_dir() and out.suffix:
         raise InputError(f"output path {str(out)!r} is a folder", hint="give a file name")
     if not out.is_dir():
         _check_replaceable(out)
     probe_writable(out if out.is_dir() else out.parent, out)
     return out
+
+
+def _read_by(inp: Path, out: Path) -> list[tuple[Path, str]]:
+    """``inp`` and the files it reads beside it (an ONNX model's external data), each with how
+    a refusal names it; the external data are looked up only when ``out`` exists (the only
+    case in which writing could destroy one)."""
+    files = [(inp, "the input file")]
+    if out.exists() and inp.suffix.lower() == ".onnx" and inp.is_file():
+        files += [(f, f"the external data of {str(inp)!r}") for f in external_data_files(inp)]
+    return files
+
+
+def external_data_files(model_path: Path) -> list[Path]:
+    """The files an ONNX model keeps its external tensors in (read without loading them)."""
+    import onnx
+
+    try:
+        model = onnx.load(str(model_path), load_external_data=False)
+    except Exception:  # not a readable model: the command that reads it says so
+        return []
+    names = set()
+    for t in model.graph.initializer:
+        if t.data_location == onnx.TensorProto.EXTERNAL:
+            names.update(e.value for e in t.external_data if e.key == "location")
+    return [model_path.parent / n for n in sorted(names)]
+
+
+def check_distinct_outputs(**outputs: str | os.PathLike | None) -> None:
+    """Refuse two outputs of one command on the same path (``-o x.onnx --json x.onnx``): the
+    second written would replace the first."""
+    seen: dict[Path, str] = {}
+    for option, path in outputs.items():
+        if path is None or str(path) == STDOUT:
+            continue
+        resolved = Path(path).resolve()
+        if resolved in seen:
+            raise InputError(f"{seen[resolved]} and {option} are both {str(path)!r}: the second written would "
+                             "replace the first", hint=f"give {option} another path")
+        seen[resolved] = option
 
 
 def _check_replaceable(dest: Path) -> None:
