@@ -262,6 +262,43 @@ def _case_other_commands(name, files, tmp):
                              "dataset_function_empty": (f"py:{source}:empty", tmp / "t.pt", "holds no images")}[name]
         return ["train", "--arch", "test_resnet_cifar", "--epochs", "1", "--dataset", spec, "-o", out], \
             [source], needle
+    return _case_limits(name, files, tmp)
+
+
+def _case_limits(name, files, tmp):
+    """Values past what the libraries below take, paths the system refuses, damaged reports:
+    internal errors, a hang or exit 0 before the same adversarial pass."""
+    ckpt, model_onnx = files["ckpt"], files["onnx"]
+    if name == "symlink_loop":
+        (tmp / "a").symlink_to(tmp / "b")
+        (tmp / "b").symlink_to(tmp / "a")
+        return ["export", tmp / "a", "-o", tmp / "x.onnx"], [], "symlink loop"
+    if name == "huge_batch":
+        return ["profile", model_onnx, "--batch", "99999999999999999999"], [model_onnx], "too large"
+    if name == "huge_learning_rate":
+        return ["train", "--arch", "test_resnet_cifar", "--dataset", "digits", "--epochs", "1", "--lr", "1e300",
+                "-o", tmp / "t.pt"], [], "too large"
+    if name == "nan_tolerance":
+        return ["export", ckpt, "-o", tmp / "x.onnx", "--atol", "nan"], [ckpt], "finite"
+    if name == "thousands_of_threads":  # hung ONNX Runtime's start past 300 s
+        return ["profile", model_onnx, "--threads", "100000", "--iterations", "2"], [model_onnx], "per core"
+    if name == "train_output_is_a_folder":  # was found after the training
+        (tmp / "runs").mkdir()
+        return ["train", "--arch", "test_resnet_cifar", "--dataset", "digits", "--epochs", "1", "-o", tmp / "runs"], \
+            [], "is a folder"
+    if name == "more_processes_than_cores":
+        return ["train", "--arch", "test_resnet_cifar", "--dataset", "digits", "--epochs", "1", "--nproc",
+                str((os.cpu_count() or 1) + 1), "-o", tmp / "t.pt"], [], "more processes than"
+    if name == "infinite_tolerance_in_a_target":  # compare passed two unrelated models
+        target = tmp / "loose.toml"
+        target.write_text('name = "loose"\nbackend = "onnxruntime"\n[tolerances]\natol = inf\n')
+        return ["profile", model_onnx, "--target", target, "--iterations", "2"], [target], "finite"
+    if name in ("empty_report", "report_of_strings"):  # the first replaced a good report.html with '?'s
+        run = tmp / "run"
+        run.mkdir()
+        (run / "report.json").write_text("{}" if name == "empty_report" else
+                                         '{"dense": "x", "pruned": "y", "target": "z"}')
+        return ["report", run], [run / "report.json"], "not a deploypipe build report"
     raise AssertionError(name)
 
 
@@ -277,7 +314,9 @@ CASES += ISSUE_25 + ["shapes_unreadable", "shapes_wrong_input_name", "onnx_custo
                      "onnx_distill", "onnx_method_arg", "onnx_epochs", "epochs_without_data",
                      "output_is_the_drop_file", "drop_file_of_floats", "drop_with_seed", "output_is_external_data",
                      "json_equal_to_output", "output_inside_the_dataset", "dataset_function_exits",
-                     "dataset_function_empty"]
+                     "dataset_function_empty", "symlink_loop", "huge_batch", "huge_learning_rate", "nan_tolerance",
+                     "thousands_of_threads", "train_output_is_a_folder", "more_processes_than_cores",
+                     "infinite_tolerance_in_a_target", "empty_report", "report_of_strings"]
 
 
 @pytest.mark.parametrize("name", CASES)

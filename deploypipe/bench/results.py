@@ -130,7 +130,7 @@ class BenchRun:
                              hint="give a file written by `deploypipe bench --save`")
         try:
             return cls._parse(d)
-        except (KeyError, TypeError, ValueError) as exc:
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise InputError(f"benchmark run {source!r} is damaged ({type(exc).__name__}: "
                              f"{exc})", hint="take the baseline again with --save") from None
 

@@ -94,24 +94,46 @@ def main(argv: list[str] | None = None) -> int:
         os.environ.setdefault("PYTHONWARNINGS", "ignore")
     try:
         return _run(args)
-    except DeploypipeError as exc:
-        if args.debug:
-            raise
-        print(f"deploypipe: error: {exc.sentence()}", file=sys.stderr)
-        return exc.exit_code
     except KeyboardInterrupt:
         return _interrupted()
-    except MemoryError:
-        print("deploypipe: error: out of memory; use a smaller batch or model.", file=sys.stderr)
-        return 2
-    except Exception as exc:  # our bug, not the user's
-        if _caused_by_interrupt(exc):  # Ctrl-C inside a library that re-raised it as its own error
-            return _interrupted()
-        if args.debug:
+    except Exception as exc:
+        if args.debug:  # the traceback, whatever it is
             raise
-        print(f"deploypipe: internal error: {type(exc).__name__}: {exc}; "
-              "rerun with --debug for the traceback and please report it.", file=sys.stderr)
-        return 3
+        code = _said(exc)
+        return code if code is not None else _internal_error(exc)
+
+
+def _said(exc: BaseException) -> int | None:
+    """Print the one sentence for an error the user can act on and return the exit code;
+    None for our own bug."""
+    def error(sentence: str, code: int = 2) -> int:
+        print(f"deploypipe: error: {sentence}", file=sys.stderr)
+        return code
+
+    if isinstance(exc, DeploypipeError):
+        return error(exc.sentence(), exc.exit_code)
+    if _caused_by_interrupt(exc):  # Ctrl-C inside a library that re-raised it as its own error
+        return _interrupted()
+    if isinstance(exc, MemoryError) or _is_out_of_memory(exc):  # torch and ONNX Runtime say it their own way
+        return error("out of memory; use a smaller batch, input size or model.")
+    if isinstance(exc, OSError) and exc.filename is not None:  # a path the system refuses (too long, ...)
+        return error(f"cannot use {str(exc.filename)!r}: {exc.strerror or exc}; check the path.")
+    if isinstance(exc, RuntimeError) and str(exc).startswith("Symlink loop from "):  # pathlib's resolve()
+        return error(f"{str(exc)[len('Symlink loop from '):]} is a symlink loop; check the path.")
+    return None
+
+
+def _internal_error(exc: BaseException) -> int:
+    print(f"deploypipe: internal error: {type(exc).__name__}: {exc}; "
+          "rerun with --debug for the traceback and please report it.", file=sys.stderr)
+    return 3
+
+
+_OUT_OF_MEMORY = ("can't allocate memory", "failed to allocate memory", "out of memory", "bad_alloc")
+
+
+def _is_out_of_memory(exc: BaseException) -> bool:
+    return any(s in str(exc).lower() for s in _OUT_OF_MEMORY)
 
 
 def _interrupted() -> int:

@@ -34,9 +34,9 @@ def parse_shapes(text: str) -> dict[str, tuple[int, ...]]:
         except ValueError:
             dims = ()
         name = m.group("quoted") or m.group("name") or ""
-        if not dims or any(d <= 0 for d in dims):
-            raise InputError(f"input shape {m.group(0).strip()!r} needs positive dimensions",
-                             hint="every dimension must be a positive integer, e.g. 1x3x224x224")
+        if not dims or any(d <= 0 or d > LARGEST_INT for d in dims):
+            raise InputError(f"input shape {m.group(0).strip()!r} needs positive dimensions of at most "
+                             f"{LARGEST_INT}", hint="every dimension must be a positive integer, e.g. 1x3x224x224")
         if name in shapes:
             raise InputError(f"the input shapes name {name or 'an unnamed input'!r} twice",
                              hint="give each input once")
@@ -145,10 +145,16 @@ def _number(text: str, kind: type, what: str):
         raise argparse.ArgumentTypeError(f"{text!r} is not {what}") from None
 
 
+LARGEST_INT = 2**31 - 1  # a count, size or index past this overflows the libraries below (ORT, torch)
+LARGEST_FLOAT = 3.4e38  # float32's range: a learning rate or tolerance past it overflows in torch
+
+
 def non_negative_int(text: str) -> int:
     v = _number(text, int, "an integer")
     if v < 0:
         raise argparse.ArgumentTypeError(f"{text!r} must be 0 or more")
+    if v > LARGEST_INT:
+        raise argparse.ArgumentTypeError(f"{text!r} is too large (at most {LARGEST_INT})")
     return v
 
 
@@ -168,6 +174,8 @@ def non_negative_float(text: str) -> float:
     v = _number(text, float, "a number")
     if not v >= 0.0 or v == float("inf"):
         raise argparse.ArgumentTypeError(f"{text!r} must be a finite number >= 0")
+    if v > LARGEST_FLOAT:
+        raise argparse.ArgumentTypeError(f"{text!r} is too large (at most {LARGEST_FLOAT:g})")
     return v
 
 

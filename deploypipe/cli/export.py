@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from .args import add_model_loading, positive_int
+from .args import add_model_loading, non_negative_float, positive_int
 
 
 def add_parser(subparsers) -> None:
@@ -20,8 +20,8 @@ def add_parser(subparsers) -> None:
                    help="fix the batch size to the one in --input-shape")
     p.add_argument("--no-verify", dest="verify", action="store_false",
                    help="skip the ONNX Runtime vs PyTorch comparison")
-    p.add_argument("--atol", type=float, default=1e-4, help="absolute tolerance (default: 1e-4)")
-    p.add_argument("--rtol", type=float, default=1e-3, help="relative tolerance (default: 1e-3)")
+    p.add_argument("--atol", type=non_negative_float, default=1e-4, help="absolute tolerance (default: 1e-4)")
+    p.add_argument("--rtol", type=non_negative_float, default=1e-3, help="relative tolerance (default: 1e-3)")
     add_model_loading(p)
     p.set_defaults(func=run)
 

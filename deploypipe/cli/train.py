@@ -5,6 +5,7 @@ import argparse
 import time
 from dataclasses import asdict
 
+from ..errors import InputError
 from .args import add_dataset, add_training, positive_int, statistics_of, train_config
 
 
@@ -46,6 +47,8 @@ def _train(args: argparse.Namespace) -> int:
 
     start = time.perf_counter()
     out = check_output_path(args.output, dataset_path(args.dataset))
+    if out.is_dir():  # else found only when the trained checkpoint is written
+        raise InputError(f"output path {str(out)!r} is a folder", hint="give the checkpoint's file name, e.g. model.pt")
     ensure_writable_dir(out.parent)  # fail now, not after the training
     model_info(args.arch)
     config = train_config(args)

@@ -39,8 +39,11 @@ def load_report(run_dir: str | Path) -> dict[str, Any]:
         report = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, ValueError) as exc:
         raise InputError(f"cannot read {str(path)!r} as JSON ({exc})", hint="rerun the build") from None
-    if not isinstance(report, dict):
-        raise InputError(f"{str(path)!r} is not a deploypipe report", hint="rerun the build")
+    damaged = [k for k in ("dense", "pruned", "target") if not isinstance(report.get(k), dict)] \
+        if isinstance(report, dict) else ["the whole file"]
+    if damaged:  # the page would be all '?' (or fail part-way) and replace a good report.html
+        raise InputError(f"{str(path)!r} is not a deploypipe build report ({damaged[0]} is missing or not an "
+                         "object)", hint="rerun the build")
     return report
 
 

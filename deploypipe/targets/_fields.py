@@ -46,14 +46,15 @@ class Reader:
 
     def integer(self, key: str, default: int, *, minimum: int) -> int:
         value = self._get(key, default)
-        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-            self.fail(key, f"must be an integer >= {minimum}", value)
+        if isinstance(value, bool) or not isinstance(value, int) or not minimum <= value <= 2**31 - 1:
+            self.fail(key, f"must be an integer >= {minimum} and at most {2**31 - 1}", value)
         return value
 
     def number(self, key: str, default: float, *, minimum: float) -> float:
         value = self._get(key, default)
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= minimum:  # NaN too
-            self.fail(key, f"must be a number >= {minimum:g}", value)
+        # NaN fails `>=`; inf would pass any comparison it is used in (atol = inf passes anything)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not minimum <= value < float("inf"):
+            self.fail(key, f"must be a finite number >= {minimum:g}", value)
         return float(value)
 
     def choice(self, key: str, allowed: tuple[str, ...], default: str | None) -> Any:

@@ -4,6 +4,7 @@ own: this only builds torchrun's argument list. For several machines, call torch
 yourself (see the README, "Distributed fine-tuning")."""
 from __future__ import annotations
 
+import os
 from typing import Sequence
 
 from ..errors import InputError
@@ -43,6 +44,10 @@ def should_launch(nproc: int | None) -> bool:
     if DistEnv.from_environ() is not None:
         log.info("already started by torchrun: --nproc %d is ignored", nproc)
         return False
+    cores = os.cpu_count() or 1
+    if nproc > cores:  # 64 processes on 2 cores: a load of 48 and nothing gained
+        raise InputError(f"--nproc {nproc} starts more processes than this machine's {cores} cores",
+                         hint=f"use at most --nproc {cores}")
     return True
 
 

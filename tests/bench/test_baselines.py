@@ -89,6 +89,11 @@ def test_missing_and_bad_baselines(tmp_path):
     bad.write_text(json.dumps(data))
     with pytest.raises(InputError, match="is damaged"):
         load_run(bad)
+    data = make_run({"a": [1.0] * 3}).to_dict()
+    data["fingerprint"] = None  # was an internal error (AttributeError)
+    bad.write_text(json.dumps(data))
+    with pytest.raises(InputError, match="is damaged"):
+        load_run(bad)
 
 
 def test_a_json_output_serves_as_a_baseline(tmp_path):
