@@ -299,6 +299,23 @@ def _case_limits(name, files, tmp):
         (run / "report.json").write_text("{}" if name == "empty_report" else
                                          '{"dense": "x", "pruned": "y", "target": "z"}')
         return ["report", run], [run / "report.json"], "not a deploypipe build report"
+    if name == "quantize_precision_twice":  # --int8 silently overrode --precision fp16
+        return ["quantize", model_onnx, "-o", tmp / "q.onnx", "--dataset", "digits", "--precision", "fp16",
+                "--int8"], [model_onnx], "unrecognized arguments: --int8"
+    if name == "single_class_npz":  # trained a one-class 'classifier', exit 0
+        data = tmp / "one.npz"
+        np.savez(data, x=np.random.default_rng(0).random((20, 3, 8, 8), dtype=np.float32), y=np.zeros(20, int))
+        return ["train", "--arch", "test_resnet_cifar", "--dataset", f"npz:{data}", "--epochs", "1",
+                "-o", tmp / "t.pt"], [data], "single class"
+    if name == "probe_output_under_proc":  # refused after the whole probe
+        return ["lut", "--probe-multiple", "-o", "/proc/deploypipe-probe.json"], [], "cannot write"
+    if name == "probe_with_a_model":  # the model and --groups were ignored
+        return ["lut", model_onnx, "--probe-multiple"], [model_onnx], "not a model's groups"
+    if name == "baselines_under_proc":  # refused after timing the suite
+        suite = tmp / "s.toml"
+        suite.write_text('name = "s"\ntargets = ["cpu-batch32"]\nbatches = [8]\nrepeats = 3\n'
+                         '[[models]]\nzoo = "test_resnet_cifar"\nname = "r"\n')
+        return ["bench", suite, "--save", "x", "--baselines", "/proc/deploypipe-baselines"], [suite], "cannot write"
     raise AssertionError(name)
 
 
@@ -316,7 +333,9 @@ CASES += ISSUE_25 + ["shapes_unreadable", "shapes_wrong_input_name", "onnx_custo
                      "json_equal_to_output", "output_inside_the_dataset", "dataset_function_exits",
                      "dataset_function_empty", "symlink_loop", "huge_batch", "huge_learning_rate", "nan_tolerance",
                      "thousands_of_threads", "train_output_is_a_folder", "more_processes_than_cores",
-                     "infinite_tolerance_in_a_target", "empty_report", "report_of_strings"]
+                     "infinite_tolerance_in_a_target", "empty_report", "report_of_strings",
+                     "quantize_precision_twice", "single_class_npz", "probe_output_under_proc", "probe_with_a_model",
+                     "baselines_under_proc"]
 
 
 @pytest.mark.parametrize("name", CASES)

@@ -63,11 +63,15 @@ def add_model_loading(parser: argparse.ArgumentParser, *, input_shape: bool = Tr
     return g
 
 
-def add_target(parser: argparse.ArgumentParser, default: str = "cpu") -> None:
-    """--target and the overrides of its profile that trtexec users expect."""
+def add_target(parser: argparse.ArgumentParser, default: str = "cpu", *, overrides: bool = True,
+               help_: str | None = None) -> None:
+    """--target and the overrides of its profile that trtexec users expect (``overrides=False``
+    for a command that reads only the profile's settings and would ignore them)."""
     parser.add_argument("--target", default=default, metavar="PROFILE",
-                        help=f"target profile name or TOML path (default: {default}; "
+                        help=help_ or f"target profile name or TOML path (default: {default}; "
                         "see `deploypipe list targets`)")
+    if not overrides:
+        return
     g = parser.add_argument_group("target overrides")
     precision = g.add_mutually_exclusive_group()
     precision.add_argument("--fp16", dest="precision", action="store_const", const="fp16",

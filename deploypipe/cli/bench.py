@@ -40,13 +40,14 @@ def run(args: argparse.Namespace) -> int:
     from ..bench import BaselineStore, compare_runs, load_suite, resolve_target, run_suite
     from ..bench.baselines import check_name
     from ..bench.bench_summary import baseline_line, header_lines, notes, summary_line, table_lines
-    from ..utils.files import check_output_path, write_json
+    from ..utils.files import check_output_path, probe_writable, write_json
 
     suite = load_suite(args.suite)
     target = resolve_target(suite, args.target)
     store = BaselineStore(args.baselines)
     if args.save:
         check_name(args.save)
+        probe_writable(args.baselines, args.baselines)  # before the suite is timed, not after
     if args.json:
         check_output_path(args.json, args.suite)
     baseline, source = _baseline(args, store, target)  # refused before timing, not after

@@ -36,13 +36,16 @@ def run(args: argparse.Namespace) -> int:
     from ..utils.files import check_output_path, write_json
 
     target = target_from_args(args)
+    if args.output:  # before the timing, which takes minutes
+        check_output_path(args.output, args.model)
     if args.probe_multiple:
+        if args.model is not None or args.groups:
+            raise InputError("--probe-multiple times synthetic convolutions of the target, not a model's groups",
+                             hint="leave out the model and --groups, or leave out --probe-multiple")
         return _probe(target, args)
     if args.model is None:
         raise InputError("give the ONNX file to measure", hint="or use --probe-multiple to measure the "
                          "target's channel multiple")
-    if args.output:
-        check_output_path(args.output, args.model)
     analysis = analyse(load_onnx(check_onnx_file(args.model)))
     spec = TableSpec(step=args.step, groups=args.groups, use_cache=not args.no_cache)
     timer = TargetTimer(target, iterations=args.iterations)

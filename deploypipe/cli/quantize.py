@@ -18,7 +18,10 @@ def add_parser(sub) -> None:
     p.add_argument("-o", "--output", required=True, metavar="ONNX", help="where to write the quantized model")
     add_dataset(p, input_size=None)  # images for calibration and verification
     p.add_argument("--precision", choices=("int8", "fp16"), default="int8", help="default: int8")
-    add_target(p)
+    # the target only chooses the Q/DQ scheme (TensorRT's or ONNX Runtime's): its overrides
+    # (--fp16/--int8/--fp32, --shapes, --timing-cache) would be ignored, and --int8 overrode --precision
+    add_target(p, overrides=False, help_="the profile whose quantization scheme to follow (default: cpu; "
+               "see `deploypipe list targets`)")
     p.add_argument("--calibration-batches", type=positive_int, default=8,
                    help="training batches the int8 activation ranges are calibrated on (default 8)")
     p.add_argument("--batch-size", type=positive_int, default=64, help="calibration batch size (default 64)")

@@ -75,6 +75,9 @@ def load_dataset(spec: str, *, seed: int = 0, image_size: int | tuple[int, int] 
     name, arg = parse_spec(spec)
     raw = DATASETS.get(name)(arg, image_size=size)
     y = prepare.check_labels(raw.y, len(raw.x), f"dataset {spec!r}")
+    if len(np.unique(y)) < 2:  # folder: refused this itself; npz: and py: trained on it
+        raise InputError(f"dataset {spec!r} has a single class (label {int(y[0])})",
+                         hint="a classifier needs images of at least two classes")
     index = _split_index(raw, y, seed)
     index = tuple(stratified_subsample(ix, y, limit, seed + k) for k, ix in enumerate(index))
     index = shuffled(index, seed)
