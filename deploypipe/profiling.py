@@ -148,8 +148,9 @@ def check_onnx_file(path: str | Path) -> Path:
     except Exception:  # protobuf's DecodeError and friends
         model = None
     if model is None or not model.graph.node:
-        raise InputError(f"{str(path)!r} is not an ONNX model",
-                         hint="export a PyTorch checkpoint first with `deploypipe export`")
+        raise InputError(f"{str(path)!r} is not an ONNX model ("
+                         + ("it cannot be parsed)" if model is None else "its graph has no nodes)"),
+                         hint="give an ONNX file; a PyTorch checkpoint becomes one with `deploypipe export`")
     from .graph.load import check_finite
 
     check_finite(model, f"ONNX file {str(path)!r}")

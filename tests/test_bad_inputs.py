@@ -316,6 +316,13 @@ def _case_limits(name, files, tmp):
         suite.write_text('name = "s"\ntargets = ["cpu-batch32"]\nbatches = [8]\nrepeats = 3\n'
                          '[[models]]\nzoo = "test_resnet_cifar"\nname = "r"\n')
         return ["bench", suite, "--save", "x", "--baselines", "/proc/deploypipe-baselines"], [suite], "cannot write"
+    if name == "target_is_a_folder":  # was: 'does not exist'
+        (tmp / "t.toml").mkdir()
+        return ["profile", model_onnx, "--target", tmp / "t.toml"], [model_onnx], "is a folder"
+    if name == "onnx_without_nodes":  # was: 'export a PyTorch checkpoint first'
+        empty = tmp / "empty-graph.onnx"
+        onnx.save(helper.make_model(helper.make_graph([], "g", [], [])), str(empty))
+        return ["profile", empty], [empty], "its graph has no nodes"
     raise AssertionError(name)
 
 
@@ -335,7 +342,7 @@ CASES += ISSUE_25 + ["shapes_unreadable", "shapes_wrong_input_name", "onnx_custo
                      "thousands_of_threads", "train_output_is_a_folder", "more_processes_than_cores",
                      "infinite_tolerance_in_a_target", "empty_report", "report_of_strings",
                      "quantize_precision_twice", "single_class_npz", "probe_output_under_proc", "probe_with_a_model",
-                     "baselines_under_proc"]
+                     "baselines_under_proc", "target_is_a_folder", "onnx_without_nodes"]
 
 
 @pytest.mark.parametrize("name", CASES)

@@ -23,15 +23,20 @@ class TensorSpec:
         dims = list(self.shape)
         if not dims:
             return ()
+        if isinstance(dims[0], int) and dims[0] < 1:
+            raise InputError(f"input {self.name!r} has a batch dimension of {dims[0]}",
+                             hint="export the model again with a positive or a dynamic batch")
         if isinstance(dims[0], int) and dims[0] != batch:
             raise InputError(f"input {self.name!r} has a fixed batch of {dims[0]}, not {batch}",
-                             hint=f"use --batch {dims[0]} or export the model with a dynamic batch")
+                             hint=f"run it at batch {dims[0]} (--batch, --shapes, or a suite's batches), "
+                                  "or export the model with a dynamic batch")
         dims[0] = batch
         if sample_shape is not None:
             dims = self._override(dims, sample_shape)
         if not all(isinstance(d, int) for d in dims):
             raise InputError(f"input {self.name!r} has dynamic dimensions {tuple(self.shape)}",
-                             hint="give the per-sample shape in the target profile's input_shape")
+                             hint=f"give it with --shapes {self.name}:1x3x224x224 (your sizes), or as "
+                                  "input_shape in the target profile")
         return tuple(int(d) for d in dims)
 
     def _override(self, dims: list, sample_shape: tuple[int, ...]) -> list:

@@ -34,7 +34,7 @@ def python_source(arg: str | None, *, image_size: tuple[int, int] | None) -> Raw
     if not arg:
         raise InputError("dataset py: needs the function that returns the data",
                          hint="write --dataset py:mydata.py:load or py:package.module:load")
-    fn = load_callable(arg, option="--dataset py:", example="py:mydata.py:load")
+    fn = load_callable(arg, option="--dataset py:", example="mydata.py:load")
     spec = f"py:{arg}"
     try:
         obj = fn()

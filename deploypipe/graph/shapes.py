@@ -70,8 +70,9 @@ def _fix(vi: onnx.ValueInfoProto, shape: tuple[int, ...] | None, free: list[str]
             d.dim_value = int(n)
         return
     if any(not f.startswith("dim 0") for f in free):
+        # a dynamic channel dim (of an NCHW image) is 3 in the example, the spatial ones 224
         example = "x".join(str(d.dim_value) if d.HasField("dim_value") and d.dim_value > 0 else "1" if i == 0
-                           else "224" for i, d in enumerate(dims))
+                           else "3" if i == 1 and len(dims) == 4 else "224" for i, d in enumerate(dims))
         raise InputError(f"input {vi.name!r} of {what} has dynamic {', '.join(free)}, so its MACs and shapes "
                          "are unknown", hint=f"give the sizes, e.g. --shapes {vi.name}:{example}")
     if free:  # the batch alone: one image

@@ -45,7 +45,8 @@ def with_batch(model: onnx.ModelProto, batch: int,
             elif not d.HasField("dim_value"):
                 if sample_shape is None or len(sample_shape) != len(dims) - 1:
                     raise InputError(f"input {vi.name!r} has a dynamic dimension {i}",
-                                     hint="give the per-sample shape in the target profile's input_shape")
+                                     hint=f"give it with --shapes {vi.name}:1x3x224x224 (your sizes), or as "
+                                          "input_shape in the target profile")
                 d.Clear()
                 d.dim_value = int(sample_shape[i - 1])
     for vi in out.graph.output:

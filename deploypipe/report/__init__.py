@@ -32,7 +32,7 @@ JSON_FILE = "report.json"
 
 def load_report(run_dir: str | Path) -> dict[str, Any]:
     """``report.json`` of a run directory."""
-    path = Path(run_dir) / JSON_FILE
+    path = run_folder(run_dir) / JSON_FILE
     if not path.is_file():
         raise InputError(f"{str(path)!r} does not exist", hint="give the run directory of a `deploypipe build`")
     try:
@@ -67,8 +67,14 @@ def render_html(report: dict[str, Any], run_dir: str | Path | None = None) -> st
 
 def write_html_report(run_dir: str | Path) -> Path:
     """Write ``report.html`` into ``run_dir`` from its ``report.json`` (atomically)."""
-    folder = Path(run_dir)
+    folder = run_folder(run_dir)
     return write_text(folder / HTML_FILE, render_html(load_report(folder), folder))
+
+
+def run_folder(run_dir: str | Path) -> Path:
+    """The run folder, also when its report.json is what was named."""
+    path = Path(run_dir)
+    return path.parent if path.name == JSON_FILE and path.is_file() else path
 
 
 def write_build_report(run_dir: str | Path, report: BuildReport) -> Path | None:

@@ -23,9 +23,10 @@ def load_callable(spec: str, *, option: str, example: str) -> Callable[..., Any]
     """The callable ``spec`` names; ``option`` and ``example`` word the errors (``--arch``,
     ``mynets.resnet:build``)."""
     where, _, attr = spec.rpartition(":")
-    if not where or not attr:
-        raise InputError(f"{option} {spec!r} is not of the form package.module:name or file.py:name",
-                         hint=f"e.g. {option} {example}")
+    if not where or not attr:  # `--dataset py:` takes its spec without a space
+        said, eg = ((f"{option}{spec}", f"{option}{example}") if option.endswith(":")
+                    else (f"{option} {spec}", f"{option} {example}"))
+        raise InputError(f"{said!r} is not of the form package.module:name or file.py:name", hint=f"e.g. {eg}")
     obj: Any = _load_file(where, spec, option) if _is_file(where) else _import(where, spec, option)
     for part in attr.split("."):
         if not hasattr(obj, part):

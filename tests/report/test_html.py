@@ -130,6 +130,8 @@ def test_report_command_rebuilds_the_page(run_dir, capsys):
     again = (run_dir / "report.html").read_text()
     assert Page(again).section_ids() == list(SECTIONS)
     assert len(Page(again).all("img")) == len(Page(first).all("img")) == 3
+    (run_dir / "report.html").unlink()  # naming the report.json rebuilds the same page (was: not found)
+    assert main(["report", str(run_dir / "report.json")]) == 0 and (run_dir / "report.html").is_file()
 
 
 def test_report_command_on_a_folder_without_report_json(tmp_path, capsys):
