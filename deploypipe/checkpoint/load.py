@@ -85,7 +85,13 @@ def _checkpoint(ckpt: Mapping[str, Any], path: Path, arch: str | None, kwargs: d
         raise InputError(f"{str(path)!r} names architecture {saved_arch!r}, which is not in the zoo and would be "
                          "imported as code", hint=f"pass --arch {saved_arch} to confirm that you want to import it")
     if arch is None or arch == saved_arch:
-        arch, kwargs = saved_arch, {**dict(ckpt.get("arch_kwargs") or {}), **kwargs}
+        saved = dict(ckpt.get("arch_kwargs") or {})
+        clash = next((k for k, v in kwargs.items() if k in saved and saved[k] != v), None)
+        if clash:  # the weights follow the checkpoint's shapes: the option would be ignored
+            flag = "--" + clash.replace("_", "-")
+            raise InputError(f"{str(path)!r} records {clash}={saved[clash]!r}, and {flag} {kwargs[clash]} "
+                             "contradicts it", hint=f"leave {flag} out: a deploypipe checkpoint says its architecture")
+        arch, kwargs = saved_arch, {**saved, **kwargs}
     metadata = dict(ckpt.get("metadata") or {})
     return _rebuild(sd, path, arch, kwargs, metadata, "deploypipe")
 
