@@ -325,6 +325,9 @@ def _case_limits(name, files, tmp):
         return ["profile", empty], [empty], "its graph has no nodes"
     if name == "num_classes_against_the_checkpoint":  # was ignored, with 'rebuilt 1 layer(s)'
         return ["export", ckpt, "-o", tmp / "x.onnx", "--num-classes", "5"], [ckpt], "contradicts it"
+    if name == "negative_seed":  # numpy's ValueError, an internal error
+        return ["shrink", model_onnx, "-o", tmp / "y.onnx", "--ratio", "0.3", "--seed", "-1"], [model_onnx], \
+            "must be from 0 to"
     raise AssertionError(name)
 
 
@@ -345,7 +348,7 @@ CASES += ISSUE_25 + ["shapes_unreadable", "shapes_wrong_input_name", "onnx_custo
                      "infinite_tolerance_in_a_target", "empty_report", "report_of_strings",
                      "quantize_precision_twice", "single_class_npz", "probe_output_under_proc", "probe_with_a_model",
                      "baselines_under_proc", "target_is_a_folder", "onnx_without_nodes",
-                     "num_classes_against_the_checkpoint"]
+                     "num_classes_against_the_checkpoint", "negative_seed"]
 
 
 @pytest.mark.parametrize("name", CASES)

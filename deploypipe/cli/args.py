@@ -162,6 +162,14 @@ def non_negative_int(text: str) -> int:
     return v
 
 
+def seed(text: str) -> int:
+    """A random seed: an integer from 0 to 2^32 - 1 (numpy refuses negatives, torch overflows)."""
+    v = _number(text, int, "an integer")
+    if not 0 <= v < 2**32:
+        raise argparse.ArgumentTypeError(f"{text!r} must be from 0 to {2**32 - 1}")
+    return v
+
+
 def positive_int(text: str) -> int:
     return _nonzero(non_negative_int(text), text)
 
@@ -271,7 +279,7 @@ def add_training(parser: argparse.ArgumentParser, *, epochs: int | None = None, 
                    "(default: none; flipping is wrong for digits and text)")
     g.add_argument("--max-steps-per-epoch", type=positive_int, metavar="N",
                    help="cap the optimizer steps of each epoch (for quick runs)")
-    g.add_argument("--seed", type=int, default=0, help="seed of data split, order and init (default: 0)")
+    g.add_argument("--seed", type=seed, default=0, help="seed of data split, order and init (default: 0)")
     g.add_argument("--device", metavar="DEVICE", default=None,
                    help="train on cpu, cuda or cuda:N (default: the CPU); on a GPU the data stays on it "
                    "and the model runs channels-last")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from .args import add_json_out, add_target, non_negative_float, positive_int, target_from_args
+from .args import add_json_out, add_target, non_negative_float, positive_int, seed, target_from_args
 
 def add_parser(subparsers) -> None:
     from ..backends.runtimes import RUNTIMES
@@ -28,7 +28,7 @@ def add_parser(subparsers) -> None:
     p.add_argument("--batch", type=positive_int, help="batch of the inputs (default: the model's "
                    "fixed batch, else the target's, at least 2)")
     p.add_argument("--trials", type=positive_int, default=3, help="seeded inputs (default: 3)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the first input (default: 0)")
+    p.add_argument("--seed", type=seed, default=0, help="seed of the first input (default: 0)")
     p.add_argument("--atol", type=non_negative_float, help="absolute tolerance (default: the target's)")
     p.add_argument("--rtol", type=non_negative_float, help="relative tolerance (default: the target's)")
     p.add_argument("--cache-dir", metavar="DIR", help="engine and timing caches (default: "

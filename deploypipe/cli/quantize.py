@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from .args import add_dataset, add_json_out, add_target, positive_int
+from .args import add_dataset, add_json_out, add_target, positive_int, seed
 
 
 def add_parser(sub) -> None:
@@ -32,7 +32,7 @@ def add_parser(sub) -> None:
                    "that help most (default 3; 0: none)")
     p.add_argument("--verify-images", type=positive_int, default=2000, metavar="N",
                    help="held-out test images to compare on (default 2000)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=seed, default=0)
     p.add_argument("--no-verify", action="store_true", help="write the result even if it misses its tolerance")
     add_json_out(p)
     p.set_defaults(func=run)

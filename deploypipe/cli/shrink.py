@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 from ..errors import InputError, UnsupportedError
-from .args import add_json_out, add_shapes, fraction, positive_int
+from .args import add_json_out, add_shapes, fraction, positive_int, seed
 
 
 def add_parser(sub) -> None:
@@ -23,7 +23,7 @@ def add_parser(sub) -> None:
                    help="weight-only criterion for --ratio (default l1)")
     p.add_argument("--round-to", type=positive_int, default=1, metavar="N",
                    help="keep a multiple of N channels per group (hardware-friendly widths)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=seed, default=0)
     p.add_argument("--verify", action="store_true",
                    help="run the oracle: compare with the original whose dropped channels are dead")
     add_shapes(p)
