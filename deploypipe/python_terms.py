@@ -18,14 +18,22 @@ _BUDGET_FLAGS = {"latency-ratio": "latency", "latency-budget": "latency", "macs-
                  "params-budget": "params", "ratio": "ratio"}
 _VALUE = r"(?: (\d[\w]*(?:\.\w+)*))?"  # a budget's value, when the sentence gives one
 _SWITCHES = {"trust_model", "distill", "amp", "progress"}  # flags without a value: keyword=True
-_WORDS = {"a", "and", "as", "for", "if", "in", "is", "of", "on", "only", "or", "out", "the", "to", "with"}
+_WORDS = {"a", "also", "and", "as", "at", "be", "but", "by", "first", "for", "from", "if", "in", "instead", "is",
+          "it", "not", "of", "on", "only", "or", "out", "so", "than", "that", "the", "this", "to", "too", "when",
+          "with"}
+_QUOTED = re.compile(r"('[^']*')")  # the user's own text (a path, a spec): never rewritten
 
 
 def in_python_terms(text: str, keywords: Iterable[str]) -> str:
-    """``text`` with each ``--flag`` that has a keyword among ``keywords`` written as that keyword."""
+    """``text`` with each ``--flag`` that has a keyword among ``keywords`` written as that keyword
+    (outside quoted text, which is the caller's own)."""
     keywords = set(keywords)
+    return "".join(part if _QUOTED.fullmatch(part) else _rewrite(part, keywords) for part in _QUOTED.split(text))
+
+
+def _rewrite(text: str, keywords: set[str]) -> str:
     data = "train_loader= (or dataset=)" if "dataset" in keywords else "train_loader="
-    text = re.sub(r"--dataset(?: NAME)?(?:,? e\.g\. --dataset \w+)?(?: \(see `deploypipe list datasets`\))?",
+    text = re.sub(r"--dataset(?: NAME)?(?:,? e\.g\. --dataset \w+)?(?: \(see `deploypipe list datasets`\))?(?![ \w]*:)",
                   data, text)
     text = re.sub(r"--input-size and --in-channels|--input-shape|--input-size", "example_inputs=", text)
     if "budget" in keywords:
@@ -44,6 +52,7 @@ def in_python_terms(text: str, keywords: Iterable[str]) -> str:
             return f"{name}={value}" if re.fullmatch(r"[\d.]+", value) else f"{name}={value!r}"
         return f"{name}=" + (f" {value}" if value else "")
 
+    # a value follows a space, or directly after `py:`-style flags (--dataset py:mydata.py:load)
     return re.sub(r"(?<![\w-])--([a-z][a-z0-9-]*)(?: ([\w:-]+(?:\.[\w:-]+)*))?", keyword, text)
 
 

@@ -325,6 +325,21 @@ def _case_limits(name, files, tmp):
         return ["profile", empty], [empty], "its graph has no nodes"
     if name == "num_classes_against_the_checkpoint":  # was ignored, with 'rebuilt 1 layer(s)'
         return ["export", ckpt, "-o", tmp / "x.onnx", "--num-classes", "5"], [ckpt], "contradicts it"
+    if name in ("output_replaces_a_dataset_image", "run_folder_inside_the_dataset"):
+        root = tmp / "DS"
+        for cls in "ab":
+            (root / cls).mkdir(parents=True)
+            for i in range(3):
+                np.save(root / cls / f"{i}.npy", np.zeros(1))  # any file: only the paths matter here
+        if name == "output_replaces_a_dataset_image":
+            return ["train", "--arch", "test_resnet_cifar", "--epochs", "1", "--dataset", f"folder:{root}",
+                    "-o", root / "a" / "0.npy"], [root / "a" / "0.npy"], "is a file of the input folder"
+        return ["build", ckpt, "--dataset", f"folder:{root}", "-o", root / "run"], [ckpt], "would add a folder"
+    if name == "torchscript_build":  # crashed in the export after pruning (or said 'pass arch=')
+        scripted = tmp / "ts.pt"
+        torch.jit.trace(torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3), torch.nn.ReLU(), torch.nn.Conv2d(8, 4, 3)),
+                        torch.randn(1, 3, 16, 16)).save(str(scripted))
+        return ["build", scripted, "--ratio", "0.3", "-o", tmp / "run"], [scripted], "cannot be pruned"
     if name == "negative_seed":  # numpy's ValueError, an internal error
         return ["shrink", model_onnx, "-o", tmp / "y.onnx", "--ratio", "0.3", "--seed", "-1"], [model_onnx], \
             "must be from 0 to"
@@ -348,7 +363,8 @@ CASES += ISSUE_25 + ["shapes_unreadable", "shapes_wrong_input_name", "onnx_custo
                      "infinite_tolerance_in_a_target", "empty_report", "report_of_strings",
                      "quantize_precision_twice", "single_class_npz", "probe_output_under_proc", "probe_with_a_model",
                      "baselines_under_proc", "target_is_a_folder", "onnx_without_nodes",
-                     "num_classes_against_the_checkpoint", "negative_seed"]
+                     "num_classes_against_the_checkpoint", "negative_seed", "output_replaces_a_dataset_image",
+                     "run_folder_inside_the_dataset", "torchscript_build"]
 
 
 @pytest.mark.parametrize("name", CASES)

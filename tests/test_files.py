@@ -61,3 +61,17 @@ def test_non_finite_constant_nodes_are_refused_with_the_count():
     with pytest.raises(InputError, match="has 3 NaN or infinite values in weight 'c'"):
         check_finite(model, "the model")
     check_finite(onnx.ModelProto(), "an empty model")
+
+
+def test_an_output_inside_an_input_folder_may_be_new_but_never_replaces_or_adds_a_class(tmp_path):
+    from deploypipe.errors import InputError
+    from deploypipe.utils.files import check_output_path
+
+    data = tmp_path / "data"
+    (data / "a").mkdir(parents=True)
+    (data / "a" / "0.png").write_bytes(b"x")
+    assert check_output_path(data / "model.pt", data) == data / "model.pt"  # a new file beside the classes
+    with pytest.raises(InputError, match="is a file of the input folder"):
+        check_output_path(data / "a" / "0.png", data)
+    with pytest.raises(InputError, match="would add a folder"):
+        check_output_path(data / "run", data)  # a build's run folder: a new class

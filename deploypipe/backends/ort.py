@@ -38,17 +38,22 @@ _NUMPY_TYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16,
 MAX_THREADS_PER_CORE = 4  # more only oversubscribes the machine (and thousands stall the session's start)
 
 
+def check_threads(target: TargetProfile) -> None:
+    """Refuse more threads than MAX_THREADS_PER_CORE per core (100000 hung the session's start)."""
+    cores, asked = os.cpu_count() or 1, max(target.threads, target.inter_op_threads)
+    if asked > MAX_THREADS_PER_CORE * cores:
+        raise InputError(f"target {target.name!r} asks for {asked} threads, more than {MAX_THREADS_PER_CORE} per "
+                         f"core of this machine's {cores}", hint=f"use at most {MAX_THREADS_PER_CORE * cores} threads, "
+                         f"{cores} to use each core once (0: ONNX Runtime's default)")
+
+
 def session_options(target: TargetProfile, *,
                     profile_prefix: str | None = None) -> "onnxruntime.SessionOptions":
     """ONNX Runtime session options for ``target``: threads, optimisation level, and no CPU
     fallback when GPU providers are requested (a GPU run must never silently use the CPU)."""
     import onnxruntime as ort
 
-    cores = os.cpu_count() or 1
-    if max(target.threads, target.inter_op_threads) > MAX_THREADS_PER_CORE * cores:  # 100000 hung ORT's start
-        raise InputError(f"target {target.name!r} asks for {max(target.threads, target.inter_op_threads)} threads, "
-                         f"more than {MAX_THREADS_PER_CORE} per core of this machine's {cores}",
-                         hint=f"use at most {cores} threads (0: ONNX Runtime's default)")
+    check_threads(target)
     so = ort.SessionOptions()
     so.intra_op_num_threads = target.threads
     so.inter_op_num_threads = target.inter_op_threads

@@ -40,8 +40,10 @@ class LoadedModel:
 
 def load_model(path: str | os.PathLike, *, arch: str | None = None, arch_kwargs: Mapping[str, Any] | None = None,
                trust_model: bool = False) -> LoadedModel:
-    """Load ``path``; ``arch``/``arch_kwargs`` build the model for a plain state_dict (or
-    override a checkpoint's own). The file is only read, never changed."""
+    """Load ``path``; ``arch``/``arch_kwargs`` build the model for a plain state_dict (a
+    deploypipe checkpoint's own architecture may be named again, or another given with
+    ``arch``; ``arch_kwargs`` that contradict the ones it records are refused). The file is
+    only read, never changed."""
     path = Path(path)
     kind = sniff(path)
     if kind == TORCHSCRIPT:
@@ -89,8 +91,9 @@ def _checkpoint(ckpt: Mapping[str, Any], path: Path, arch: str | None, kwargs: d
         clash = next((k for k, v in kwargs.items() if k in saved and saved[k] != v), None)
         if clash:  # the weights follow the checkpoint's shapes: the option would be ignored
             flag = "--" + clash.replace("_", "-")
-            raise InputError(f"{str(path)!r} records {clash}={saved[clash]!r}, and {flag} {kwargs[clash]} "
-                             "contradicts it", hint=f"leave {flag} out: a deploypipe checkpoint says its architecture")
+            raise InputError(f"{str(path)!r} records {clash}={saved[clash]!r}, and {kwargs[clash]!r} was given "
+                             f"({flag}), which contradicts it",
+                             hint=f"leave {flag} out: a deploypipe checkpoint says its architecture")
         arch, kwargs = saved_arch, {**saved, **kwargs}
     metadata = dict(ckpt.get("metadata") or {})
     return _rebuild(sd, path, arch, kwargs, metadata, "deploypipe")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import errno
 import importlib
 import os
 import sys
@@ -116,7 +117,7 @@ def _said(exc: BaseException) -> int | None:
         return _interrupted()
     if isinstance(exc, MemoryError) or _is_out_of_memory(exc):  # torch and ONNX Runtime say it their own way
         return error("out of memory; use a smaller batch, input size or model.")
-    if isinstance(exc, OSError) and exc.filename is not None:  # a path the system refuses (too long, ...)
+    if isinstance(exc, OSError) and exc.filename is not None and exc.errno in _PATH_ERRORS:  # the user's path
         return error(f"cannot use {str(exc.filename)!r}: {exc.strerror or exc}; check the path.")
     if isinstance(exc, RuntimeError) and str(exc).startswith("Symlink loop from "):  # pathlib's resolve()
         return error(f"{str(exc)[len('Symlink loop from '):]} is a symlink loop; check the path.")
@@ -129,6 +130,9 @@ def _internal_error(exc: BaseException) -> int:
     return 3
 
 
+# what the system says of a path the user gave (other OSErrors stay internal: they may be our bug)
+_PATH_ERRORS = {errno.ENAMETOOLONG, errno.ELOOP, errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC,
+                errno.EISDIR, errno.ENOTDIR, errno.ENOENT}
 _OUT_OF_MEMORY = ("can't allocate memory", "failed to allocate memory", "out of memory", "bad_alloc")
 
 

@@ -24,8 +24,8 @@ def add_parser(sub) -> None:
         "build", help="prune, fine-tune, export, verify and profile a model for a target",
         description="Prune MODEL on exact channel groups to a budget, fine-tune it, export dense and "
         "pruned ONNX, verify both against PyTorch and the surgery oracle, and profile them on the "
-        "target. MODEL is a checkpoint (.pt, .pth, .pt2, TorchScript), an ONNX file (weight-only "
-        "pruning, no training), or zoo:NAME to train a zoo architecture on --dataset first.")
+        "target. MODEL is a checkpoint (.pt, .pth; not a compiled TorchScript or .pt2 program), an ONNX "
+        "file (weight-only pruning, no training), or zoo:NAME to train a zoo architecture on --dataset first.")
     p.add_argument("model", help="checkpoint, ONNX file, or zoo:NAME (see `deploypipe list archs`)")
     p.add_argument("-o", "--output", required=True, metavar="RUN_DIR", help="run directory to write")
     add_target(p)

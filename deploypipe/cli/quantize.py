@@ -42,12 +42,9 @@ def run(args: argparse.Namespace) -> int:
     from ..quantize import QuantizeConfig, model_size, quantize_file, scheme_for
     from ..targets import load_target
     from ..data.registry import dataset_path
-    from ..utils.files import check_distinct_outputs, check_output_path, write_json
+    from ..utils.files import check_result_and_json, write_json
 
-    check_output_path(args.output, args.model, dataset_path(args.dataset))
-    if args.json:
-        check_distinct_outputs(**{"-o": args.output, "--json": args.json})
-        check_output_path(args.json, args.model, dataset_path(args.dataset))
+    check_result_and_json(args.output, args.json, args.model, dataset_path(args.dataset))
     config = QuantizeConfig(precision=args.precision, calibration_batches=args.calibration_batches,
                             batch_size=args.batch_size, scheme=scheme_for(load_target(args.target)),
                             keep_fp32=tuple(n.strip() for n in args.keep_fp32.split(",") if n.strip()),

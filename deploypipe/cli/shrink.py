@@ -72,14 +72,11 @@ def run(args: argparse.Namespace) -> int:
     from ..errors import VerificationError
     from ..graph import analyse, load_onnx, save_onnx, shrink, verify_shrink
     from ..prune.plan import plan_drop
-    from ..utils.files import check_distinct_outputs, check_output_path, write_json
+    from ..utils.files import check_result_and_json, write_json
 
     if args.drop:
         _refuse_plan_options(args)
-    check_output_path(args.output, args.model, args.drop)
-    if args.json:
-        check_distinct_outputs(**{"-o": args.output, "--json": args.json})
-        check_output_path(args.json, args.model, args.drop)
+    check_result_and_json(args.output, args.json, args.model, args.drop)
     start = time.perf_counter()
     from ..graph.shapes import with_static_shapes
 

@@ -120,7 +120,7 @@ def dataset_path(spec: str | None) -> Path | None:
         return None
     if name == "py":
         arg = arg.rpartition(":")[0] or arg
-    path = Path(arg.split(",")[0]) if name != "folder" else Path(arg)
+    path = (Path(arg.split(",")[0]) if name != "folder" else Path(arg)).expanduser()
     return path if path.exists() else None
 
 

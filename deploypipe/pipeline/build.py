@@ -59,6 +59,9 @@ def build_with_model(config: BuildConfig) -> tuple[BuildReport, Any]:
 
     target = load_target(config.target)
     backend_for_target(target)  # no GPU for a GPU target: fail now, before any training
+    from ..backends.ort import check_threads
+
+    check_threads(target)  # the same for a thread count ONNX Runtime cannot start
     on_disk = not config.model.from_zoo and config.model.module is None
     from ..data.registry import dataset_path
 
@@ -272,11 +275,16 @@ class _TorchBuild:
         kwargs = {k: v for k, v in (("num_classes", source.num_classes), ("in_channels", source.in_channels))
                   if v is not None}
         loaded = load_model(source.path, arch=source.arch, arch_kwargs=kwargs or None, trust_model=source.trust_model)
+        if loaded.source_format in ("torchscript", "torch.export"):  # compiled: its layers cannot be resized
+            raise InputError(f"{source.path!r} is a {loaded.source_format} program, whose layers cannot be pruned "
+                             "in PyTorch", hint="give its checkpoint or state_dict (with --arch), or build from its "
+                             "ONNX export (`deploypipe export`, then `deploypipe build model.onnx`)")
         norm = loaded.metadata.get("normalize") or {}
         if norm.get("mean") and norm.get("std"):
             self._stored_normalisation = (tuple(norm["mean"]), tuple(norm["std"]))
         # a whole module unpickled (--trust-model) names no architecture: its class rebuilds it
-        arch = {"name": loaded.arch, "kwargs": loaded.arch_kwargs} if loaded.arch else _class_arch(loaded.model)
+        arch = ({"name": loaded.arch, "kwargs": loaded.arch_kwargs} if loaded.arch
+                else _class_arch(loaded.model) if loaded.source_format == "pickled_module" else None)
         shape = source.input_shape or loaded.input_shape  # example_inputs from Python, else what the file says
         if source.input_size and shape:
             shape = (shape[0], source.input_size, source.input_size)

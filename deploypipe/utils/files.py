@@ -144,8 +144,7 @@ def check_output_path(out: str | os.PathLike, *inputs: str | os.PathLike | None)
             continue
         inp = Path(inp)
         if inp.is_dir() and out.resolve().is_relative_to(inp.resolve()):
-            raise InputError(f"output path {str(out)!r} is inside the input folder {str(inp)!r}",
-                             hint="write the result outside it so that the input is kept")
+            _check_in_folder(out, inp)
         for read, what in _read_by(inp, out):
             if out.resolve() == read.resolve() or (out.exists() and read.exists() and _same_file(out, read)):
                 raise InputError(f"output path {str(out)!r} is {what}",
@@ -156,6 +155,17 @@ def check_output_path(out: str | os.PathLike, *inputs: str | os.PathLike | None)
         _check_replaceable(out)
     probe_writable(out if out.is_dir() else out.parent, out)
     return out
+
+
+def _check_in_folder(out: Path, folder: Path) -> None:
+    """An output inside an input folder (a dataset's) may be a new file beside its images, but
+    must not replace one of its files, nor add a folder beside its class folders (a new class)."""
+    if out.exists() and out.resolve() != folder.resolve():
+        raise InputError(f"output path {str(out)!r} is a file of the input folder {str(folder)!r}",
+                         hint="write the result to a new path so that the input is kept")
+    if out.resolve() == folder.resolve() or (out.resolve().parent == folder.resolve() and not out.suffix):
+        raise InputError(f"output path {str(out)!r} would add a folder to the input folder {str(folder)!r} "
+                         "(a new class of its images)", hint="write the result outside that folder")
 
 
 def _read_by(inp: Path, out: Path) -> list[tuple[Path, str]]:
@@ -181,6 +191,15 @@ def external_data_files(model_path: Path) -> list[Path]:
         if t.data_location == onnx.TensorProto.EXTERNAL:
             names.update(e.value for e in t.external_data if e.key == "location")
     return [model_path.parent / n for n in sorted(names)]
+
+
+def check_result_and_json(output: str | os.PathLike, json_out: str | os.PathLike | None,
+                          *inputs: str | os.PathLike | None) -> None:
+    """A command's ``-o`` and ``--json``, both checked before any work, and not one path."""
+    check_output_path(output, *inputs)
+    if json_out:
+        check_distinct_outputs(**{"-o": output, "--json": json_out})
+        check_output_path(json_out, *inputs)
 
 
 def check_distinct_outputs(**outputs: str | os.PathLike | None) -> None:
