@@ -35,8 +35,7 @@ class TensorSpec:
             dims = self._override(dims, sample_shape)
         if not all(isinstance(d, int) for d in dims):
             raise InputError(f"input {self.name!r} has dynamic dimensions {tuple(self.shape)}",
-                             hint=f"give it with --shapes {self.name}:1x3x224x224 (your sizes), or as "
-                                  "input_shape in the target profile")
+                             hint=dynamic_dims_hint(self.name))
         return tuple(int(d) for d in dims)
 
     def _override(self, dims: list, sample_shape: tuple[int, ...]) -> list:
@@ -68,3 +67,9 @@ def random_feeds(specs: Sequence[TensorSpec], batch: int, *, seed: int = 0,
             raise InputError(f"input {spec.name!r} has dtype {spec.dtype}, which deploypipe "
                              "cannot fill with random data", hint="use float or integer inputs")
     return feeds
+
+
+def dynamic_dims_hint(name: str) -> str:
+    """How to give the sizes of an input with dynamic dims (one wording for every command)."""
+    return f"give them with --shapes {name}:1x3x224x224 (your sizes), or as input_shape in the target profile"
+

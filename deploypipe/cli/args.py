@@ -5,6 +5,7 @@ import argparse
 import re
 
 from ..errors import InputError
+from ..utils.checks import LARGEST_FLOAT, LARGEST_INT
 
 _SHAPE_ITEM = re.compile(r"""\s*(?:(?:'(?P<quoted>[^']+)'|(?P<name>[^,;\s\[\]']+?)):)?
                           (?:\[(?P<list>[^\]]*)\]|(?P<dims>\d+(?:x\d+)*))
@@ -149,8 +150,6 @@ def _number(text: str, kind: type, what: str):
         raise argparse.ArgumentTypeError(f"{text!r} is not {what}") from None
 
 
-LARGEST_INT = 2**31 - 1  # a count, size or index past this overflows the libraries below (ORT, torch)
-LARGEST_FLOAT = 3.4e38  # float32's range: a learning rate or tolerance past it overflows in torch
 
 
 def non_negative_int(text: str) -> int:

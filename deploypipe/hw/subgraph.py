@@ -17,6 +17,7 @@ import numpy as np
 import onnx
 from onnx import helper
 
+from ..backends.feeds import dynamic_dims_hint
 from ..errors import InputError
 from ..graph import Analysis, ChannelGroup, analyse, shrink
 from ..graph.normalize import infer_inplace
@@ -45,8 +46,7 @@ def with_batch(model: onnx.ModelProto, batch: int,
             elif not d.HasField("dim_value"):
                 if sample_shape is None or len(sample_shape) != len(dims) - 1:
                     raise InputError(f"input {vi.name!r} has a dynamic dimension {i}",
-                                     hint=f"give it with --shapes {vi.name}:1x3x224x224 (your sizes), or as "
-                                          "input_shape in the target profile")
+                                     hint=dynamic_dims_hint(vi.name))
                 d.Clear()
                 d.dim_value = int(sample_shape[i - 1])
     for vi in out.graph.output:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any, Iterable, Mapping, NoReturn
 
 from ..errors import InputError
+from ..utils.checks import LARGEST_INT
 
 _MISSING = object()
 
@@ -46,8 +47,8 @@ class Reader:
 
     def integer(self, key: str, default: int, *, minimum: int) -> int:
         value = self._get(key, default)
-        if isinstance(value, bool) or not isinstance(value, int) or not minimum <= value <= 2**31 - 1:
-            self.fail(key, f"must be an integer >= {minimum} and at most {2**31 - 1}", value)
+        if isinstance(value, bool) or not isinstance(value, int) or not minimum <= value <= LARGEST_INT:
+            self.fail(key, f"must be an integer >= {minimum} and at most {LARGEST_INT}", value)
         return value
 
     def number(self, key: str, default: float, *, minimum: float) -> float:

@@ -5,6 +5,9 @@ from typing import Any
 
 from ..errors import InputError
 
+LARGEST_INT = 2**31 - 1  # a count, size or index past this overflows the libraries below (ORT, torch)
+LARGEST_FLOAT = 3.4e38  # float32's range: a learning rate or tolerance past it overflows in torch
+
 
 def _number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
